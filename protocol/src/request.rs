@@ -1,0 +1,180 @@
+//! `Request`: every request a client may send, typed.
+
+use crate::decode::Frame;
+use crate::error::RequestError;
+use crate::header::{Flags, RequestId};
+use crate::limits::Limits;
+use crate::msg::{self, Reader};
+use crate::opcode::{Opcode, Status};
+use bytes::{Bytes, BytesMut};
+
+/// A decoded request. Keys and values are slices of the frame they came in.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use switchboard_protocol::{Request, RequestId};
+///
+/// let mut buf = BytesMut::new();
+/// Request::Put { key: "k".into(), value: "v".into(), ttl_ms: 0 }.encode(RequestId(1), &mut buf);
+/// assert_eq!(&buf[..], b"\x00\x00\x00\x10\x01\x11\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01kv");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Negotiate version and features.
+    Hello {
+        /// Highest version the client speaks.
+        max_version: u8,
+        /// Feature bits the client wants.
+        features: u32,
+        /// Reserved for authentication.
+        token: Bytes,
+    },
+    /// Liveness check.
+    Ping {
+        /// Echoed back.
+        payload: Bytes,
+    },
+    /// Server counters.
+    Stats,
+    /// Read a record.
+    Get {
+        /// The key.
+        key: Bytes,
+    },
+    /// Create or replace a record.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+        /// Reserved: time to live in milliseconds, 0 = never expires.
+        ttl_ms: u32,
+    },
+    /// Remove a record.
+    Delete {
+        /// The key.
+        key: Bytes,
+        /// Only delete at this version; 0 = any version.
+        expected: u64,
+    },
+    /// Write only at an expected version.
+    Cas {
+        /// The key.
+        key: Bytes,
+        /// The version the record must have; 0 = the record must not exist.
+        expected: u64,
+        /// The new value.
+        value: Bytes,
+        /// Reserved: time to live in milliseconds, 0 = never expires.
+        ttl_ms: u32,
+    },
+    /// List records under a prefix.
+    Scan {
+        /// Only keys starting with this (empty = all keys).
+        prefix: Bytes,
+        /// Start after this key; empty = from the start.
+        cursor: Bytes,
+        /// Most entries wanted; 0 = the server's default.
+        limit: u16,
+    },
+}
+
+impl Request {
+    /// The opcode this request travels under.
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Hello { .. } => Opcode::HELLO,
+            Request::Ping { .. } => Opcode::PING,
+            Request::Stats => Opcode::STATS,
+            Request::Get { .. } => Opcode::GET,
+            Request::Put { .. } => Opcode::PUT,
+            Request::Delete { .. } => Opcode::DELETE,
+            Request::Cas { .. } => Opcode::CAS,
+            Request::Scan { .. } => Opcode::SCAN,
+        }
+    }
+
+    /// True for requests that change the store.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Put { .. } | Request::Delete { .. } | Request::Cas { .. }
+        )
+    }
+
+    /// Parses a request out of a whole frame.
+    ///
+    /// # Errors
+    /// `UNKNOWN_OPCODE` for opcodes this version does not serve (including reserved
+    /// ones); `BAD_REQUEST` for a set flag, a non-zero status byte or a body that does
+    /// not match the layout; `KEY_TOO_LARGE` and `VALUE_TOO_LARGE` past the limits.
+    /// None of these break the stream: the next frame decodes as usual.
+    pub fn decode(frame: &Frame, limits: &Limits) -> Result<Request, RequestError> {
+        let h = &frame.header;
+        let known = matches!(
+            h.opcode,
+            Opcode::HELLO
+                | Opcode::PING
+                | Opcode::STATS
+                | Opcode::GET
+                | Opcode::PUT
+                | Opcode::DELETE
+                | Opcode::CAS
+                | Opcode::SCAN
+        );
+        if !known {
+            return Err(RequestError::new(Status::UNKNOWN_OPCODE, "unknown opcode"));
+        }
+        if h.flags != Flags::NONE {
+            return Err(RequestError::bad("requests must not set flags"));
+        }
+        if h.status != Status::OK {
+            return Err(RequestError::bad("requests must have status 0"));
+        }
+        let r = &mut Reader::new(frame.body.clone());
+        match h.opcode {
+            Opcode::HELLO => msg::hello::decode_request(r),
+            Opcode::PING => msg::ping::decode_request(r, limits),
+            Opcode::STATS => msg::stats::decode_request(r),
+            Opcode::GET => msg::get::decode_request(r, limits),
+            Opcode::PUT => msg::put::decode_request(r, limits),
+            Opcode::DELETE => msg::delete::decode_request(r, limits),
+            Opcode::CAS => msg::cas::decode_request(r, limits),
+            _ => msg::scan::decode_request(r, limits),
+        }
+    }
+
+    /// Appends this request as one whole frame.
+    ///
+    /// Lengths are written as the layout says; a key over 65,535 bytes cannot be
+    /// expressed and is the caller's bug (every server limit is far below it).
+    pub fn encode(&self, id: RequestId, buf: &mut BytesMut) {
+        match self {
+            Request::Hello {
+                max_version,
+                features,
+                token,
+            } => msg::hello::encode_request(buf, id, *max_version, *features, token),
+            Request::Ping { payload } => msg::ping::encode_request(buf, id, payload),
+            Request::Stats => msg::stats::encode_request(buf, id),
+            Request::Get { key } => msg::get::encode_request(buf, id, key),
+            Request::Put { key, value, ttl_ms } => {
+                msg::put::encode_request(buf, id, key, value, *ttl_ms)
+            }
+            Request::Delete { key, expected } => {
+                msg::delete::encode_request(buf, id, key, *expected)
+            }
+            Request::Cas {
+                key,
+                expected,
+                value,
+                ttl_ms,
+            } => msg::cas::encode_request(buf, id, key, *expected, value, *ttl_ms),
+            Request::Scan {
+                prefix,
+                cursor,
+                limit,
+            } => msg::scan::encode_request(buf, id, prefix, cursor, *limit),
+        }
+    }
+}
