@@ -15,6 +15,7 @@ live server; it exits 0 only if every answer was the expected one.
 
 import argparse
 import os
+import select
 import socket
 import struct
 import sys
@@ -589,27 +590,32 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def _read_response(self):
+    def _next_response(self):
+        """The next buffered response, skipping push frames; None if none is whole yet."""
         while True:
             frame = self.decoder.next_frame()
             if frame is None:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ProtocolError("server closed the connection")
-                self.decoder.feed(data)
-                continue
+                return None
             resp = decode_response(frame)
             if isinstance(resp, Push):
                 self.pushes.append(resp)
                 continue
             return resp
 
-    def pipeline(self, requests):
-        """Sends every request in one write, then reads one response per request.
+    def _receive(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ProtocolError("server closed the connection")
+        self.decoder.feed(data)
 
-        Returns the responses in request order, having checked that each echoes its
-        request's id and opcode. A fatal error status (the server closes after it)
-        raises ServerError.
+    def pipeline(self, requests):
+        """Sends every request as one buffer, then reads one response per request.
+
+        The buffer is written as fast as the socket takes it while responses are read
+        as they arrive, so a large batch cannot deadlock against a server that stops
+        reading until its answers are read. Returns the responses in request order,
+        having checked that each echoes its request's id and opcode. A fatal status
+        (after which the server closes) raises ServerError.
         """
         ids = []
         wire = []
@@ -618,12 +624,26 @@ class Client:
             self.next_id = (self.next_id + 1) & 0xFFFFFFFF
             ids.append(rid)
             wire.append(encode_request(req, rid))
-        self.sock.sendall(b"".join(wire))
+        pending = memoryview(b"".join(wire))
+        timeout = self.sock.gettimeout()
         out = []
-        for req, rid in zip(requests, ids):
-            resp = self._read_response()
+        while len(out) < len(requests):
+            resp = self._next_response()
+            if resp is None:
+                if not pending:
+                    self._receive()
+                    continue
+                readable, writable, _ = select.select([self.sock], [self.sock], [], timeout)
+                if not readable and not writable:
+                    raise socket.timeout("no progress for %s s" % timeout)
+                if writable:
+                    pending = pending[self.sock.send(pending):]
+                if readable:
+                    self._receive()
+                continue
             if status_name(resp.status) in FATAL_STATUSES:
                 raise ServerError(resp)
+            req, rid = requests[len(out)], ids[len(out)]
             if resp.request_id != rid or resp.opcode != OPCODES[req.op]:
                 raise ProtocolError("expected a response to #%d %s, got %s"
                                     % (rid, req.op, describe_response(resp)))
