@@ -573,9 +573,14 @@ def describe_reject(frame, err):
 class Client:
     """One connection. Requests may be pipelined: responses come back in order."""
 
-    def __init__(self, host, port, timeout=10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, host, port, timeout=10.0, sock=None):
+        """Connects to host:port, or uses ``sock`` (an already connected socket)."""
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            sock.settimeout(timeout)
+        self.sock = sock
         self.decoder = FrameDecoder()
         self.next_id = 1
         self.hello_reply = None
