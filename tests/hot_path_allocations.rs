@@ -45,17 +45,30 @@ fn pipelined_gets_allocate_nothing_per_request() {
     };
     let ctx = Context::new(limits.protocol, 0, 0);
     for i in 0..100 {
-        ctx.store.put(format!("key:{i:012}").as_bytes(), &[b'v'; 64]).unwrap();
+        ctx.store
+            .put(format!("key:{i:012}").as_bytes(), &[b'v'; 64])
+            .unwrap();
     }
     let now = Instant::now();
-    let mut conn = Connection::new(ConnId { index: 0, generation: 0 }, limits, now);
+    let mut conn = Connection::new(
+        ConnId {
+            index: 0,
+            generation: 0,
+        },
+        limits,
+        now,
+    );
     // One pipeline of 16 requests, as a client would send it in one write.
     let mut wire = BytesMut::new();
     for i in 0..16u32 {
         let request = if i % 8 == 7 {
-            Request::Ping { payload: "p".into() }
+            Request::Ping {
+                payload: "p".into(),
+            }
         } else {
-            Request::Get { key: format!("key:{:012}", i * 5).into() }
+            Request::Get {
+                key: format!("key:{:012}", i * 5).into(),
+            }
         };
         request.encode(RequestId(i), &mut wire);
     }
@@ -79,7 +92,8 @@ fn pipelined_gets_allocate_nothing_per_request() {
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(
-        allocations, 0,
+        allocations,
+        0,
         "{allocations} allocations for {} requests",
         rounds * 16
     );
