@@ -197,7 +197,7 @@ mod tests {
         f.extend_from_slice(&[1, 0x14, 0, 0, 0, 0, 0, 9]);
         f.extend_from_slice(&0u16.to_be_bytes());
         f.extend_from_slice(&(prefix_len as u16).to_be_bytes());
-        f.extend(std::iter::repeat(b'p').take(prefix_len));
+        f.extend(std::iter::repeat_n(b'p', prefix_len));
         f.extend_from_slice(&0u16.to_be_bytes());
         f.extend_from_slice(trailing);
         f
