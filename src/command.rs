@@ -216,20 +216,21 @@ fn scan(
     let page = ctx.store.scan(prefix, cursor, usize::from(limit));
     let max_body = ctx.limits.max_body() as usize;
     let mut w = ScanWriter::begin(out, id, page.seq);
-    let mut last: Option<&Bytes> = None;
+    let mut last: Option<&[u8]> = None;
     let mut cut_short = false;
-    for (key, record) in &page.records {
-        let needed = w.body_len_with(out, key.len(), record.value.len(), key.len());
+    for entry in &page.records {
+        let (key, value) = (entry.key(), entry.value());
+        let needed = w.body_len_with(out, key.len(), value.len(), key.len());
         // Always take one entry: the limits guarantee any single record fits a frame.
         if w.count() > 0 && needed > max_body {
             cut_short = true;
             break;
         }
-        w.entry(out, key, record.version, &record.value);
+        w.entry(out, key, entry.version(), value);
         last = Some(key);
     }
     let next = match last {
-        Some(key) if cut_short || page.more => &key[..],
+        Some(key) if cut_short || page.more => key,
         _ => &[],
     };
     w.finish(out, next);
