@@ -428,7 +428,10 @@ impl Server {
                 slot.write_interest = want_write;
             }
         }
-        if slot.readable && slot.conn.wants_read() && !slot.queued {
+        // Frames held back by the output or in-flight limit wait for this connection's
+        // next service, even if the socket has nothing new to read.
+        let more = (slot.readable && slot.conn.wants_read()) || slot.conn.wants_decode();
+        if more && !slot.queued {
             slot.queued = true;
             self.again.push(id);
         }
