@@ -34,6 +34,8 @@
 mod listener;
 pub mod registry;
 pub mod socket;
+#[cfg(test)]
+mod tests;
 pub mod wake;
 
 use crate::command::{self, Context};
