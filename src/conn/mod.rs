@@ -18,6 +18,7 @@
 //!   took; [`poll_shutdown`](Connection::poll_shutdown) says when to shut the write
 //!   side; [`poll_timeout`] says when to call `handle_timeout`.
 //! * Getters: [`wants_read`](Connection::wants_read), [`wants_write`](Connection::wants_write),
+//!   [`wants_decode`](Connection::wants_decode),
 //!   [`is_closed`](Connection::is_closed), [`close_reason`](Connection::close_reason).
 //!
 //! After any input call `poll_jobs`, then write out `poll_transmit`, then call
@@ -27,9 +28,13 @@
 //! * Buffered input never exceeds the frame limit plus one read: the decoder rejects a
 //!   longer declared frame, and `wants_read` turns false while a frame-limit's worth is
 //!   buffered.
-//! * Pending output past `max_output` turns `wants_read` false until it drains, so a
-//!   client that does not read cannot make the server buffer without bound.
+//! * Pending output at `max_output` turns `wants_read` false and pauses decoding until
+//!   it drains, so a client that does not read cannot make the server buffer without
+//!   bound: pending output stays under `max_output` plus the answers to the jobs in
+//!   flight when it passed the limit (at most `max_in_flight` frames).
 //! * At most `max_in_flight` jobs are out at once; decoding pauses at the limit.
+//! * Frames held back by either limit are decoded by a later `poll_jobs` even if no
+//!   more bytes arrive; [`wants_decode`](Connection::wants_decode) says when to call it.
 //!
 //! [`poll_timeout`]: Connection::poll_timeout
 
@@ -93,6 +98,9 @@ pub struct Connection {
     in_flight: u32,
     /// Input has ended (peer EOF or shutdown): decode what is buffered, then close.
     input_ended: Option<CloseReason>,
+    /// `poll_jobs` may have work: input or an end of input arrived since it last
+    /// stopped at a partial frame, so it stopped at a limit or has not run yet.
+    decodable: bool,
     last_input: Instant,
 }
 
@@ -111,6 +119,7 @@ impl Connection {
             awaiting_first_frame: true,
             in_flight: 0,
             input_ended: None,
+            decodable: false,
             last_input: now,
         }
     }
@@ -150,6 +159,19 @@ impl Connection {
         }
     }
 
+    /// True when [`poll_jobs`](Self::poll_jobs) has frames to decode that a limit held
+    /// back and the limit has lifted: the pump must call it even if no bytes arrive.
+    pub fn wants_decode(&self) -> bool {
+        self.decodable && self.may_decode()
+    }
+
+    /// Decoding is allowed: open, and under the in-flight and output limits.
+    fn may_decode(&self) -> bool {
+        self.state == State::Open
+            && self.in_flight < self.limits.max_in_flight
+            && self.output.len() < self.limits.max_output
+    }
+
     /// True while output is pending.
     pub fn wants_write(&self) -> bool {
         !self.output.is_empty() && !self.is_closed()
@@ -174,6 +196,7 @@ impl Connection {
             return;
         }
         self.input.extend_from_slice(data);
+        self.decodable = true;
         self.last_input = now;
     }
 
@@ -184,17 +207,21 @@ impl Connection {
     }
 
     /// Decodes buffered frames into `jobs`, one job per frame, in order; returns how
-    /// many were added. Stops at `max_in_flight`, at a partial frame, or at a fatal
-    /// error (which becomes the last job: its error frame, then the close).
+    /// many were added. Stops at `max_in_flight`, at `max_output` bytes of pending
+    /// output, at a partial frame, or at a fatal error (which becomes the last job: its
+    /// error frame, then the close).
     pub fn poll_jobs(&mut self, jobs: &mut Vec<Job>) -> usize {
         let before = jobs.len();
-        while self.state == State::Open && self.in_flight < self.limits.max_in_flight {
+        // Answers are only owed for decoded frames, so pausing decoding is what bounds
+        // the output of a peer that sends requests and never reads the answers.
+        while self.may_decode() {
             match self.decoder.decode(&mut self.input) {
                 Ok(Some(frame)) => {
                     let job = self.job_for(frame);
                     self.push_job(job, jobs);
                 }
                 Ok(None) => {
+                    self.decodable = false;
                     if let Some(reason) = self.input_ended {
                         // What is left is a partial frame at most: nobody will finish it.
                         self.input.clear();
@@ -309,9 +336,12 @@ impl Connection {
     }
 
     /// The socket failed: nothing more can be written. Closes at once.
+    ///
+    /// A connection already closing keeps its reason: a peer that resets after a
+    /// protocol error or during a shutdown still counts as that error or shutdown.
     pub fn handle_reset(&mut self, reason: CloseReason) {
         if !self.is_closed() {
-            self.state = State::Closed(reason);
+            self.state = State::Closed(self.close_reason().unwrap_or(reason));
             self.output = BytesMut::new();
             self.input = BytesMut::new();
         }
@@ -320,6 +350,7 @@ impl Connection {
     fn end_input(&mut self, reason: CloseReason) {
         if self.input_ended.is_none() {
             self.input_ended = Some(reason);
+            self.decodable = true;
         }
     }
 

@@ -137,6 +137,43 @@ fn output_past_the_limit_stops_reading_until_drained() {
 }
 
 #[test]
+fn output_past_the_limit_pauses_decoding_of_frames_already_read() {
+    // A peer that pipelines many small requests for a large value and never reads:
+    // the frames are already buffered, so stopping reads alone does not bound output.
+    let mut l = limits();
+    l.max_in_flight = 2;
+    let mut h = ConnHarness::new(l);
+    h.ctx.store.put(b"big", &[7; 20_000]).unwrap();
+    let mut stream = BytesMut::new();
+    for i in 0..40 {
+        stream.extend_from_slice(&get("big", i));
+    }
+    assert_eq!(h.feed(&stream), 2);
+    for _ in 0..40 {
+        h.execute();
+        h.conn.poll_jobs(&mut h.jobs);
+    }
+    let pending = h.conn.poll_transmit().len();
+    assert!(pending > l.max_output, "past the limit: {pending}");
+    assert!(
+        pending < l.max_output + 2 * 20_100,
+        "at most the answers in flight past the limit: {pending}"
+    );
+    assert!(!h.conn.wants_decode(), "held until output drains");
+    // Draining lifts the limit: the held frames decode with no new input.
+    let mut ids = Vec::new();
+    while ids.len() < 40 {
+        ids.extend(h.drain_output().iter().map(|r| r.request_id.0));
+        if h.conn.wants_decode() {
+            h.conn.poll_jobs(&mut h.jobs);
+        }
+        h.execute();
+    }
+    assert_eq!(ids, (0..40).collect::<Vec<_>>());
+    assert!(!h.conn.wants_decode(), "nothing left to decode");
+}
+
+#[test]
 fn fatal_error_comes_after_earlier_answers_then_lingers_and_closes() {
     let mut h = ConnHarness::new(limits());
     let mut bytes = get("k", 1);
@@ -180,6 +217,32 @@ fn closing_is_sticky() {
     h.conn.handle_shutdown();
     h.feed(&get("k", 2));
     assert_eq!(h.conn.close_reason(), reason);
+}
+
+#[test]
+fn a_reset_while_closing_keeps_the_close_reason() {
+    let mut h = ConnHarness::new(limits());
+    h.feed(&get("k", 1));
+    h.conn.handle_shutdown();
+    h.conn.poll_jobs(&mut h.jobs);
+    assert_eq!(h.conn.close_reason(), Some(CloseReason::Shutdown));
+    h.conn.handle_reset(CloseReason::Reset);
+    assert_eq!(h.conn.state(), State::Closed(CloseReason::Shutdown));
+
+    // Lingering after a protocol error, then the peer resets: still that error.
+    let mut h = ConnHarness::new(limits());
+    h.feed(&[0, 0, 0, 1]);
+    h.execute();
+    h.drain_output();
+    assert!(h.conn.poll_shutdown(h.now));
+    h.conn.handle_reset(CloseReason::Reset);
+    let violation = CloseReason::ProtocolViolation(Status::MALFORMED_FRAME);
+    assert_eq!(h.conn.state(), State::Closed(violation));
+
+    // An open connection takes the reset's reason.
+    let mut h = ConnHarness::new(limits());
+    h.conn.handle_reset(CloseReason::Io);
+    assert_eq!(h.conn.state(), State::Closed(CloseReason::Io));
 }
 
 #[test]

@@ -34,6 +34,8 @@
 mod listener;
 pub mod registry;
 pub mod socket;
+#[cfg(test)]
+mod tests;
 pub mod wake;
 
 use crate::command::{self, Context};
@@ -451,7 +453,10 @@ impl Server {
                 slot.write_interest = want_write;
             }
         }
-        if slot.readable && slot.conn.wants_read() && !slot.queued {
+        // Frames held back by the output or in-flight limit wait for this connection's
+        // next service, even if the socket has nothing new to read.
+        let more = (slot.readable && slot.conn.wants_read()) || slot.conn.wants_decode();
+        if more && !slot.queued {
             slot.queued = true;
             self.again.push(id);
         }
