@@ -81,7 +81,11 @@ pub fn not_found(buf: &mut BytesMut, opcode: Opcode, id: RequestId) {
 /// Appends a VERSION_CONFLICT response carrying the record's current version
 /// (0 when the key has no record).
 pub fn version_conflict(buf: &mut BytesMut, opcode: Opcode, id: RequestId, current: u64) {
-    header(buf, response_header(opcode, Status::VERSION_CONFLICT, id), 8);
+    header(
+        buf,
+        response_header(opcode, Status::VERSION_CONFLICT, id),
+        8,
+    );
     buf.put_u64(current);
 }
 

@@ -85,7 +85,9 @@ impl Response {
     pub fn decode(frame: &Frame) -> Result<Response, RequestError> {
         let h = &frame.header;
         if h.flags.contains(Flags::PUSH) {
-            return Err(RequestError::bad("push frame where a response was expected"));
+            return Err(RequestError::bad(
+                "push frame where a response was expected",
+            ));
         }
         let r = &mut Reader::new(frame.body.clone());
         let body = match h.status {
@@ -138,9 +140,7 @@ impl Response {
             ResponseBody::VersionConflict { current } => {
                 encode::version_conflict(buf, op, id, *current)
             }
-            ResponseBody::Error { status, message } => {
-                encode::error(buf, op, id, *status, message)
-            }
+            ResponseBody::Error { status, message } => encode::error(buf, op, id, *status, message),
         }
     }
 }

@@ -38,7 +38,11 @@ pub fn encode_request(
     value: &[u8],
     ttl_ms: u32,
 ) {
-    header(buf, request_header(Opcode::CAS, id), 8 + 4 + 2 + key.len() + value.len());
+    header(
+        buf,
+        request_header(Opcode::CAS, id),
+        8 + 4 + 2 + key.len() + value.len(),
+    );
     buf.put_u64(expected);
     buf.put_u32(ttl_ms);
     put_bytes_u16(buf, key);

@@ -27,7 +27,11 @@ pub fn encode_request(buf: &mut BytesMut, id: RequestId, key: &[u8]) {
 
 /// Appends an OK response carrying a record.
 pub fn encode_response(buf: &mut BytesMut, id: RequestId, version: u64, value: &[u8]) {
-    header(buf, response_header(Opcode::GET, Status::OK, id), 8 + value.len());
+    header(
+        buf,
+        response_header(Opcode::GET, Status::OK, id),
+        8 + value.len(),
+    );
     buf.put_u64(version);
     buf.put_slice(value);
 }

@@ -68,7 +68,11 @@ pub fn encode_request(
     features: u32,
     token: &[u8],
 ) {
-    header(buf, request_header(Opcode::HELLO, id), 1 + 4 + 2 + token.len());
+    header(
+        buf,
+        request_header(Opcode::HELLO, id),
+        1 + 4 + 2 + token.len(),
+    );
     buf.put_u8(max_version);
     buf.put_u32(features);
     super::put_bytes_u16(buf, token);
@@ -77,7 +81,11 @@ pub fn encode_request(
 /// Appends an OK response to HELLO.
 pub fn encode_response(buf: &mut BytesMut, id: RequestId, reply: &HelloReply) {
     let body_len = 1 + 4 * 4 + reply.server.len();
-    header(buf, response_header(Opcode::HELLO, Status::OK, id), body_len);
+    header(
+        buf,
+        response_header(Opcode::HELLO, Status::OK, id),
+        body_len,
+    );
     buf.put_u8(reply.version);
     buf.put_u32(reply.features);
     buf.put_u32(reply.max_frame);

@@ -36,7 +36,10 @@ pub(crate) fn check_key(key: &[u8], limits: &Limits) -> Result<(), RequestError>
         return Err(RequestError::bad("empty key"));
     }
     if key.len() as u64 > u64::from(limits.max_key) {
-        return Err(RequestError::new(Status::KEY_TOO_LARGE, "key is over the key limit"));
+        return Err(RequestError::new(
+            Status::KEY_TOO_LARGE,
+            "key is over the key limit",
+        ));
     }
     Ok(())
 }

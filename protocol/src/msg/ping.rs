@@ -26,7 +26,11 @@ pub fn encode_request(buf: &mut BytesMut, id: RequestId, payload: &[u8]) {
 
 /// Appends the OK response echoing `payload`.
 pub fn encode_response(buf: &mut BytesMut, id: RequestId, payload: &[u8]) {
-    header(buf, response_header(Opcode::PING, Status::OK, id), payload.len());
+    header(
+        buf,
+        response_header(Opcode::PING, Status::OK, id),
+        payload.len(),
+    );
     buf.put_slice(payload);
 }
 

@@ -25,7 +25,11 @@ pub fn decode_request(r: &mut Reader, limits: &Limits) -> Result<Request, Reques
 
 /// Appends a whole PUT request frame.
 pub fn encode_request(buf: &mut BytesMut, id: RequestId, key: &[u8], value: &[u8], ttl_ms: u32) {
-    header(buf, request_header(Opcode::PUT, id), 4 + 2 + key.len() + value.len());
+    header(
+        buf,
+        request_header(Opcode::PUT, id),
+        4 + 2 + key.len() + value.len(),
+    );
     buf.put_u32(ttl_ms);
     put_bytes_u16(buf, key);
     buf.put_slice(value);

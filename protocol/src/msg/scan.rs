@@ -69,7 +69,11 @@ pub fn decode_request(r: &mut Reader, limits: &Limits) -> Result<Request, Reques
 
 /// Appends a whole SCAN request frame.
 pub fn encode_request(buf: &mut BytesMut, id: RequestId, prefix: &[u8], cursor: &[u8], limit: u16) {
-    header(buf, request_header(Opcode::SCAN, id), 2 + 2 + prefix.len() + 2 + cursor.len());
+    header(
+        buf,
+        request_header(Opcode::SCAN, id),
+        2 + 2 + prefix.len() + 2 + cursor.len(),
+    );
     buf.put_u16(limit);
     put_bytes_u16(buf, prefix);
     put_bytes_u16(buf, cursor);
@@ -96,7 +100,13 @@ impl ScanWriter {
 
     /// Body bytes the frame would hold after one more entry of this size and a cursor
     /// of `cursor_len` bytes: lets the caller stop before passing the frame limit.
-    pub fn body_len_with(&self, buf: &BytesMut, key_len: usize, value_len: usize, cursor_len: usize) -> usize {
+    pub fn body_len_with(
+        &self,
+        buf: &BytesMut,
+        key_len: usize,
+        value_len: usize,
+        cursor_len: usize,
+    ) -> usize {
         self.frame.body_len(buf) + ENTRY_OVERHEAD + key_len + value_len + 2 + cursor_len
     }
 

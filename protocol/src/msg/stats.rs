@@ -53,7 +53,11 @@ impl StatsWriter {
 
 /// Appends a whole STATS response with the given text body.
 pub fn encode_response(buf: &mut BytesMut, id: RequestId, text: &[u8]) {
-    header(buf, response_header(Opcode::STATS, Status::OK, id), text.len());
+    header(
+        buf,
+        response_header(Opcode::STATS, Status::OK, id),
+        text.len(),
+    );
     buf.put_slice(text);
 }
 
