@@ -1,0 +1,447 @@
+//! A blocking client, with pipelining. Used by the CLI and the tests.
+//!
+//! One [`Client`] owns one TCP connection. Simple calls send a request and wait for
+//! its answer; a [`Pipeline`] sends many requests in one write and reads all the
+//! answers, which is how a client gets throughput over a network round trip.
+//!
+//! ```
+//! use switchboard::client::Client;
+//! # use switchboard::{config::Config, server::Server};
+//! # let config = Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() };
+//! # let server = Server::bind(&config).unwrap();
+//! # let addr = server.local_addr();
+//! # let stop = server.shutdown_handle();
+//! # let thread = std::thread::spawn(move || server.run());
+//!
+//! let mut client = Client::connect(addr)?;
+//! let v1 = client.put("greeting", "hello")?;
+//! let record = client.get("greeting")?.expect("just written");
+//! assert_eq!((record.version, &record.value[..]), (v1, &b"hello"[..]));
+//!
+//! // Compare-and-set: succeeds only at the version we read.
+//! let v2 = client.cas("greeting", v1, "hi")?;
+//! assert!(v2 > v1);
+//! assert!(client.cas("greeting", v1, "stale").is_err());
+//!
+//! // A pipeline: one write, three answers, in order.
+//! let answers = client.pipeline().get("greeting").put("n", "1").ping().send()?;
+//! assert_eq!(answers.len(), 3);
+//! # stop.shutdown();
+//! # thread.join().unwrap().unwrap();
+//! # Ok::<(), switchboard::client::ClientError>(())
+//! ```
+//!
+//! (The hidden lines start a server in-process on a free port.)
+
+use crate::protocol::msg::hello::HelloReply;
+use crate::protocol::msg::scan::{ScanEntry, ScanPage};
+use crate::protocol::{
+    DecodeError, Decoder, Limits, Request, RequestError, RequestId, Response, ResponseBody, Status,
+    MAX_VERSION,
+};
+use bytes::{Bytes, BytesMut};
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// A record as a client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The record's version.
+    pub version: u64,
+    /// The record's value.
+    pub value: Bytes,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed or could not be made.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The server's bytes do not form a valid frame.
+    #[error("bad frame from the server: {0}")]
+    Decode(#[from] DecodeError),
+    /// A frame arrived whose body does not match its layout.
+    #[error("bad response from the server: {0}")]
+    BadResponse(#[from] RequestError),
+    /// A response did not answer the request it should have.
+    #[error("expected a response to request {expected:?}, got one to {got:?}")]
+    OutOfOrder {
+        /// The id expected.
+        expected: RequestId,
+        /// The id received.
+        got: RequestId,
+    },
+    /// The record's version is not the one the request expected.
+    #[error("version conflict: the current version is {current}")]
+    VersionConflict {
+        /// The current version (0 = no record).
+        current: u64,
+    },
+    /// The server answered with an error status.
+    #[error("{status}: {message}")]
+    Server {
+        /// The status.
+        status: Status,
+        /// The server's message.
+        message: String,
+    },
+    /// The response was valid but not a possible answer to the request.
+    #[error("unexpected response: {0:?}")]
+    Unexpected(Box<ResponseBody>),
+}
+
+/// Shorthand for results of client calls.
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// A blocking connection to a switchboard server.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    decoder: Decoder,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    next_id: u32,
+}
+
+impl Client {
+    /// Connects without a handshake (the base protocol version).
+    ///
+    /// # Errors
+    /// When the address does not resolve or refuses the connection.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            // Accept any frame a server may legally send; the server enforces its own.
+            decoder: Decoder::new(Limits::MAX_MAX_FRAME),
+            read_buf: BytesMut::with_capacity(16 << 10),
+            write_buf: BytesMut::with_capacity(16 << 10),
+            next_id: 1,
+        })
+    }
+
+    /// Fails calls that wait longer than `timeout` for the server (`None` = forever).
+    ///
+    /// # Errors
+    /// When the socket refuses the setting.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.set_write_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// Negotiates the protocol version and features; returns what the server granted.
+    ///
+    /// # Errors
+    /// As for every call: I/O, a closed connection, or an error status.
+    pub fn hello(&mut self, features: u32) -> Result<HelloReply> {
+        match self.call(&Request::Hello {
+            max_version: MAX_VERSION,
+            features,
+            token: Bytes::new(),
+        })? {
+            ResponseBody::Hello(reply) => Ok(reply),
+            other => unexpected(other),
+        }
+    }
+
+    /// Checks the server answers.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn ping(&mut self) -> Result<()> {
+        match self.call(&Request::Ping {
+            payload: Bytes::new(),
+        })? {
+            ResponseBody::Pong(_) => Ok(()),
+            other => unexpected(other),
+        }
+    }
+
+    /// Reads a record; `None` when the key has none.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn get(&mut self, key: impl Into<Bytes>) -> Result<Option<Record>> {
+        match self.call(&Request::Get { key: key.into() })? {
+            ResponseBody::Value { version, value } => Ok(Some(Record { version, value })),
+            ResponseBody::NotFound => Ok(None),
+            other => unexpected(other),
+        }
+    }
+
+    /// Creates or replaces a record; returns its new version.
+    ///
+    /// # Errors
+    /// As for every call; `MEMORY_LIMIT` comes back as [`ClientError::Server`].
+    pub fn put(&mut self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Result<u64> {
+        let request = Request::Put {
+            key: key.into(),
+            value: value.into(),
+            ttl_ms: 0,
+        };
+        written(self.call(&request)?)
+    }
+
+    /// Writes only if the record's version is `expected` (0 = only if absent).
+    ///
+    /// # Errors
+    /// [`ClientError::VersionConflict`] with the current version, or as for every call.
+    pub fn cas(
+        &mut self,
+        key: impl Into<Bytes>,
+        expected: u64,
+        value: impl Into<Bytes>,
+    ) -> Result<u64> {
+        let request = Request::Cas {
+            key: key.into(),
+            expected,
+            value: value.into(),
+            ttl_ms: 0,
+        };
+        written(self.call(&request)?)
+    }
+
+    /// Deletes a record (at version `expected` unless it is 0). Returns the deletion's
+    /// sequence number, or `None` when there was no record.
+    ///
+    /// # Errors
+    /// [`ClientError::VersionConflict`], or as for every call.
+    pub fn delete(&mut self, key: impl Into<Bytes>, expected: u64) -> Result<Option<u64>> {
+        let request = Request::Delete {
+            key: key.into(),
+            expected,
+        };
+        match self.call(&request)? {
+            ResponseBody::NotFound => Ok(None),
+            other => written(other).map(Some),
+        }
+    }
+
+    /// Reads one page of records under `prefix` after `cursor` (empty = from the start).
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn scan(
+        &mut self,
+        prefix: impl Into<Bytes>,
+        cursor: impl Into<Bytes>,
+        limit: u16,
+    ) -> Result<ScanPage> {
+        let request = Request::Scan {
+            prefix: prefix.into(),
+            cursor: cursor.into(),
+            limit,
+        };
+        match self.call(&request)? {
+            ResponseBody::Scan(page) => Ok(page),
+            other => unexpected(other),
+        }
+    }
+
+    /// Reads every record under `prefix`, following cursors page by page. Returns the
+    /// records and the sequence number of the first page.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn scan_all(&mut self, prefix: impl Into<Bytes>) -> Result<(Vec<ScanEntry>, u64)> {
+        let prefix = prefix.into();
+        let mut page = self.scan(prefix.clone(), Bytes::new(), 0)?;
+        let seq = page.seq;
+        let mut entries = std::mem::take(&mut page.entries);
+        while !page.next_cursor.is_empty() {
+            page = self.scan(prefix.clone(), page.next_cursor, 0)?;
+            entries.append(&mut page.entries);
+        }
+        Ok((entries, seq))
+    }
+
+    /// The server's counters, as `(name, value)` in the server's order.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn stats(&mut self) -> Result<Vec<(String, u64)>> {
+        match self.call(&Request::Stats)? {
+            ResponseBody::Stats(text) => Ok(parse_stats(&text)),
+            other => unexpected(other),
+        }
+    }
+
+    /// Sends any request and returns its response body. Error statuses other than
+    /// NOT_FOUND and VERSION_CONFLICT become [`ClientError::Server`].
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn call(&mut self, request: &Request) -> Result<ResponseBody> {
+        let id = self.send(request)?;
+        self.flush()?;
+        let response = self.recv()?;
+        if response.request_id != id {
+            return Err(ClientError::OutOfOrder {
+                expected: id,
+                got: response.request_id,
+            });
+        }
+        match response.body {
+            ResponseBody::Error { status, message } => Err(ClientError::Server {
+                status,
+                message: String::from_utf8_lossy(&message).into_owned(),
+            }),
+            body => Ok(body),
+        }
+    }
+
+    /// Queues a request without writing it; returns the id its response will carry.
+    /// Call [`flush`](Self::flush) to send everything queued in one write.
+    ///
+    /// # Errors
+    /// Never at present; kept fallible so a future size check can refuse.
+    pub fn send(&mut self, request: &Request) -> Result<RequestId> {
+        let id = RequestId(self.next_id);
+        self.next_id = self.next_id.wrapping_add(1);
+        request.encode(id, &mut self.write_buf);
+        Ok(id)
+    }
+
+    /// Writes every queued request.
+    ///
+    /// # Errors
+    /// When the connection fails.
+    pub fn flush(&mut self) -> Result<()> {
+        self.stream.write_all(&self.write_buf)?;
+        self.write_buf.clear();
+        Ok(())
+    }
+
+    /// Waits for the next response (responses arrive in request order).
+    ///
+    /// # Errors
+    /// When the connection fails or closes, or the frame is invalid.
+    pub fn recv(&mut self) -> Result<Response> {
+        let frame = loop {
+            if let Some(frame) = self.decoder.decode(&mut self.read_buf)? {
+                break frame;
+            }
+            self.read_buf.reserve(16 << 10);
+            let start = self.read_buf.len();
+            self.read_buf.resize(self.read_buf.capacity(), 0);
+            match self.stream.read(&mut self.read_buf[start..]) {
+                Ok(0) => {
+                    self.read_buf.truncate(start);
+                    return Err(ClientError::Closed);
+                }
+                Ok(n) => self.read_buf.truncate(start + n),
+                Err(e) => {
+                    self.read_buf.truncate(start);
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        Ok(Response::decode(&frame)?)
+    }
+
+    /// Starts a pipeline: requests queued, then sent in one write.
+    pub fn pipeline(&mut self) -> Pipeline<'_> {
+        Pipeline {
+            client: self,
+            ids: Vec::new(),
+        }
+    }
+}
+
+/// Requests queued on a [`Client`], sent together by [`send`](Pipeline::send).
+#[derive(Debug)]
+#[must_use = "a pipeline does nothing until sent"]
+pub struct Pipeline<'a> {
+    client: &'a mut Client,
+    ids: Vec<RequestId>,
+}
+
+impl Pipeline<'_> {
+    /// Queues any request.
+    pub fn request(mut self, request: &Request) -> Self {
+        let id = RequestId(self.client.next_id);
+        self.client.next_id = self.client.next_id.wrapping_add(1);
+        request.encode(id, &mut self.client.write_buf);
+        self.ids.push(id);
+        self
+    }
+
+    /// Queues a GET.
+    pub fn get(self, key: impl Into<Bytes>) -> Self {
+        self.request(&Request::Get { key: key.into() })
+    }
+
+    /// Queues a PUT.
+    pub fn put(self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
+        self.request(&Request::Put {
+            key: key.into(),
+            value: value.into(),
+            ttl_ms: 0,
+        })
+    }
+
+    /// Queues a PING.
+    pub fn ping(self) -> Self {
+        self.request(&Request::Ping {
+            payload: Bytes::new(),
+        })
+    }
+
+    /// Writes every queued request at once and reads all the answers, in order.
+    /// Error statuses are returned as bodies, not as errors.
+    ///
+    /// # Errors
+    /// When the connection fails, or an answer is out of order.
+    pub fn send(self) -> Result<Vec<ResponseBody>> {
+        self.client.flush()?;
+        let mut bodies = Vec::with_capacity(self.ids.len());
+        for expected in self.ids {
+            let response = self.client.recv()?;
+            if response.request_id != expected {
+                return Err(ClientError::OutOfOrder {
+                    expected,
+                    got: response.request_id,
+                });
+            }
+            bodies.push(response.body);
+        }
+        Ok(bodies)
+    }
+}
+
+fn written(body: ResponseBody) -> Result<u64> {
+    match body {
+        ResponseBody::Written { version } => Ok(version),
+        ResponseBody::VersionConflict { current } => Err(ClientError::VersionConflict { current }),
+        other => unexpected(other),
+    }
+}
+
+fn unexpected<T>(body: ResponseBody) -> Result<T> {
+    Err(ClientError::Unexpected(Box::new(body)))
+}
+
+/// Parses a STATS body; lines that are not `name value` are skipped.
+pub fn parse_stats(text: &[u8]) -> Vec<(String, u64)> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            Some((name.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Looks a counter up by name in [`Client::stats`] output.
+pub fn stat(stats: &[(String, u64)], name: &str) -> Option<u64> {
+    stats.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+}

@@ -1,0 +1,208 @@
+//! Executing a job: one `match` from request to store call to encoded response.
+//!
+//! [`apply`] is the only place a request meets the store. Workers call it for each job
+//! of a batch, appending to one shared output buffer; with `--workers 0` the reactor
+//! calls it with the connection's own output buffer. Either way nothing is allocated
+//! per request except the stored copy of a written value.
+
+use crate::config::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
+use crate::conn::SUPPORTED_FEATURES;
+use crate::job::{Job, JobOp};
+use crate::protocol::msg::{self, hello::HelloReply, scan::ScanWriter};
+use crate::protocol::{encode, Limits, Opcode, Request, RequestId, MAX_VERSION};
+use crate::stats::Stats;
+use crate::store::{Store, WriteError};
+use bytes::{Bytes, BytesMut};
+
+/// The server's name and version, as HELLO reports it.
+pub const SERVER_NAME: &str = concat!("switchboard ", env!("CARGO_PKG_VERSION"));
+
+/// Everything a job executes against; shared by the reactor and every worker.
+#[derive(Debug)]
+pub struct Context {
+    /// The records.
+    pub store: Store,
+    /// The counters.
+    pub stats: Stats,
+    /// The protocol limits, reported by HELLO and used to size SCAN pages.
+    pub limits: Limits,
+    /// Worker threads, reported by STATS.
+    pub workers: usize,
+}
+
+impl Context {
+    /// A context with an empty store.
+    pub fn new(limits: Limits, max_memory: u64, workers: usize) -> Context {
+        Context {
+            store: Store::new(max_memory),
+            stats: Stats::default(),
+            limits,
+            workers,
+        }
+    }
+}
+
+/// Executes one job and appends its response frame to `out`.
+pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
+    let c = &ctx.stats.counters;
+    Stats::incr(&c.requests_total);
+    let id = job.id;
+    let request = match &job.op {
+        JobOp::Request(request) => request,
+        JobOp::Reject {
+            opcode,
+            status,
+            reason,
+        } => {
+            let counter = if status.is_fatal() {
+                &c.protocol_errors
+            } else {
+                &c.request_errors
+            };
+            Stats::incr(counter);
+            encode::error(out, *opcode, id, *status, reason.as_bytes());
+            return;
+        }
+    };
+    match request {
+        Request::Get { key } => {
+            Stats::incr(&c.cmd_get);
+            match ctx.store.get(key) {
+                Some(r) => {
+                    Stats::incr(&c.get_hits);
+                    msg::get::encode_response(out, id, r.version, &r.value);
+                }
+                None => {
+                    Stats::incr(&c.get_misses);
+                    encode::not_found(out, Opcode::GET, id);
+                }
+            }
+        }
+        Request::Put { key, value, .. } => {
+            Stats::incr(&c.cmd_put);
+            written(ctx, Opcode::PUT, id, ctx.store.put(key, value), out);
+        }
+        Request::Cas {
+            key,
+            expected,
+            value,
+            ..
+        } => {
+            Stats::incr(&c.cmd_cas);
+            let result = ctx.store.cas(key, *expected, value);
+            written(ctx, Opcode::CAS, id, result, out);
+        }
+        Request::Delete { key, expected } => {
+            Stats::incr(&c.cmd_delete);
+            let result = ctx.store.delete(key, *expected);
+            written(ctx, Opcode::DELETE, id, result, out);
+        }
+        Request::Scan {
+            prefix,
+            cursor,
+            limit,
+        } => {
+            Stats::incr(&c.cmd_scan);
+            scan(ctx, id, prefix, cursor, *limit, out);
+        }
+        Request::Ping { payload } => {
+            Stats::incr(&c.cmd_ping);
+            msg::ping::encode_response(out, id, payload);
+        }
+        Request::Stats => {
+            Stats::incr(&c.cmd_stats);
+            let store = &ctx.store;
+            ctx.stats.encode(
+                out,
+                id,
+                &[
+                    ("keys", store.len()),
+                    ("memory_used_bytes", store.memory_used()),
+                    ("memory_limit_bytes", store.max_memory()),
+                    ("seq", store.seq()),
+                    ("workers", ctx.workers as u64),
+                ],
+            );
+        }
+        Request::Hello {
+            max_version,
+            features,
+            ..
+        } => {
+            Stats::incr(&c.cmd_hello);
+            let reply = HelloReply {
+                version: (*max_version).min(MAX_VERSION),
+                features: features & SUPPORTED_FEATURES,
+                max_frame: ctx.limits.max_frame,
+                max_key: ctx.limits.max_key,
+                max_value: ctx.limits.max_value,
+                server: Bytes::from_static(SERVER_NAME.as_bytes()),
+            };
+            msg::hello::encode_response(out, id, &reply);
+        }
+    }
+}
+
+/// Encodes the outcome of a write.
+fn written(
+    ctx: &Context,
+    opcode: Opcode,
+    id: RequestId,
+    result: Result<u64, WriteError>,
+    out: &mut BytesMut,
+) {
+    let c = &ctx.stats.counters;
+    match result {
+        Ok(version) => encode::written(out, opcode, id, version),
+        Err(WriteError::NotFound) => encode::not_found(out, opcode, id),
+        Err(WriteError::VersionConflict { current }) => {
+            Stats::incr(&c.version_conflicts);
+            encode::version_conflict(out, opcode, id, current);
+        }
+        Err(WriteError::MemoryLimit) => {
+            Stats::incr(&c.writes_refused_memory);
+            encode::error(
+                out,
+                opcode,
+                id,
+                crate::protocol::Status::MEMORY_LIMIT,
+                b"write refused: the store is at its memory limit",
+            );
+        }
+    }
+}
+
+/// Encodes one SCAN page, stopping early rather than passing the frame limit.
+fn scan(
+    ctx: &Context,
+    id: RequestId,
+    prefix: &[u8],
+    cursor: &[u8],
+    limit: u16,
+    out: &mut BytesMut,
+) {
+    let limit = match limit {
+        0 => DEFAULT_SCAN_LIMIT,
+        n => n.min(MAX_SCAN_LIMIT),
+    };
+    let page = ctx.store.scan(prefix, cursor, usize::from(limit));
+    let max_body = ctx.limits.max_body() as usize;
+    let mut w = ScanWriter::begin(out, id, page.seq);
+    let mut last: Option<&Bytes> = None;
+    let mut cut_short = false;
+    for (key, record) in &page.records {
+        let needed = w.body_len_with(out, key.len(), record.value.len(), key.len());
+        // Always take one entry: the limits guarantee any single record fits a frame.
+        if w.count() > 0 && needed > max_body {
+            cut_short = true;
+            break;
+        }
+        w.entry(out, key, record.version, &record.value);
+        last = Some(key);
+    }
+    let next = match last {
+        Some(key) if cut_short || page.more => &key[..],
+        _ => &[],
+    };
+    w.finish(out, next);
+}

@@ -1,0 +1,119 @@
+//! `Config`: every limit and knob of a server, with its default and unit.
+//!
+//! Limits live here and nowhere else: the binary builds a `Config` from its flags and
+//! hands it to [`Server`](crate::server::Server), which passes the pieces down to the
+//! decoder, the connections, the workers and the store.
+
+use crate::protocol::Limits;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Default listen address: loopback only, as Redis binds by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
+/// Default connection limit (Redis's default `maxclients`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Output a connection may have pending before the server stops reading from it:
+/// large enough for a deep pipeline of small values, small enough that 10,000 stuck
+/// clients cannot hold more than a few GiB.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 4 << 20;
+/// Requests a connection may have handed to workers and not yet answered. Bounds the
+/// frames (and read buffers) a pipelining client can pin at once.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
+/// Bytes read from one connection per loop iteration before the others get a turn.
+pub const READ_BUDGET_BYTES: usize = 256 << 10;
+/// Size of the reactor's read buffer: one `read` call takes at most this much.
+pub const READ_CHUNK_BYTES: usize = 64 << 10;
+/// How long a closing connection keeps discarding input so its last frame is not lost
+/// to a reset (see `conn::state`).
+pub const LINGER: Duration = Duration::from_secs(2);
+/// SCAN page size when the request asks for 0.
+pub const DEFAULT_SCAN_LIMIT: u16 = 100;
+/// Largest SCAN page the server returns, whatever the request asks.
+pub const MAX_SCAN_LIMIT: u16 = 1000;
+/// How long a graceful shutdown waits for in-flight requests before closing anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Everything a [`Server`](crate::server::Server) needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Worker threads; 0 executes requests on the reactor thread.
+    pub workers: usize,
+    /// Frame, key and value limits.
+    pub limits: Limits,
+    /// Most simultaneous client connections; more are told SERVER_FULL and closed.
+    pub max_connections: usize,
+    /// Store memory limit in bytes (keys, values and per-record overhead); 0 = none.
+    pub max_memory: u64,
+    /// Pending output past which the server stops reading a connection.
+    pub max_output: usize,
+    /// Unanswered requests per connection past which the server stops decoding.
+    pub max_in_flight: u32,
+    /// Close connections idle this long; `None` = never (Redis's default).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Config {
+    /// The default worker count: one per core beyond the one the reactor uses.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get().saturating_sub(1))
+            .unwrap_or(1)
+            .max(1)
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            workers: Config::default_workers(),
+            limits: Limits::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_memory: 0,
+            max_output: DEFAULT_MAX_OUTPUT_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// Parses a byte count such as `1048576`, `64k`, `512MiB` or `2g` (powers of 1024).
+///
+/// # Errors
+/// A message naming the problem, for the command line.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a byte count (try 1048576, 64k, 512MiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown unit '{other}' in '{text}'")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("'{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2g"), Ok(2 << 30));
+        assert!(parse_bytes("ten").is_err());
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("99999999999t").is_err());
+    }
+}

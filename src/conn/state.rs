@@ -1,0 +1,59 @@
+//! A connection's lifecycle and the reasons it can end.
+//!
+//! ```text
+//!   Open ──(peer EOF, fatal error, idle, shutdown)──► Closing(reason)
+//!     │                                                  │ in-flight answered, output flushed
+//!     │ reset / socket error                             ▼
+//!     └───────────────────────────────► Closed ◄── Lingering(reason, until)
+//! ```
+//!
+//! `Closing` stops reading and decoding but still delivers the answers to everything
+//! read before, then the error frame if there is one. A server that closes while the
+//! peer is still sending would make the kernel answer the unread bytes with a reset,
+//! which can destroy that last frame before the client reads it; so a server-initiated
+//! close first shuts down the write side and *lingers*, discarding input until the peer
+//! closes or [`LINGER`](crate::config::LINGER) passes. Fatal states are sticky: once
+//! closing, the reason never changes.
+
+use crate::protocol::Status;
+use std::time::Instant;
+
+/// Why a connection ended. Each maps to one STATS counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side (after the server answered what it had sent).
+    PeerClosed,
+    /// The peer reset the connection, or it vanished mid-frame.
+    Reset,
+    /// A fatal protocol error, reported to the peer with this status.
+    ProtocolViolation(Status),
+    /// No traffic for the idle timeout.
+    IdleTimeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// A socket error other than a reset.
+    Io,
+}
+
+impl CloseReason {
+    /// True when the server, not the peer, decided to close: such closes linger.
+    pub fn server_initiated(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ProtocolViolation(_) | CloseReason::IdleTimeout | CloseReason::Shutdown
+        )
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Reading, decoding and answering.
+    Open,
+    /// Answering what was read, reading nothing more.
+    Closing(CloseReason),
+    /// Write side shut; discarding input until the peer closes or the deadline.
+    Lingering(CloseReason, Instant),
+    /// Done: the socket can be dropped.
+    Closed(CloseReason),
+}

@@ -1,0 +1,133 @@
+//! `Registry`: the slab of live connections, keyed by `Token`, with generations.
+//!
+//! A connection's `mio::Token` is its slab index plus [`FIRST_CONN`]; the low tokens
+//! are reserved for the listener, the waker and the signal pipe. Each slot index has a
+//! generation that rises when a connection leaves it, and every lookup by [`ConnId`]
+//! checks it, so a worker's reply for a closed connection is dropped rather than
+//! delivered to whoever took the slot next.
+
+use crate::conn::{ConnLimits, Connection};
+use crate::job::ConnId;
+use mio::net::TcpStream;
+use mio::Token;
+use slab::Slab;
+use std::time::Instant;
+
+/// The listening socket.
+pub const LISTENER: Token = Token(0);
+/// The waker workers use.
+pub const WAKER: Token = Token(1);
+/// SIGINT and SIGTERM.
+pub const SIGNAL: Token = Token(2);
+/// The first token given to a connection.
+pub const FIRST_CONN: usize = 3;
+
+/// One live connection and the reactor's bookkeeping about its socket.
+#[derive(Debug)]
+pub struct Slot {
+    /// The protocol state machine.
+    pub conn: Connection,
+    /// The socket.
+    pub stream: TcpStream,
+    /// The socket may have unread input (an edge arrived and was not drained).
+    pub readable: bool,
+    /// The last readiness event said the peer's side is closed: read to the end.
+    pub read_closed: bool,
+    /// WRITABLE is part of the registered interest.
+    pub write_interest: bool,
+    /// The slot is on the reactor's list of connections to service.
+    pub queued: bool,
+    /// The deadline this connection has in the timer heap, if any.
+    pub timer: Option<Instant>,
+}
+
+/// Live connections by slab index, with a generation per index.
+#[derive(Debug, Default)]
+pub struct Registry {
+    slab: Slab<Slot>,
+    generations: Vec<u32>,
+}
+
+impl Registry {
+    /// An empty registry with room for `capacity` connections before it grows.
+    pub fn with_capacity(capacity: usize) -> Registry {
+        Registry {
+            slab: Slab::with_capacity(capacity),
+            generations: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Live connections.
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// True when no connection is live.
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    /// Adds a connection; returns its id and token.
+    pub fn insert(
+        &mut self,
+        stream: TcpStream,
+        limits: ConnLimits,
+        now: Instant,
+    ) -> (ConnId, Token) {
+        let entry = self.slab.vacant_entry();
+        let index = entry.key();
+        if self.generations.len() <= index {
+            self.generations.resize(index + 1, 0);
+        }
+        let id = ConnId {
+            index: index as u32,
+            generation: self.generations[index],
+        };
+        entry.insert(Slot {
+            conn: Connection::new(id, limits, now),
+            stream,
+            readable: false,
+            read_closed: false,
+            write_interest: false,
+            queued: false,
+            timer: None,
+        });
+        (id, Token(index + FIRST_CONN))
+    }
+
+    /// The id of the connection behind a token, if it is live.
+    pub fn id_of(&self, token: Token) -> Option<ConnId> {
+        let index = token.0.checked_sub(FIRST_CONN)?;
+        self.slab.get(index).map(|slot| slot.conn.id())
+    }
+
+    /// The slot of a live connection; `None` if it closed (even if the index is reused).
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Slot> {
+        let index = id.index as usize;
+        if self.generations.get(index) != Some(&id.generation) {
+            return None;
+        }
+        self.slab.get_mut(index)
+    }
+
+    /// Removes a connection and retires its generation.
+    pub fn remove(&mut self, id: ConnId) -> Option<Slot> {
+        let index = id.index as usize;
+        if self.generations.get(index) != Some(&id.generation) {
+            return None;
+        }
+        let slot = self.slab.try_remove(index)?;
+        self.generations[index] = self.generations[index].wrapping_add(1);
+        Some(slot)
+    }
+
+    /// Every live connection's id.
+    pub fn ids(&self) -> Vec<ConnId> {
+        self.slab.iter().map(|(_, slot)| slot.conn.id()).collect()
+    }
+
+    /// The token of a connection.
+    pub fn token(id: ConnId) -> Token {
+        Token(id.index as usize + FIRST_CONN)
+    }
+}

@@ -1,0 +1,124 @@
+//! Server-wide counters, and the STATS response built from them.
+//!
+//! Counters are `Relaxed` atomics: each is an independent tally read for reporting,
+//! never used to order other memory. Workers add to the request counters; the reactor
+//! adds to the connection counters.
+
+use crate::protocol::msg::stats::StatsWriter;
+use crate::protocol::RequestId;
+use bytes::BytesMut;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident, )*) => {
+        /// Every counter the server keeps. Each is reported by STATS under its field name.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $( $(#[$doc])* pub $name: AtomicU64, )*
+        }
+
+        impl Counters {
+            fn write(&self, w: &mut StatsWriter, buf: &mut BytesMut) {
+                $( w.counter(buf, stringify!($name), self.$name.load(Relaxed)); )*
+            }
+
+            /// Every counter as `(name, value)`, for tests and logs.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$( (stringify!($name), self.$name.load(Relaxed)), )*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Connections accepted since start.
+    connections_total,
+    /// Connections open now.
+    connections_current,
+    /// Connections refused with SERVER_FULL.
+    connections_rejected,
+    /// Times `accept` failed for lack of descriptors or memory (accepting pauses).
+    accept_errors,
+    /// Connections closed because the peer closed or reset.
+    closed_by_peer,
+    /// Connections closed after a fatal protocol error.
+    closed_protocol_error,
+    /// Connections closed for being idle.
+    closed_idle,
+    /// Connections closed by shutdown.
+    closed_shutdown,
+    /// Connections closed after a socket error.
+    closed_io_error,
+    /// Requests answered, whatever the outcome.
+    requests_total,
+    /// HELLO requests.
+    cmd_hello,
+    /// PING requests.
+    cmd_ping,
+    /// STATS requests.
+    cmd_stats,
+    /// GET requests.
+    cmd_get,
+    /// PUT requests.
+    cmd_put,
+    /// DELETE requests.
+    cmd_delete,
+    /// CAS requests.
+    cmd_cas,
+    /// SCAN requests.
+    cmd_scan,
+    /// GETs that found a record.
+    get_hits,
+    /// GETs that found none.
+    get_misses,
+    /// CAS and conditional DELETEs refused with VERSION_CONFLICT.
+    version_conflicts,
+    /// Writes refused with MEMORY_LIMIT.
+    writes_refused_memory,
+    /// Requests answered with an error status (bad body, unknown opcode, limits).
+    request_errors,
+    /// Fatal protocol errors (malformed frame, bad version, frame too large).
+    protocol_errors,
+    /// Bytes read from clients.
+    bytes_read,
+    /// Bytes written to clients.
+    bytes_written,
+}
+
+/// The counters plus the facts STATS reports beside them.
+#[derive(Debug)]
+pub struct Stats {
+    /// The counters.
+    pub counters: Counters,
+    started: Instant,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            counters: Counters::default(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    #[inline]
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// Appends a whole STATS response: uptime, the counters, and the `extra` gauges
+    /// (store size, memory, sequence) the caller reads at the same moment.
+    pub fn encode(&self, buf: &mut BytesMut, id: RequestId, extra: &[(&str, u64)]) {
+        let mut w = StatsWriter::begin(buf, id);
+        w.counter(buf, "uptime_seconds", self.started.elapsed().as_secs());
+        self.counters.write(&mut w, buf);
+        for (name, value) in extra {
+            w.counter(buf, name, *value);
+        }
+        w.finish(buf);
+    }
+}

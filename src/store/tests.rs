@@ -1,0 +1,134 @@
+use super::*;
+
+#[test]
+fn versions_rise_and_never_repeat_across_delete() {
+    let s = Store::new(0);
+    let v1 = s.put(b"k", b"a").unwrap();
+    let v2 = s.put(b"k", b"b").unwrap();
+    assert!(v2 > v1);
+    let d = s.delete(b"k", 0).unwrap();
+    assert!(d > v2);
+    assert_eq!(s.get(b"k"), None);
+    let v3 = s.put(b"k", b"c").unwrap();
+    assert!(v3 > d);
+    // A CAS holding the pre-delete version cannot match the re-created record.
+    assert_eq!(
+        s.cas(b"k", v2, b"x"),
+        Err(WriteError::VersionConflict { current: v3 })
+    );
+    assert_eq!(s.seq(), v3);
+}
+
+#[test]
+fn cas_semantics() {
+    let s = Store::new(0);
+    assert_eq!(
+        s.cas(b"k", 5, b"x"),
+        Err(WriteError::VersionConflict { current: 0 })
+    );
+    let v = s.cas(b"k", 0, b"x").unwrap();
+    assert_eq!(
+        s.cas(b"k", 0, b"y"),
+        Err(WriteError::VersionConflict { current: v })
+    );
+    let v2 = s.cas(b"k", v, b"y").unwrap();
+    assert_eq!(s.get(b"k").unwrap().value, Bytes::from_static(b"y"));
+    assert_eq!(s.get(b"k").unwrap().version, v2);
+}
+
+#[test]
+fn delete_semantics() {
+    let s = Store::new(0);
+    assert_eq!(s.delete(b"k", 0), Err(WriteError::NotFound));
+    assert_eq!(s.delete(b"k", 3), Err(WriteError::NotFound));
+    let v = s.put(b"k", b"x").unwrap();
+    assert_eq!(
+        s.delete(b"k", v + 7),
+        Err(WriteError::VersionConflict { current: v })
+    );
+    assert!(s.delete(b"k", v).is_ok());
+    assert!(s.is_empty());
+}
+
+#[test]
+fn memory_limit_refuses_writes_but_not_deletes() {
+    let cost = record_cost(b"k1", &[0; 100]);
+    let s = Store::new(2 * cost);
+    s.put(b"k1", &[0; 100]).unwrap();
+    s.put(b"k2", &[0; 100]).unwrap();
+    assert_eq!(s.memory_used(), 2 * cost);
+    assert_eq!(s.put(b"k3", &[0; 100]), Err(WriteError::MemoryLimit));
+    // Replacing with something no larger still works at the limit.
+    s.put(b"k1", &[1; 50]).unwrap();
+    assert_eq!(s.get(b"k3"), None);
+    s.delete(b"k2", 0).unwrap();
+    s.put(b"k3", &[0; 100]).unwrap();
+    assert!(s.memory_used() <= 2 * cost);
+}
+
+#[test]
+fn scan_pages_in_key_order_across_shards() {
+    let s = Store::new(0);
+    for i in 0..250u32 {
+        s.put(format!("user:{i:04}").as_bytes(), b"v").unwrap();
+        s.put(format!("other:{i}").as_bytes(), b"v").unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = Bytes::new();
+    for _ in 0..10 {
+        let page = s.scan(b"user:", &cursor, 100);
+        seen.extend(page.records.iter().map(|(k, _)| k.clone()));
+        if !page.more {
+            break;
+        }
+        cursor = page.records.last().unwrap().0.clone();
+    }
+    let expected: Vec<Bytes> = (0..250u32)
+        .map(|i| Bytes::from(format!("user:{i:04}")))
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(s.scan(b"user:", b"user:0249", 10).records.len(), 0);
+    assert!(!s.scan(b"nobody", b"", 10).more);
+}
+
+#[test]
+fn scan_reports_seq_read_before_the_page() {
+    let s = Store::new(0);
+    s.put(b"a", b"1").unwrap();
+    let v = s.put(b"b", b"2").unwrap();
+    let page = s.scan(b"", b"", 10);
+    assert_eq!(page.seq, v);
+    assert!(page.records.iter().all(|(_, r)| r.version <= page.seq));
+}
+
+#[test]
+fn concurrent_cas_increments_end_exact() {
+    let s = std::sync::Arc::new(Store::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while done < 500 {
+                    let (v, n) = match s.get(b"counter") {
+                        Some(r) => (
+                            r.version,
+                            std::str::from_utf8(&r.value)
+                                .unwrap()
+                                .parse::<u64>()
+                                .unwrap(),
+                        ),
+                        None => (0, 0),
+                    };
+                    if s.cas(b"counter", v, (n + 1).to_string().as_bytes()).is_ok() {
+                        done += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(&s.get(b"counter").unwrap().value[..], b"4000");
+}

@@ -1,0 +1,146 @@
+//! Shared helpers for integration tests: start the real server binary on a free port,
+//! talk raw bytes to it, and wait with deadlines instead of sleeps.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use switchboard::protocol::{Decoder, Limits, Response};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running server process, killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `switchboard --listen 127.0.0.1:0` with extra flags and waits for its
+    /// `listening on` line.
+    pub fn start(extra: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = rx.recv_timeout(WAIT).expect("server printed its address");
+        let addr = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .parse()
+            .expect("an address");
+        ServerProcess { child, addr }
+    }
+
+    pub fn client(&self) -> switchboard::client::Client {
+        let mut c = switchboard::client::Client::connect(self.addr).expect("connect");
+        c.set_timeout(Some(WAIT)).unwrap();
+        c
+    }
+
+    pub fn raw(&self) -> RawConn {
+        RawConn::connect(self.addr)
+    }
+
+    /// Sends SIGTERM and returns the exit status, failing the test after `WAIT`.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A socket speaking raw bytes, for tests of framing and bad input.
+pub struct RawConn {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: Decoder,
+}
+
+impl RawConn {
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawConn {
+            stream,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(Limits::MAX_MAX_FRAME),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// The next response; panics on timeout or close.
+    pub fn recv(&mut self) -> Response {
+        self.try_recv()
+            .expect("a response before the connection closed")
+    }
+
+    /// The next response, or `None` when the server closed the connection.
+    pub fn try_recv(&mut self) -> Option<Response> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).expect("valid frame") {
+                return Some(Response::decode(&frame).expect("valid response"));
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Asserts the server closes the connection without sending anything more.
+    pub fn expect_closed(&mut self) {
+        assert!(self.try_recv().is_none(), "expected the server to close");
+    }
+}
+
+/// Encodes one request as bytes.
+pub fn frame(request: &switchboard::protocol::Request, id: u32) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    request.encode(switchboard::protocol::RequestId(id), &mut buf);
+    buf.to_vec()
+}
