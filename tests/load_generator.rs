@@ -1,0 +1,556 @@
+//! switchboard-load against small servers written here (std threads, the protocol
+//! crate for framing): one that answers correctly, one that stalls once for a known
+//! time, and ones that answer wrongly. Each test runs the real binary for a second
+//! or two and reads its JSON.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchboard::protocol::{encode, msg, Decoder, Opcode, Request, RequestId, Status};
+
+/// Longest any one run of the generator may take before the test fails.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy)]
+enum Behavior {
+    /// A working key-value store.
+    Correct,
+    /// Like `Correct`, but the request with this ordinal holds every connection for
+    /// this long before anyone is answered again.
+    StallAt(u64, Duration),
+    /// Answers with the wrong request id.
+    BadId,
+    /// Answers every GET with a value that belongs to no key.
+    BadValue,
+}
+
+struct Shared {
+    store: Mutex<HashMap<Bytes, (u64, Bytes)>>,
+    seen: AtomicU64,
+    version: AtomicU64,
+}
+
+/// Starts a server on a free loopback port; its threads end with the test process.
+fn serve(behavior: Behavior) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shared = Arc::new(Shared {
+        store: Mutex::new(HashMap::new()),
+        seen: AtomicU64::new(0),
+        version: AtomicU64::new(0),
+    });
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || connection(stream, behavior, &shared));
+        }
+    });
+    addr
+}
+
+fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let limits = Default::default();
+    let mut decoder = Decoder::new(1 << 21);
+    let mut inbuf = BytesMut::with_capacity(64 * 1024);
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        inbuf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some(frame)) = decoder.decode(&mut inbuf) {
+            let id = frame.header.request_id;
+            let Ok(req) = Request::decode(&frame, &limits) else {
+                return;
+            };
+            let ordinal = shared.seen.fetch_add(1, Ordering::Relaxed) + 1;
+            // Every answer is computed under the store lock, so one request that
+            // sleeps while holding it stalls every connection.
+            let mut store = shared.store.lock().unwrap();
+            if let Behavior::StallAt(at, pause) = behavior {
+                if ordinal == at {
+                    std::thread::sleep(pause);
+                }
+            }
+            answer(&req, id, behavior, &mut store, shared, &mut out);
+        }
+        if stream.write_all(&out).is_err() {
+            return;
+        }
+        out.clear();
+    }
+}
+
+fn answer(
+    req: &Request,
+    id: RequestId,
+    behavior: Behavior,
+    store: &mut HashMap<Bytes, (u64, Bytes)>,
+    shared: &Shared,
+    out: &mut BytesMut,
+) {
+    let id = match behavior {
+        Behavior::BadId => RequestId(id.0.wrapping_add(1000)),
+        _ => id,
+    };
+    let next = || shared.version.fetch_add(1, Ordering::Relaxed) + 1;
+    match req {
+        Request::Get { .. } if matches!(behavior, Behavior::BadValue) => {
+            msg::get::encode_response(out, id, 1, b"this value belongs to no key")
+        }
+        Request::Get { key } => match store.get(key) {
+            Some((v, value)) => msg::get::encode_response(out, id, *v, value),
+            None => encode::not_found(out, Opcode::GET, id),
+        },
+        Request::Put { key, value, .. } => {
+            let v = next();
+            store.insert(key.clone(), (v, value.clone()));
+            encode::written(out, Opcode::PUT, id, v);
+        }
+        Request::Delete { key, .. } => match store.remove(key) {
+            Some(_) => encode::written(out, Opcode::DELETE, id, next()),
+            None => encode::not_found(out, Opcode::DELETE, id),
+        },
+        Request::Cas {
+            key,
+            expected,
+            value,
+            ..
+        } => {
+            let current = store.get(key).map_or(0, |r| r.0);
+            if current == *expected {
+                let v = next();
+                store.insert(key.clone(), (v, value.clone()));
+                encode::written(out, Opcode::CAS, id, v);
+            } else {
+                encode::version_conflict(out, Opcode::CAS, id, current);
+            }
+        }
+        Request::Ping { payload } => msg::ping::encode_response(out, id, payload),
+        other => encode::error(out, other.opcode(), id, Status::UNKNOWN_OPCODE, b"no"),
+    }
+}
+
+/// Runs switchboard-load with `args` and returns its output, killing it after
+/// `RUN_LIMIT`.
+fn load(args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start switchboard-load");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(RUN_LIMIT) {
+        Ok(out) => out.expect("switchboard-load output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("switchboard-load {args:?} ran past {RUN_LIMIT:?}");
+        }
+    }
+}
+
+struct TempJson(PathBuf);
+
+impl TempJson {
+    fn new(name: &str) -> TempJson {
+        TempJson(std::env::temp_dir().join(format!(
+            "switchboard-load-{}-{name}.json",
+            std::process::id()
+        )))
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 temp path")
+    }
+
+    fn read(&self) -> Value {
+        let text = std::fs::read_to_string(&self.0).expect("JSON written");
+        serde_json::from_str(&text).expect("valid JSON")
+    }
+}
+
+impl Drop for TempJson {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn u(v: &Value, path: &[&str]) -> u64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} is not an unsigned integer: {x}"))
+}
+
+fn f(v: &Value, path: &[&str]) -> f64 {
+    let mut x = v;
+    for p in path {
+        x = &x[*p];
+    }
+    x.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number: {x}"))
+}
+
+#[test]
+fn open_loop_sends_rate_times_duration() {
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("rate");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--rate",
+        "2000",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "8",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let sent = u(&j, &["sent"]);
+    assert!((3960..=4040).contains(&sent), "sent {sent}\n{}", text(&out));
+    assert_eq!(u(&j, &["offered"]), 4000);
+    assert_eq!(u(&j, &["ops"]), sent);
+    assert_eq!(u(&j, &["errors"]), 0);
+    let tput = f(&j, &["throughput_ops_per_sec"]);
+    assert!((1960.0..=2040.0).contains(&tput), "{tput}");
+}
+
+#[test]
+fn json_has_every_field_with_its_type() {
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("fields");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "400",
+        "--warmup",
+        "0s",
+        "--connections",
+        "4",
+        "--pipeline",
+        "4",
+        "--mix",
+        "get=4,put=3,del=1,cas=1,ping=1",
+        "--keys",
+        "50",
+        "--value-size",
+        "10-200",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(u(&j, &["ops"]), 400);
+    assert_eq!(u(&j, &["errors"]), 0);
+    assert!(u(&j, &["misses"]) <= 400);
+    assert!(f(&j, &["duration_s"]) > 0.0);
+    assert!(f(&j, &["throughput_ops_per_sec"]) > 0.0);
+    assert!(j["client_bound"].is_boolean());
+    for hist in ["latency_us", "service_time_us", "dispatch_lag_us"] {
+        for p in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(j[hist][p].is_number(), "{hist}.{p} missing: {j}");
+        }
+    }
+    let lat = &j["latency_us"];
+    assert!(f(lat, &["p50"]) > 0.0);
+    assert!(f(lat, &["p50"]) <= f(lat, &["p99"]) && f(lat, &["p99"]) <= f(lat, &["max"]));
+    assert!(f(&j, &["client_cpu_us_per_request"]) > 0.0);
+    assert_eq!(j["mode"], "closed");
+    let by_type: u64 = j["ops_by_type"]
+        .as_object()
+        .expect("ops_by_type")
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_type, 400);
+    let params = &j["params"];
+    assert_eq!(params["protocol"], "switchboard");
+    assert_eq!(u(params, &["connections"]), 4);
+    assert_eq!(u(params, &["pipeline"]), 4);
+    assert_eq!(params["mix"], "get=4,put=3,del=1,cas=1,ping=1");
+    assert_eq!(params["value_size"], "10-200");
+    assert_eq!(u(params, &["requests"]), 400);
+}
+
+#[test]
+fn a_stall_shows_in_corrected_latency_but_not_in_service_time() {
+    // 2000/s for 2 s over 10 connections; request 1000 (about 0.5 s in) holds the
+    // server for 300 ms. About 600 requests fall due during the stall: corrected
+    // latency charges each its wait. Only the ~10 requests already in flight see it in
+    // service time: 0.25% of them, under the 1% that p99 looks at.
+    let addr = serve(Behavior::StallAt(1000, Duration::from_millis(300))).to_string();
+    let json = TempJson::new("stall");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--rate",
+        "2000",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "10",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let corrected_p99 = f(&j, &["latency_us", "p99"]);
+    let corrected_p90 = f(&j, &["latency_us", "p90"]);
+    let service_p99 = f(&j, &["service_time_us", "p99"]);
+    let service_max = f(&j, &["service_time_us", "max"]);
+    assert!(
+        corrected_p99 >= 200_000.0,
+        "corrected p99 {corrected_p99} us\n{}",
+        text(&out)
+    );
+    assert!(
+        corrected_p90 >= 20_000.0,
+        "corrected p90 {corrected_p90} us"
+    );
+    assert!(
+        service_p99 < 100_000.0,
+        "service p99 {service_p99} us\n{}",
+        text(&out)
+    );
+    // The requests in flight during the stall did wait: the stall is real.
+    assert!(service_max >= 250_000.0, "service max {service_max} us");
+}
+
+#[test]
+fn an_unreachable_rate_is_reported_client_bound() {
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("bound");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--rate",
+        "20000000",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "1s",
+        "--connections",
+        "4",
+        "--pipeline",
+        "256",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(j["client_bound"], true, "{}", text(&out));
+    assert!(u(&j, &["sent"]) < u(&j, &["offered"]));
+    assert!(j["client_bound_reason"].is_string());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CLIENT-BOUND"));
+}
+
+#[test]
+fn a_reachable_rate_is_not_client_bound() {
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("notbound");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--rate",
+        "500",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "4",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(u(&j, &["sent"]), 500);
+    // Generator lag is judged at p99 against 1 ms; at 500/s it is far below.
+    assert_eq!(j["client_bound"], false, "{}", text(&out));
+}
+
+#[test]
+fn wrong_request_ids_are_errors_and_fail_the_run() {
+    let addr = serve(Behavior::BadId).to_string();
+    let json = TempJson::new("badid");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "50",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--timeout",
+        "2s",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert!(u(&j, &["error_kinds", "wrong_id"]) > 0, "{j}");
+    assert_eq!(u(&j, &["errors"]), 50);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed their checks"));
+}
+
+#[test]
+fn wrong_values_are_errors_unless_allowed() {
+    let addr = serve(Behavior::BadValue).to_string();
+    let json = TempJson::new("badvalue");
+    let args = [
+        "--addr",
+        &addr,
+        "--requests",
+        "40",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--quiet",
+        "--json",
+        json.path(),
+    ];
+    let out = load(&args);
+    assert!(!out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(u(&j, &["error_kinds", "wrong_value"]), 40, "{j}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not the one derived from its key"));
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-errors");
+    let out = load(&allowed);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn values_written_by_one_run_are_checked_by_the_next() {
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("verify");
+    let write = load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "500",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "put=1",
+        "--keys",
+        "100",
+        "--value-size",
+        "1-3000",
+        "--quiet",
+    ]);
+    assert!(write.status.success(), "{}", text(&write));
+    // Read back with another size setting: every key was written, none may mismatch.
+    let read = load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "500",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--keys",
+        "100",
+        "--value-size",
+        "64",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(read.status.success(), "{}", text(&read));
+    let j = json.read();
+    assert_eq!(u(&j, &["errors"]), 0);
+    assert!(u(&j, &["misses"]) < 5, "{j}");
+}
+
+#[test]
+fn an_unreachable_address_fails_fast_and_says_why() {
+    // Bind, note the port, close: nothing listens there now.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = load(&["--addr", &addr, "--duration", "5s", "--quiet"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[test]
+fn cas_over_resp_is_refused_with_a_reason() {
+    let out = load(&[
+        "--addr",
+        "127.0.0.1:9",
+        "--protocol",
+        "resp",
+        "--mix",
+        "cas=1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cas is not supported"));
+}
