@@ -11,7 +11,7 @@
 use crate::clock::{now_ns, Timer};
 use crate::proto::{self, Protocol, Req, Verdict};
 use crate::schedule::{Schedule, Stop};
-use crate::workload::{KeyPicker, Mix, Op, Ring, Rng, ValueSize};
+use crate::workload::{KeyDist, KeyPicker, Mix, Op, Ring, Rng, ValueSize};
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
@@ -27,7 +27,8 @@ use std::time::Duration;
 pub struct Plan {
     pub proto: Protocol,
     pub mix: Mix,
-    pub picker: KeyPicker,
+    pub key_dist: KeyDist,
+    pub keys: u64,
     pub value_size: ValueSize,
     pub pipeline: usize,
     pub timeout_ns: u64,
@@ -179,6 +180,7 @@ struct Engine<'a> {
     by_server: Vec<Vec<usize>>,
     rr: Vec<usize>,
     rng: Rng,
+    picker: KeyPicker,
     scratch: Vec<u8>,
     schedule: Option<Schedule>,
     /// Next owned send of the schedule not yet dispatched (open loop).
@@ -235,7 +237,9 @@ pub fn run_thread(
         conns.push(Conn {
             stream,
             server,
-            wbuf: BytesMut::with_capacity(plan.pipeline * max_request),
+            // Room for a typical batch up front; larger values grow it once, and
+            // clear() keeps the capacity, so the steady state does not allocate.
+            wbuf: BytesMut::with_capacity((plan.pipeline * max_request).min(256 * 1024)),
             wpos: 0,
             rbuf: vec![0; rbuf_len],
             rstart: 0,
@@ -262,6 +266,7 @@ pub fn run_thread(
         by_server,
         rr: vec![0; servers],
         rng: Rng::new(plan.seed ^ crate::workload::mix64(thread as u64 + 1)),
+        picker: KeyPicker::new(&plan.key_dist, plan.keys, thread, plan.threads),
         scratch: Vec::with_capacity(plan.value_size.max),
         next_k: schedule.as_ref().and_then(Schedule::first),
         schedule,
@@ -463,7 +468,7 @@ impl Engine<'_> {
     fn choose(&mut self) -> Req {
         let p = self.plan;
         let op = p.mix.pick(&mut self.rng);
-        let key = p.picker.pick(&mut self.rng);
+        let key = self.picker.pick(&mut self.rng);
         let slot = &self.versions[key as usize % VERSION_SLOTS];
         let expected = if slot.0 == key { slot.1 } else { 0 };
         Req {

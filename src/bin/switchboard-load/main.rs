@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use workload::{KeyDist, KeyPicker, Mix, Ring, ValueSize};
+use workload::{KeyDist, Mix, Ring, ValueSize};
 
 /// Load generator for switchboard, Redis (RESP) and memcached (text protocol).
 ///
@@ -87,7 +87,8 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
 
-    /// Key popularity: uniform, or zipf:EXPONENT (key 0 hottest).
+    /// Key popularity: uniform, zipf:EXPONENT (key 0 hottest), or sequential (every key
+    /// in turn: with --requests equal to --keys and --mix put=1, a preload).
     #[arg(long, value_parser = KeyDist::parse, default_value = "uniform")]
     key_dist: KeyDist,
 
@@ -287,7 +288,8 @@ fn run_once(
     let plan = Plan {
         proto: args.protocol,
         mix: args.mix.clone(),
-        picker: KeyPicker::new(&args.key_dist, args.keys),
+        key_dist: args.key_dist.clone(),
+        keys: args.keys,
         value_size: args.value_size,
         pipeline: args.pipeline,
         timeout_ns: args.timeout.as_nanos() as u64,

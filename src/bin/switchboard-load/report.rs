@@ -213,6 +213,7 @@ pub fn to_json(o: &Outcome, params: Value) -> Value {
             "connection": o.errors.connection,
         },
         "warmup_errors": o.warmup_errors,
+        "answered_total": o.answered_all,
         "first_error": o.first_error,
         "client_cpu_us_per_request": (o.cpu_us_per_request() * 1000.0).round() / 1000.0,
         "client_cpu_user_s": o.cpu_user_ns as f64 / 1e9,

@@ -136,6 +136,9 @@ impl fmt::Display for Mix {
 #[derive(Clone, Debug, PartialEq)]
 pub enum KeyDist {
     Uniform,
+    /// Every key in order, each thread taking every n-th: `--requests` equal to
+    /// `--keys` writes each key exactly once (a preload).
+    Sequential,
     /// Zipf with this exponent: rank 1 (key 0) is the hottest.
     Zipf(f64),
 }
@@ -144,6 +147,9 @@ impl KeyDist {
     pub fn parse(s: &str) -> Result<KeyDist, String> {
         if s == "uniform" {
             return Ok(KeyDist::Uniform);
+        }
+        if s == "sequential" {
+            return Ok(KeyDist::Sequential);
         }
         if let Some(e) = s.strip_prefix("zipf:") {
             let e: f64 = e
@@ -164,29 +170,47 @@ impl fmt::Display for KeyDist {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyDist::Uniform => f.write_str("uniform"),
+            KeyDist::Sequential => f.write_str("sequential"),
             KeyDist::Zipf(e) => write!(f, "zipf:{e}"),
         }
     }
 }
 
-/// Draws key indices in `[0, keys)`.
+/// Draws key indices in `[0, keys)`. Each thread has its own.
 #[derive(Clone, Debug)]
 pub enum KeyPicker {
     Uniform(u64),
+    /// Next key, step (the thread count), key count.
+    Sequential {
+        next: u64,
+        step: u64,
+        keys: u64,
+    },
     Zipf(Zipf),
 }
 
 impl KeyPicker {
-    pub fn new(dist: &KeyDist, keys: u64) -> KeyPicker {
+    /// The picker of thread `thread` of `threads`.
+    pub fn new(dist: &KeyDist, keys: u64, thread: usize, threads: usize) -> KeyPicker {
         match dist {
             KeyDist::Uniform => KeyPicker::Uniform(keys),
+            KeyDist::Sequential => KeyPicker::Sequential {
+                next: thread as u64 % keys,
+                step: threads as u64,
+                keys,
+            },
             KeyDist::Zipf(e) => KeyPicker::Zipf(Zipf::new(keys, *e)),
         }
     }
 
-    pub fn pick(&self, rng: &mut Rng) -> u64 {
+    pub fn pick(&mut self, rng: &mut Rng) -> u64 {
         match self {
             KeyPicker::Uniform(n) => rng.below(*n),
+            KeyPicker::Sequential { next, step, keys } => {
+                let k = *next;
+                *next = (k + *step) % *keys;
+                k
+            }
             KeyPicker::Zipf(z) => z.sample(rng) - 1,
         }
     }
@@ -491,7 +515,7 @@ mod tests {
 
     #[test]
     fn uniform_keys_cover_the_range() {
-        let p = KeyPicker::new(&KeyDist::parse("uniform").unwrap(), 10);
+        let mut p = KeyPicker::new(&KeyDist::parse("uniform").unwrap(), 10, 0, 1);
         let mut rng = Rng::new(5);
         let mut seen = [false; 10];
         for _ in 0..1000 {
@@ -500,6 +524,21 @@ mod tests {
         assert!(seen.iter().all(|&s| s));
         assert!(KeyDist::parse("zipf:x").is_err());
         assert_eq!(KeyDist::parse("zipf:0.99").unwrap(), KeyDist::Zipf(0.99));
+    }
+
+    #[test]
+    fn sequential_threads_cover_every_key_once() {
+        let dist = KeyDist::parse("sequential").unwrap();
+        let mut rng = Rng::new(1);
+        let mut seen = vec![0u32; 10];
+        for t in 0..3 {
+            let mut p = KeyPicker::new(&dist, 10, t, 3);
+            // Thread t's share of 10 requests over 3 threads.
+            for _ in 0..(10 / 3 + usize::from(t < 10 % 3)) {
+                seen[p.pick(&mut rng) as usize] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
     }
 
     #[test]
