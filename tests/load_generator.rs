@@ -11,12 +11,20 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use switchboard::protocol::{encode, msg, Decoder, Opcode, Request, RequestId, Status};
 
 /// Longest any one run of the generator may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Timing tests run one at a time: on a small machine, parallel runs would measure
+/// each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[derive(Clone, Copy)]
 enum Behavior {
@@ -25,6 +33,9 @@ enum Behavior {
     /// Like `Correct`, but the request with this ordinal holds every connection for
     /// this long before anyone is answered again.
     StallAt(u64, Duration),
+    /// Like `Correct`, but every request holds the server for this long: a server
+    /// with a known capacity.
+    Slow(Duration),
     /// Answers with the wrong request id.
     BadId,
     /// Answers every GET with a value that belongs to no key.
@@ -78,10 +89,10 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
             // Every answer is computed under the store lock, so one request that
             // sleeps while holding it stalls every connection.
             let mut store = shared.store.lock().unwrap();
-            if let Behavior::StallAt(at, pause) = behavior {
-                if ordinal == at {
-                    std::thread::sleep(pause);
-                }
+            match behavior {
+                Behavior::StallAt(at, pause) if ordinal == at => std::thread::sleep(pause),
+                Behavior::Slow(each) => std::thread::sleep(each),
+                _ => {}
             }
             answer(&req, id, behavior, &mut store, shared, &mut out);
         }
@@ -220,6 +231,7 @@ fn f(v: &Value, path: &[&str]) -> f64 {
 
 #[test]
 fn open_loop_sends_rate_times_duration() {
+    let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("rate");
     let out = load(&[
@@ -250,6 +262,7 @@ fn open_loop_sends_rate_times_duration() {
 
 #[test]
 fn json_has_every_field_with_its_type() {
+    let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("fields");
     let out = load(&[
@@ -309,6 +322,7 @@ fn json_has_every_field_with_its_type() {
 
 #[test]
 fn a_stall_shows_in_corrected_latency_but_not_in_service_time() {
+    let _serial = serial();
     // 2000/s for 2 s over 10 connections; request 1000 (about 0.5 s in) holds the
     // server for 300 ms. About 600 requests fall due during the stall: corrected
     // latency charges each its wait. Only the ~10 requests already in flight see it in
@@ -356,6 +370,7 @@ fn a_stall_shows_in_corrected_latency_but_not_in_service_time() {
 
 #[test]
 fn an_unreachable_rate_is_reported_client_bound() {
+    let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("bound");
     let out = load(&[
@@ -387,6 +402,7 @@ fn an_unreachable_rate_is_reported_client_bound() {
 
 #[test]
 fn a_reachable_rate_is_not_client_bound() {
+    let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("notbound");
     let out = load(&[
@@ -407,12 +423,57 @@ fn a_reachable_rate_is_not_client_bound() {
     assert!(out.status.success(), "{}", text(&out));
     let j = json.read();
     assert_eq!(u(&j, &["sent"]), 500);
-    // Generator lag is judged at p99 against 1 ms; at 500/s it is far below.
+    // Generator lag is judged at p90 against 1 ms; at 500/s it is far below.
     assert_eq!(j["client_bound"], false, "{}", text(&out));
 }
 
 #[test]
+fn find_max_rate_finds_the_capacity_of_a_slow_server() {
+    let _serial = serial();
+    // 1 ms per request under one lock: about 900-1000 requests a second at most.
+    // Above that the queue grows by hundreds in a 400 ms trial, far past 50 ms; the
+    // lower bound is loose because a busy machine adds its own delays.
+    let addr = serve(Behavior::Slow(Duration::from_millis(1))).to_string();
+    let json = TempJson::new("maxrate");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--find-max-rate",
+        "--slo",
+        "p99=50ms",
+        "--rate",
+        "250",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+        "--connections",
+        "8",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let max = f(&j, &["find_max_rate", "max_rate_ops_per_sec"]);
+    assert!(
+        (300.0..=1200.0).contains(&max),
+        "max rate {max}\n{}",
+        text(&out)
+    );
+    let trials = j["find_max_rate"]["trials"].as_array().expect("trials");
+    assert!(
+        trials.iter().any(|t| t["ok"] == false),
+        "no trial failed: {j}"
+    );
+    assert!(trials.iter().any(|t| t["ok"] == true));
+    // The reported run is the best passing one.
+    assert_eq!(f(&j, &["offered_rate_ops_per_sec"]), max);
+}
+
+#[test]
 fn wrong_request_ids_are_errors_and_fail_the_run() {
+    let _serial = serial();
     let addr = serve(Behavior::BadId).to_string();
     let json = TempJson::new("badid");
     let out = load(&[
@@ -441,6 +502,7 @@ fn wrong_request_ids_are_errors_and_fail_the_run() {
 
 #[test]
 fn wrong_values_are_errors_unless_allowed() {
+    let _serial = serial();
     let addr = serve(Behavior::BadValue).to_string();
     let json = TempJson::new("badvalue");
     let args = [
@@ -471,6 +533,7 @@ fn wrong_values_are_errors_unless_allowed() {
 
 #[test]
 fn values_written_by_one_run_are_checked_by_the_next() {
+    let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("verify");
     let write = load(&[
@@ -519,6 +582,7 @@ fn values_written_by_one_run_are_checked_by_the_next() {
 
 #[test]
 fn an_unreachable_address_fails_fast_and_says_why() {
+    let _serial = serial();
     // Bind, note the port, close: nothing listens there now.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -543,6 +607,7 @@ fn an_unreachable_address_fails_fast_and_says_why() {
 
 #[test]
 fn cas_over_resp_is_refused_with_a_reason() {
+    let _serial = serial();
     let out = load(&[
         "--addr",
         "127.0.0.1:9",

@@ -7,12 +7,20 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::Duration;
 use switchboard::client::{stat, Client};
 
 const WAIT: Duration = Duration::from_secs(10);
 const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Timing tests run one at a time: on a small machine, parallel runs would measure
+/// each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The server binary on a free port, killed on drop.
 struct Server {
@@ -162,16 +170,19 @@ fn requests_match_server_counters(workers: &str, pipeline: &str) {
 
 #[test]
 fn closed_loop_request_count_matches_the_server_inline() {
+    let _serial = serial();
     requests_match_server_counters("0", "1");
 }
 
 #[test]
 fn pipelined_request_count_matches_the_server_with_workers() {
+    let _serial = serial();
     requests_match_server_counters("1", "16");
 }
 
 #[test]
 fn open_loop_against_the_server_sends_the_schedule() {
+    let _serial = serial();
     let server = Server::start("1");
     let addr = server.addr.to_string();
     let before = server.stats();

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Generator lag (p99) above which an open-loop run is reported client-bound: past
+/// Generator lag (p90) above which an open-loop run is reported client-bound: past
 /// this the generator, not the server, decides when requests go out.
 pub const CLIENT_LAG_LIMIT_NS: u64 = 1_000_000;
 
@@ -127,15 +127,30 @@ impl Outcome {
                 self.sent, offered
             ));
         }
-        let p99 = self.generator_lag.value_at_quantile(0.99);
-        if !self.generator_lag.is_empty() && p99 > CLIENT_LAG_LIMIT_NS {
+        // Judged at p90, not p99: a generator too slow for the rate lags on most sends,
+        // while a busy machine descheduling it now and then only moves the tail (which
+        // the corrected latencies then show, and the text report notes).
+        let p90 = self.generator_lag.value_at_quantile(0.9);
+        if !self.generator_lag.is_empty() && p90 > CLIENT_LAG_LIMIT_NS {
             return Some(format!(
-                "dispatch lag p99 was {:.0} us while pipeline slots were free: the generator \
+                "dispatch lag p90 was {:.0} us while pipeline slots were free: the generator \
                  did not keep the schedule",
-                p99 as f64 / 1e3
+                p90 as f64 / 1e3
             ));
         }
         None
+    }
+
+    /// A note when rare sends were late although slots were free.
+    pub fn lag_note(&self) -> Option<String> {
+        let p99 = self.generator_lag.value_at_quantile(0.99);
+        (self.client_bound.is_none() && p99 > CLIENT_LAG_LIMIT_NS).then(|| {
+            format!(
+                "note: 1% of sends left over {:.0} us late with slots free (generator \
+                 descheduled: a busy machine?); corrected latencies include that delay",
+                p99 as f64 / 1e3
+            )
+        })
     }
 
     pub fn errors(&self) -> u64 {
@@ -300,6 +315,9 @@ pub fn to_text(o: &Outcome, header: &str) -> String {
     }
     if let Some(first) = &o.first_error {
         let _ = writeln!(s, "  first error: {first}");
+    }
+    if let Some(note) = o.lag_note() {
+        let _ = writeln!(s, "  {note}");
     }
     if let Some(why) = &o.client_bound {
         let _ = writeln!(
