@@ -404,6 +404,7 @@ pub fn plot(o: &Outcome, path: &Path, title: &str) -> Result<(), String> {
         .x_desc("percentile")
         .y_desc("latency (us)")
         .x_label_formatter(&|x| percentile_label(*x))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| err(&e))?;
     for (name, pts, color) in series {
