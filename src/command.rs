@@ -67,11 +67,11 @@ pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
     match request {
         Request::Get { key } => {
             Stats::incr(&c.cmd_get);
-            match ctx.store.get(key) {
-                Some(r) => {
-                    Stats::incr(&c.get_hits);
-                    msg::get::encode_response(out, id, r.version, &r.value);
-                }
+            let found = ctx.store.read(key, |version, value| {
+                msg::get::encode_response(out, id, version, value);
+            });
+            match found {
+                Some(()) => Stats::incr(&c.get_hits),
                 None => {
                     Stats::incr(&c.get_misses);
                     encode::not_found(out, Opcode::GET, id);

@@ -229,18 +229,9 @@ fn a_client_vanishing_mid_frame_is_cleaned_up() {
         raw.send(&bytes[..500]);
     } // dropped: the socket closes with half a frame sent
       // The server notices and closes its side; nothing was written.
-    let deadline = std::time::Instant::now() + common::WAIT;
-    loop {
-        let stats = c.stats().unwrap();
-        if stat(&stats, "connections_current") == Some(1) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "connection never cleaned up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    common::wait_until("the half-sent connection to be cleaned up", || {
+        stat(&c.stats().unwrap(), "connections_current") == Some(1)
+    });
     assert_eq!(c.get("half").unwrap(), None);
     assert_unharmed(&mut c);
 }
@@ -281,16 +272,11 @@ fn connections_past_the_limit_are_told_server_full() {
     third.expect_closed();
     drop(b);
     // Once a slot frees up, a new client gets in (the close is noticed asynchronously).
-    let deadline = std::time::Instant::now() + common::WAIT;
-    loop {
+    common::wait_until("a freed slot to admit a new client", || {
         let mut c = switchboard::client::Client::connect(server.addr).unwrap();
         c.set_timeout(Some(common::WAIT)).unwrap();
-        if c.ping().is_ok() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "slot never freed");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+        c.ping().is_ok()
+    });
     assert_eq!(
         stat(&a.stats().unwrap(), "connections_rejected").map(|n| n >= 1),
         Some(true)

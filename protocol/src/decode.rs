@@ -69,6 +69,7 @@ impl Decoder {
             return Err(DecodeError::TooLarge {
                 declared: total,
                 limit: self.max_frame,
+                opcode: header.map(|h| h.opcode),
                 request_id: header.map(|h| h.request_id),
             });
         }
@@ -81,6 +82,7 @@ impl Decoder {
         if !(BASE_VERSION..=MAX_VERSION).contains(&header.version) {
             return Err(DecodeError::UnsupportedVersion {
                 version: header.version,
+                opcode: header.opcode,
                 request_id: header.request_id,
             });
         }
@@ -92,5 +94,36 @@ impl Decoder {
         }
         let body = buf.split_to(total).freeze().slice(PREFIX_LEN..);
         Ok(Some(Frame { header, body }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Opcode, RequestId, Status};
+
+    #[test]
+    fn too_large_names_the_header_only_once_it_arrived() {
+        let mut d = Decoder::new(8192);
+        let mut only_length = BytesMut::from(&[0x00, 0x00, 0x20, 0x00][..]);
+        let e = d.decode(&mut only_length).unwrap_err();
+        assert_eq!(e.status(), Status::FRAME_TOO_LARGE);
+        assert_eq!((e.opcode(), e.request_id()), (None, None));
+
+        let mut with_header =
+            BytesMut::from(&[0x00, 0x00, 0x20, 0x00, 1, 0x11, 0, 0, 0, 0, 0, 5][..]);
+        let e = d.decode(&mut with_header).unwrap_err();
+        assert_eq!(e.opcode(), Some(Opcode::PUT));
+        assert_eq!(e.request_id(), Some(RequestId(5)));
+    }
+
+    #[test]
+    fn unsupported_version_names_the_opcode() {
+        let mut d = Decoder::new(8192);
+        let mut buf = BytesMut::from(&[0, 0, 0, 8, 2, 0x02, 0, 0, 0, 0, 0, 9][..]);
+        let e = d.decode(&mut buf).unwrap_err();
+        assert_eq!(e.status(), Status::UNSUPPORTED_VERSION);
+        assert_eq!(e.opcode(), Some(Opcode::PING));
+        assert_eq!(e.request_id(), Some(RequestId(9)));
     }
 }

@@ -4,7 +4,7 @@
 //! allocates nothing. Each maps to exactly one wire [`Status`].
 
 use crate::header::RequestId;
-use crate::opcode::Status;
+use crate::opcode::{Opcode, Status};
 use std::fmt;
 
 /// A frame could not be taken off the stream. The frame boundary is lost or cannot be
@@ -23,6 +23,8 @@ pub enum DecodeError {
         declared: u64,
         /// The limit in force.
         limit: u32,
+        /// The opcode, if the header had already arrived.
+        opcode: Option<Opcode>,
         /// The request id, if the header had already arrived.
         request_id: Option<RequestId>,
     },
@@ -30,6 +32,8 @@ pub enum DecodeError {
     UnsupportedVersion {
         /// The version byte the peer sent.
         version: u8,
+        /// The frame's opcode.
+        opcode: Opcode,
         /// The frame's request id.
         request_id: RequestId,
     },
@@ -47,6 +51,16 @@ impl DecodeError {
             DecodeError::TooShort { .. } => None,
             DecodeError::TooLarge { request_id, .. } => request_id,
             DecodeError::UnsupportedVersion { request_id, .. } => Some(request_id),
+        }
+    }
+
+    /// The opcode to put in the error frame, when the header got far enough. An error
+    /// frame without one carries opcode 0.
+    pub fn opcode(self) -> Option<Opcode> {
+        match self {
+            DecodeError::TooShort { .. } => None,
+            DecodeError::TooLarge { opcode, .. } => opcode,
+            DecodeError::UnsupportedVersion { opcode, .. } => Some(opcode),
         }
     }
 

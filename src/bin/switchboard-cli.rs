@@ -24,9 +24,15 @@ struct Flags {
     command: Option<Command>,
 }
 
-/// The commands, typed the same way at the prompt.
+/// The commands, typed at the prompt without the program name.
 #[derive(Parser, Debug)]
-#[command(no_binary_name = true, disable_version_flag = true)]
+#[command(
+    name = "",
+    no_binary_name = true,
+    disable_version_flag = true,
+    override_usage = "<command> [arguments]   (help <command> for details; quit to leave)",
+    help_template = "{usage-heading} {usage}\n\n{subcommands}"
+)]
 struct Line {
     #[command(subcommand)]
     command: Command,

@@ -19,10 +19,10 @@ struct Flags {
     #[arg(long, default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
 
-    /// Worker threads executing requests. 0 runs them on the network thread.
-    /// [default: available cores - 1, at least 1]
-    #[arg(long)]
-    workers: Option<usize>,
+    /// Worker threads executing requests (at most 256). 0 runs them on the network
+    /// thread. [default: available cores - 1, at least 1]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(0..=256))]
+    workers: Option<u16>,
 
     /// Largest frame accepted, in bytes, length field included (suffixes k, m, g).
     /// The largest value is this minus 4096. Clamped to 8 KiB..1 GiB.
@@ -57,7 +57,9 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     let config = Config {
         listen: flags.listen,
-        workers: flags.workers.unwrap_or_else(Config::default_workers),
+        workers: flags
+            .workers
+            .map_or_else(Config::default_workers, usize::from),
         limits: Limits::with_max_frame(flags.max_frame),
         max_connections: flags.max_connections,
         max_memory: flags.max_memory,
@@ -75,7 +77,10 @@ fn main() -> ExitCode {
     // Plain text on stdout, so scripts and tests can find the port.
     println!("listening on {}", server.local_addr());
     match server.run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            eprintln!("switchboard: stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("switchboard: {e}");
             ExitCode::FAILURE

@@ -41,8 +41,8 @@ pub use state::{CloseReason, State};
 
 use crate::job::{ConnId, Job, JobOp};
 use crate::protocol::{
-    features, DecodeError, Decoder, Frame, Header, Limits, Opcode, Request, Status, BASE_VERSION,
-    LENGTH_LEN, MAX_VERSION,
+    features, DecodeError, Decoder, Frame, Limits, Opcode, Request, Status, BASE_VERSION,
+    MAX_VERSION,
 };
 use bytes::{Buf, BytesMut};
 use std::time::{Duration, Instant};
@@ -336,19 +336,11 @@ impl Connection {
 
     /// A fatal decode error: its error frame is the last job, then the connection closes.
     fn fail(&mut self, e: DecodeError, jobs: &mut Vec<Job>) {
-        let opcode = match e {
-            DecodeError::TooShort { .. } => Opcode(0),
-            _ => self
-                .input
-                .get(LENGTH_LEN..)
-                .and_then(Header::read)
-                .map_or(Opcode(0), |h| h.opcode),
-        };
         let job = Job {
             conn: self.id,
             id: e.request_id().unwrap_or_default(),
             op: JobOp::Reject {
-                opcode,
+                opcode: e.opcode().unwrap_or(Opcode(0)),
                 status: e.status(),
                 reason: e.reason(),
             },

@@ -23,6 +23,8 @@ pub(super) struct Listener {
     inner: TcpListener,
     ready: bool,
     paused_until: Option<Instant>,
+    /// Set while accepts keep failing, so the failure is logged once per streak.
+    failing: bool,
 }
 
 impl Listener {
@@ -34,6 +36,7 @@ impl Listener {
             // A connection may be queued before registration: try once regardless.
             ready: true,
             paused_until: None,
+            failing: false,
         })
     }
 
@@ -66,6 +69,9 @@ impl Listener {
                 Ok((stream, _)) => {
                     // Responses are written whole; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
+                    if std::mem::take(&mut self.failing) {
+                        eprintln!("switchboard: accepting connections again");
+                    }
                     return Some(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready = false,
@@ -76,10 +82,16 @@ impl Listener {
                     ) => {}
                 Err(e) => {
                     Stats::incr(&counters.accept_errors);
-                    if super::socket::is_resource_exhaustion(&e) {
-                        eprintln!("switchboard: accept: {e}; pausing accepts for 100 ms");
-                    } else {
-                        eprintln!("switchboard: accept failed: {e}; pausing accepts for 100 ms");
+                    if !std::mem::replace(&mut self.failing, true) {
+                        let what = if super::socket::is_resource_exhaustion(&e) {
+                            "out of descriptors or memory"
+                        } else {
+                            "unexpected error"
+                        };
+                        eprintln!(
+                            "switchboard: accept: {e} ({what}); retrying every 100 ms, \
+                             counted in accept_errors"
+                        );
                     }
                     self.paused_until = Some(now + ACCEPT_BACKOFF);
                     return None;

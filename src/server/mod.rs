@@ -240,7 +240,7 @@ impl Server {
                     SIGNAL => {
                         if self.signals.pending().next().is_some() {
                             if self.shutdown_deadline.is_some() {
-                                // A second signal while draining: stop now.
+                                eprintln!("switchboard: second signal; stopping now");
                                 return Ok(());
                             }
                             self.begin_shutdown(now);
@@ -256,6 +256,12 @@ impl Server {
             self.fire_timers(now);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.registry.is_empty() || now >= deadline {
+                    if !self.registry.is_empty() {
+                        eprintln!(
+                            "switchboard: closing {} connection(s) still open after the grace period",
+                            self.registry.len()
+                        );
+                    }
                     return Ok(());
                 }
             }
@@ -533,6 +539,12 @@ impl Server {
             return;
         }
         self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
+        eprintln!(
+            "switchboard: shutting down; answering what {} connection(s) sent \
+             (up to {} s; a second signal stops at once)",
+            self.registry.len(),
+            SHUTDOWN_GRACE.as_secs()
+        );
         // Dropping the listener closes it: new connections are refused from here on.
         self.listener = None;
         for id in self.registry.ids() {

@@ -1,13 +1,24 @@
-//! One lock stripe of the store: an ordered map from key to record.
+//! One lock stripe of the store: a hash map for point operations plus an ordered
+//! index of its keys for SCAN.
+//!
+//! GET, PUT and CAS on an existing key touch only the hash map: one hash and one key
+//! comparison, where a B-tree would compare the key a few dozen times. The ordered
+//! index changes only when a key is created or removed; it holds clones of the map's
+//! keys (reference counts on the same bytes), so it costs a B-tree slot per key, not a
+//! second copy of each key.
 
 use super::{record_cost, Record};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
+
+/// Seeded per map, so keys chosen to collide in one process do not collide in another.
+type Hasher = foldhash::fast::RandomState;
 
 #[derive(Debug, Default)]
 pub(super) struct Shard {
-    map: BTreeMap<Bytes, Record>,
+    map: HashMap<Bytes, Record, Hasher>,
+    order: BTreeSet<Bytes>,
 }
 
 impl Shard {
@@ -15,8 +26,8 @@ impl Shard {
         self.map.len()
     }
 
-    pub(super) fn get(&self, key: &[u8]) -> Option<Record> {
-        self.map.get(key).cloned()
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Record> {
+        self.map.get(key)
     }
 
     /// The record's version, or 0 when there is none.
@@ -35,19 +46,25 @@ impl Shard {
             value: Bytes::copy_from_slice(value),
         };
         match self.map.get_mut(key) {
-            // Replacing keeps the stored key: no second copy of it.
+            // Replacing keeps the stored key and leaves the ordered index alone.
             Some(slot) => *slot = record,
             None => {
-                self.map.insert(Bytes::copy_from_slice(key), record);
+                let key = Bytes::copy_from_slice(key);
+                self.order.insert(key.clone());
+                self.map.insert(key, record);
             }
         }
     }
 
     /// Removes the record; returns what it was charged.
     pub(super) fn remove(&mut self, key: &[u8]) -> u64 {
-        self.map
-            .remove_entry(key)
-            .map_or(0, |(k, r)| record_cost(&k, &r.value))
+        match self.map.remove_entry(key) {
+            Some((k, r)) => {
+                self.order.remove(&k);
+                record_cost(&k, &r.value)
+            }
+            None => 0,
+        }
     }
 
     /// Appends up to `limit` records under `prefix` after `cursor`, in key order.
@@ -63,11 +80,11 @@ impl Shard {
         } else {
             Bound::Excluded(cursor)
         };
-        let range = self
-            .map
+        let keys = self
+            .order
             .range::<[u8], _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
+            .take_while(|k| k.starts_with(prefix))
             .take(limit);
-        out.extend(range.map(|(k, r)| (k.clone(), r.clone())));
+        out.extend(keys.filter_map(|k| Some((k.clone(), self.map.get(k)?.clone()))));
     }
 }

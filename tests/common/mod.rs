@@ -13,6 +13,16 @@ use switchboard::protocol::{Decoder, Limits, Response};
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `done` until it holds, failing the test with `what` after [`WAIT`].
+/// For conditions the server reaches asynchronously (a close noticed, a slot freed).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A running server process, killed when dropped.
 pub struct ServerProcess {
     pub child: Child,

@@ -48,23 +48,29 @@ pub struct ScanPage {
 
 /// Parses a SCAN request body.
 pub fn decode_request(r: &mut Reader, limits: &Limits) -> Result<Request, RequestError> {
+    // Checked field by field, like every other body: the first bad field decides the
+    // status, so a long prefix followed by trailing bytes is KEY_TOO_LARGE, as in GET.
     let limit = r.u16()?;
-    let prefix = r.bytes_u16()?;
-    let cursor = r.bytes_u16()?;
+    let prefix = read_bound(r, limits)?;
+    let cursor = read_bound(r, limits)?;
     r.finish()?;
-    for part in [&prefix, &cursor] {
-        if part.len() as u64 > u64::from(limits.max_key) {
-            return Err(RequestError::new(
-                Status::KEY_TOO_LARGE,
-                "prefix or cursor is over the key limit",
-            ));
-        }
-    }
     Ok(Request::Scan {
         prefix,
         cursor,
         limit,
     })
+}
+
+/// Reads a prefix or cursor: like a key, but it may be empty.
+fn read_bound(r: &mut Reader, limits: &Limits) -> Result<Bytes, RequestError> {
+    let part = r.bytes_u16()?;
+    if part.len() as u64 > u64::from(limits.max_key) {
+        return Err(RequestError::new(
+            Status::KEY_TOO_LARGE,
+            "prefix or cursor is over the key limit",
+        ));
+    }
+    Ok(part)
 }
 
 /// Appends a whole SCAN request frame.
@@ -167,4 +173,43 @@ pub fn decode_response(r: &mut Reader) -> Result<ResponseBody, RequestError> {
         entries,
         next_cursor,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Decoder, Limits, Request, RequestError, Status};
+    use bytes::BytesMut;
+
+    fn decode(bytes: &[u8]) -> Result<Request, RequestError> {
+        let limits = Limits::default();
+        let mut buf = BytesMut::from(bytes);
+        let frame = Decoder::new(limits.max_frame)
+            .decode(&mut buf)
+            .unwrap()
+            .unwrap();
+        Request::decode(&frame, &limits)
+    }
+
+    fn scan_frame(prefix_len: usize, trailing: &[u8]) -> Vec<u8> {
+        let body_len = 2 + 2 + prefix_len + 2 + trailing.len();
+        let mut f = Vec::new();
+        f.extend_from_slice(&((8 + body_len) as u32).to_be_bytes());
+        f.extend_from_slice(&[1, 0x14, 0, 0, 0, 0, 0, 9]);
+        f.extend_from_slice(&0u16.to_be_bytes());
+        f.extend_from_slice(&(prefix_len as u16).to_be_bytes());
+        f.extend(std::iter::repeat_n(b'p', prefix_len));
+        f.extend_from_slice(&0u16.to_be_bytes());
+        f.extend_from_slice(trailing);
+        f
+    }
+
+    #[test]
+    fn first_bad_field_decides_the_status() {
+        let long = Limits::DEFAULT_MAX_KEY as usize + 1;
+        let err = decode(&scan_frame(long, b"x")).unwrap_err();
+        assert_eq!(err.status, Status::KEY_TOO_LARGE);
+        let err = decode(&scan_frame(3, b"x")).unwrap_err();
+        assert_eq!(err.status, Status::BAD_REQUEST);
+        assert!(decode(&scan_frame(long - 1, b"")).is_ok());
+    }
 }

@@ -1,0 +1,71 @@
+//! Store operations: GET hits and misses, PUT over existing keys, CAS, and SCAN pages,
+//! over 100k records with 64-byte values (the shapes the load comparisons use).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::hint::black_box;
+use switchboard::store::Store;
+
+const KEYS: usize = 100_000;
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key:{i:012}").into_bytes()
+}
+
+fn filled() -> Store {
+    let store = Store::new(0);
+    for i in 0..KEYS {
+        store.put(&key(i), &[b'v'; 64]).unwrap();
+    }
+    store
+}
+
+fn bench(c: &mut Criterion) {
+    let store = filled();
+    let keys: Vec<Vec<u8>> = (0..1024).map(|i| key(i * 97 % KEYS)).collect();
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("get_hit", |b| {
+        b.iter(|| {
+            for k in &keys {
+                black_box(store.get(k));
+            }
+        })
+    });
+    g.bench_function("get_miss", |b| {
+        b.iter(|| {
+            for k in &keys {
+                black_box(store.get(&k[1..]));
+            }
+        })
+    });
+    g.bench_function("put_replace", |b| {
+        b.iter(|| {
+            for k in &keys {
+                black_box(store.put(k, &[b'w'; 64]).unwrap());
+            }
+        })
+    });
+    g.bench_function("cas_success", |b| {
+        b.iter(|| {
+            for k in &keys {
+                let v = store.get(k).unwrap().version;
+                black_box(store.cas(k, v, &[b'c'; 64]).unwrap());
+            }
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("page_of_100", |b| {
+        b.iter_batched(
+            || key(4242),
+            |cursor| black_box(store.scan(b"key:", &cursor, 100)),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,855 @@
+#!/usr/bin/env python3
+"""A switchboard client written from protocol-spec.md, standard library only.
+
+The module has three layers:
+
+* a sans-IO codec: ``encode_request`` / ``decode_request``, ``encode_response`` /
+  ``decode_response`` and ``FrameDecoder`` (bytes in, whole frames out);
+* ``describe_*`` functions that print decoded values in the canonical text the
+  spec's test vectors use;
+* ``Client``, a blocking socket client with HELLO, every request and pipelining.
+
+Run ``python3 switchboard_client.py --addr HOST:PORT`` for a demo round against a
+live server; it exits 0 only if every answer was the expected one.
+"""
+
+import argparse
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+# ---------------------------------------------------------------------------
+# Constants (protocol-spec.md, "Opcodes" and "Status codes")
+# ---------------------------------------------------------------------------
+
+VERSION = 1
+LENGTH_LEN = 4
+HEADER_LEN = 8
+PREFIX_LEN = LENGTH_LEN + HEADER_LEN
+FLAG_PUSH = 0x01
+
+FEATURE_PUSH = 1 << 0
+FEATURE_TTL = 1 << 1
+
+DEFAULT_MAX_FRAME = (1 << 20) + 4096
+DEFAULT_MAX_KEY = 1024
+VALUE_RESERVE = 4096
+MAX_TOKEN = 256
+
+OPCODES = {
+    "HELLO": 0x01,
+    "PING": 0x02,
+    "STATS": 0x03,
+    "GET": 0x10,
+    "PUT": 0x11,
+    "DELETE": 0x12,
+    "CAS": 0x13,
+    "SCAN": 0x14,
+    "SUBSCRIBE": 0x20,
+    "UNSUBSCRIBE": 0x21,
+    "PUBLISH": 0x22,
+    "EVENT": 0x30,
+    "MESSAGE": 0x31,
+    "GOAWAY": 0x32,
+}
+OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
+# Opcodes a version 1 server serves; the others are reserved.
+SERVED = ("HELLO", "PING", "STATS", "GET", "PUT", "DELETE", "CAS", "SCAN")
+
+STATUSES = {
+    "OK": 0x00,
+    "NOT_FOUND": 0x01,
+    "VERSION_CONFLICT": 0x02,
+    "BAD_REQUEST": 0x10,
+    "UNKNOWN_OPCODE": 0x11,
+    "UNSUPPORTED_VERSION": 0x12,
+    "FRAME_TOO_LARGE": 0x13,
+    "MALFORMED_FRAME": 0x14,
+    "KEY_TOO_LARGE": 0x15,
+    "VALUE_TOO_LARGE": 0x16,
+    "UNSUPPORTED": 0x17,
+    "MEMORY_LIMIT": 0x20,
+    "SERVER_FULL": 0x21,
+    "SHUTTING_DOWN": 0x22,
+    "INTERNAL_ERROR": 0x30,
+}
+STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+FATAL_STATUSES = ("UNSUPPORTED_VERSION", "FRAME_TOO_LARGE", "MALFORMED_FRAME", "SERVER_FULL")
+
+# The fields of each request body, in wire order, as (name, kind). Kinds:
+# u8/u16/u32/u64 integers; "b16" a u16 length then bytes; "rest" the rest of the body.
+REQUEST_LAYOUT = {
+    "HELLO": (("max_version", "u8"), ("features", "u32"), ("token", "b16")),
+    "PING": (("payload", "rest"),),
+    "STATS": (),
+    "GET": (("key", "b16"),),
+    "PUT": (("ttl_ms", "u32"), ("key", "b16"), ("value", "rest")),
+    "DELETE": (("expected", "u64"), ("key", "b16")),
+    "CAS": (("expected", "u64"), ("ttl_ms", "u32"), ("key", "b16"), ("value", "rest")),
+    "SCAN": (("limit", "u16"), ("prefix", "b16"), ("cursor", "b16")),
+}
+
+_INT = {"u8": ">B", "u16": ">H", "u32": ">I", "u64": ">Q"}
+
+
+def opcode_name(op):
+    return OPCODE_NAMES.get(op, "0x%02x" % op)
+
+
+def status_name(status):
+    return STATUS_NAMES.get(status, "0x%02x" % status)
+
+
+def is_error_status(status):
+    return status >= 0x10
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """The peer sent something this codec cannot accept; the connection must close."""
+
+
+class FatalFrameError(ProtocolError):
+    """The byte stream itself is broken (spec: "fatal" outcomes)."""
+
+    def __init__(self, status, opcode, request_id, reason):
+        super().__init__("%s: %s" % (status, reason))
+        self.status = status  # a status name, e.g. "FRAME_TOO_LARGE"
+        self.opcode = opcode  # int or None when the header had not arrived
+        self.request_id = request_id  # int or None
+
+
+class Rejected(Exception):
+    """A whole request frame that a server refuses with a status (connection stays open)."""
+
+    def __init__(self, status, reason):
+        super().__init__("%s: %s" % (status, reason))
+        self.status = status
+
+
+class ServerError(Exception):
+    """A response with an error status, raised by ``Client`` calls."""
+
+    def __init__(self, response):
+        super().__init__(
+            "%s %s: %s"
+            % (
+                opcode_name(response.opcode),
+                status_name(response.status),
+                response.fields.get("message", b"").decode("utf-8", "replace"),
+            )
+        )
+        self.response = response
+
+
+# ---------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------
+
+
+class Frame:
+    """One whole frame: header fields and the raw body."""
+
+    __slots__ = ("version", "opcode", "flags", "status", "request_id", "body")
+
+    def __init__(self, version, opcode, flags, status, request_id, body):
+        self.version = version
+        self.opcode = opcode
+        self.flags = flags
+        self.status = status
+        self.request_id = request_id
+        self.body = body
+
+    def __repr__(self):
+        return "Frame(v%d %s flags=0x%02x %s #%d %r)" % (
+            self.version,
+            opcode_name(self.opcode),
+            self.flags,
+            status_name(self.status),
+            self.request_id,
+            self.body,
+        )
+
+
+class Request:
+    """A request: an opcode name and its fields (see REQUEST_LAYOUT)."""
+
+    def __init__(self, op, **fields):
+        if op not in REQUEST_LAYOUT:
+            raise ValueError("not a request opcode: %r" % (op,))
+        self.op = op
+        names = [n for n, _ in REQUEST_LAYOUT[op]]
+        defaults = {"ttl_ms": 0, "expected": 0, "limit": 0, "prefix": b"", "cursor": b"",
+                    "payload": b"", "token": b"", "features": 0, "max_version": VERSION}
+        self.fields = {}
+        for n in names:
+            if n in fields:
+                v = fields.pop(n)
+            elif n in defaults:
+                v = defaults[n]
+            else:
+                raise TypeError("%s needs %s" % (op, n))
+            self.fields[n] = _to_bytes(v) if _kind(op, n) in ("b16", "rest") else int(v)
+        if fields:
+            raise TypeError("%s has no field %s" % (op, ", ".join(fields)))
+
+    def __eq__(self, other):
+        return isinstance(other, Request) and (self.op, self.fields) == (other.op, other.fields)
+
+    def __repr__(self):
+        return "Request(%s %r)" % (self.op, self.fields)
+
+
+class Response:
+    """A response: request id, opcode (int), status (int) and decoded fields."""
+
+    def __init__(self, request_id, opcode, status, **fields):
+        self.request_id = request_id
+        self.opcode = opcode
+        self.status = status
+        self.fields = fields
+
+    @property
+    def ok(self):
+        return self.status == 0
+
+    def __eq__(self, other):
+        return isinstance(other, Response) and (
+            self.request_id, self.opcode, self.status, self.fields
+        ) == (other.request_id, other.opcode, other.status, other.fields)
+
+    def __repr__(self):
+        return "Response(%s)" % describe_response(self)
+
+
+class Push:
+    """A frame the server sent with the PUSH flag: not an answer to any request."""
+
+    def __init__(self, opcode, request_id, body):
+        self.opcode = opcode
+        self.request_id = request_id
+        self.body = body
+
+    def __repr__(self):
+        return "Push(%s #%d %r)" % (opcode_name(self.opcode), self.request_id, self.body)
+
+
+def _to_bytes(v):
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    return bytes(v)
+
+
+def _kind(op, name):
+    for n, k in REQUEST_LAYOUT[op]:
+        if n == name:
+            return k
+    raise KeyError(name)
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------
+
+
+def encode_frame(opcode, request_id, body, status=0, flags=0, version=VERSION):
+    """The length field, the 8-byte header and the body."""
+    return struct.pack(">IBBBBI", HEADER_LEN + len(body), version, opcode, flags, status,
+                       request_id) + body
+
+
+def encode_request(request, request_id):
+    out = []
+    for name, kind in REQUEST_LAYOUT[request.op]:
+        v = request.fields[name]
+        if kind in _INT:
+            out.append(struct.pack(_INT[kind], v))
+        elif kind == "b16":
+            if len(v) > 0xFFFF:
+                raise ValueError("%s is over 65535 bytes" % name)
+            out.append(struct.pack(">H", len(v)) + v)
+        else:
+            out.append(v)
+    return encode_frame(OPCODES[request.op], request_id, b"".join(out))
+
+
+def encode_response(response):
+    """Encodes a Response as decode_response would have produced it."""
+    op, st, f = response.opcode, response.status, response.fields
+    name = opcode_name(op)
+    if st == 0:
+        if name == "HELLO":
+            body = struct.pack(">BIIII", f["version"], f["features"], f["max_frame"],
+                               f["max_key"], f["max_value"]) + f["server"]
+        elif name == "PING":
+            body = f["payload"]
+        elif name == "STATS":
+            body = f["text"]
+        elif name == "GET":
+            body = struct.pack(">Q", f["version"]) + f["value"]
+        elif name in ("PUT", "DELETE", "CAS"):
+            body = struct.pack(">Q", f["version"])
+        elif name == "SCAN":
+            parts = [struct.pack(">QI", f["seq"], len(f["entries"]))]
+            for key, version, value in f["entries"]:
+                parts.append(struct.pack(">H", len(key)) + key)
+                parts.append(struct.pack(">QI", version, len(value)) + value)
+            parts.append(struct.pack(">H", len(f["next_cursor"])) + f["next_cursor"])
+            body = b"".join(parts)
+        else:
+            raise ValueError("no OK layout for opcode %s" % name)
+    elif st == STATUSES["NOT_FOUND"]:
+        body = b""
+    elif st == STATUSES["VERSION_CONFLICT"]:
+        body = struct.pack(">Q", f["current"])
+    else:
+        body = f["message"]
+    return encode_frame(op, response.request_id, body, status=st)
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+
+
+class FrameDecoder:
+    """Takes whole frames off the front of a growing buffer.
+
+    ``feed`` appends bytes; ``next_frame`` returns a Frame, or None when more bytes are
+    needed, or raises FatalFrameError. After an error the stream is unusable.
+    """
+
+    def __init__(self, max_frame=DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self.buf = bytearray()
+
+    def feed(self, data):
+        self.buf += data
+
+    def next_frame(self):
+        buf = self.buf
+        if len(buf) < LENGTH_LEN:
+            return None
+        (declared,) = struct.unpack_from(">I", buf, 0)
+        have_header = len(buf) >= PREFIX_LEN
+        opcode = buf[5] if have_header else None
+        request_id = struct.unpack_from(">I", buf, 8)[0] if have_header else None
+        total = declared + LENGTH_LEN
+        if total > self.max_frame:
+            raise FatalFrameError("FRAME_TOO_LARGE", opcode, request_id,
+                                  "frame of %d bytes is over the limit %d"
+                                  % (total, self.max_frame))
+        if declared < HEADER_LEN:
+            raise FatalFrameError("MALFORMED_FRAME", None, None,
+                                  "declared length %d is shorter than a header" % declared)
+        if not have_header:
+            return None
+        if buf[4] != VERSION:
+            raise FatalFrameError("UNSUPPORTED_VERSION", opcode, request_id,
+                                  "version %d" % buf[4])
+        if len(buf) < total:
+            return None
+        frame = Frame(buf[4], buf[5], buf[6], buf[7], request_id, bytes(buf[PREFIX_LEN:total]))
+        del buf[:total]
+        return frame
+
+
+class _Reader:
+    def __init__(self, body, error):
+        self.body = body
+        self.pos = 0
+        self.error = error  # called with a reason; must raise
+
+    def take(self, n):
+        if self.pos + n > len(self.body):
+            self.error("body is shorter than its layout")
+        v = self.body[self.pos:self.pos + n]
+        self.pos += n
+        return v
+
+    def int(self, kind):
+        size = struct.calcsize(_INT[kind])
+        return struct.unpack(_INT[kind], self.take(size))[0]
+
+    def b16(self):
+        return self.take(self.int("u16"))
+
+    def b32(self):
+        return self.take(self.int("u32"))
+
+    def rest(self):
+        v = self.body[self.pos:]
+        self.pos = len(self.body)
+        return v
+
+    def finish(self):
+        if self.pos != len(self.body):
+            self.error("body is longer than its layout")
+
+
+def _reject_bad(reason):
+    raise Rejected("BAD_REQUEST", reason)
+
+
+def decode_request(frame, max_frame=DEFAULT_MAX_FRAME, max_key=DEFAULT_MAX_KEY):
+    """What a server makes of a whole request frame: a Request, or raises Rejected.
+
+    Checks run in the spec's order: opcode, flags, status, then body fields in wire
+    order (the first bad field decides), then trailing bytes.
+    """
+    max_value = max_frame - VALUE_RESERVE
+    name = OPCODE_NAMES.get(frame.opcode)
+    if name not in SERVED:
+        raise Rejected("UNKNOWN_OPCODE", "unknown opcode")
+    if frame.flags != 0:
+        raise Rejected("BAD_REQUEST", "requests must not set flags")
+    if frame.status != 0:
+        raise Rejected("BAD_REQUEST", "requests must have status 0")
+    r = _Reader(frame.body, _reject_bad)
+    fields = {}
+    for field, kind in REQUEST_LAYOUT[name]:
+        if kind in _INT:
+            v = r.int(kind)
+        elif kind == "b16":
+            v = r.b16()
+            if field == "key" and not v:
+                raise Rejected("BAD_REQUEST", "empty key")
+            if field in ("key", "prefix", "cursor") and len(v) > max_key:
+                raise Rejected("KEY_TOO_LARGE", "%s is over the key limit" % field)
+        else:
+            v = r.rest()
+            if len(v) > max_value:
+                raise Rejected("VALUE_TOO_LARGE", "%s is over the value limit" % field)
+        fields[field] = v
+    r.finish()
+    if name == "HELLO":
+        if fields["max_version"] == 0:
+            raise Rejected("BAD_REQUEST", "HELLO names version 0")
+        if len(fields["token"]) > MAX_TOKEN:
+            raise Rejected("BAD_REQUEST", "HELLO token is over 256 bytes")
+    return Request(name, **fields)
+
+
+def _invalid(reason):
+    raise ProtocolError(reason)
+
+
+def decode_response(frame):
+    """A Response, or a Push for frames with the PUSH flag; raises ProtocolError for
+    a frame no conforming server sends."""
+    if frame.flags & FLAG_PUSH:
+        return Push(frame.opcode, frame.request_id, frame.body)
+    r = _Reader(frame.body, _invalid)
+    st = frame.status
+    name = OPCODE_NAMES.get(frame.opcode)
+    f = {}
+    if st == 0:
+        if name == "HELLO":
+            f["version"] = r.int("u8")
+            f["features"] = r.int("u32")
+            f["max_frame"] = r.int("u32")
+            f["max_key"] = r.int("u32")
+            f["max_value"] = r.int("u32")
+            f["server"] = r.rest()
+        elif name == "PING":
+            f["payload"] = r.rest()
+        elif name == "STATS":
+            f["text"] = r.rest()
+        elif name == "GET":
+            f["version"] = r.int("u64")
+            f["value"] = r.rest()
+        elif name in ("PUT", "DELETE", "CAS"):
+            f["version"] = r.int("u64")
+        elif name == "SCAN":
+            f["seq"] = r.int("u64")
+            count = r.int("u32")
+            entries = []
+            for _ in range(count):
+                key = r.b16()
+                version = r.int("u64")
+                value = r.b32()
+                entries.append((key, version, value))
+            f["entries"] = entries
+            f["next_cursor"] = r.b16()
+        else:
+            raise ProtocolError("OK response to opcode %s, which has no OK layout"
+                                % opcode_name(frame.opcode))
+        r.finish()
+    elif st == STATUSES["NOT_FOUND"]:
+        r.finish()
+    elif st == STATUSES["VERSION_CONFLICT"]:
+        f["current"] = r.int("u64")
+        r.finish()
+    elif is_error_status(st):
+        f["message"] = r.rest()
+    else:
+        raise ProtocolError("unknown non-error status 0x%02x" % st)
+    return Response(frame.request_id, frame.opcode, st, **f)
+
+
+def parse_stats(text):
+    """STATS text to a dict of name -> int; lines that do not parse are skipped."""
+    out = {}
+    for line in text.decode("utf-8", "replace").split("\n"):
+        parts = line.split(" ")
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Canonical descriptions (protocol-spec.md, "Test vectors")
+# ---------------------------------------------------------------------------
+
+
+def describe_bytes(b):
+    b = bytes(b)
+    if len(b) >= 32 and b.count(b[0]) == len(b):
+        return "%s*%d" % (describe_bytes(b[:1]), len(b))
+    out = ['"']
+    for c in b:
+        if c == 0x22:
+            out.append('\\"')
+        elif c == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= c <= 0x7E:
+            out.append(chr(c))
+        else:
+            out.append("\\x%02x" % c)
+    out.append('"')
+    return "".join(out)
+
+
+def _describe_value(v):
+    return describe_bytes(v) if isinstance(v, (bytes, bytearray)) else str(v)
+
+
+def describe_request(request, request_id):
+    parts = ["#%d" % request_id, request.op]
+    for name, _ in REQUEST_LAYOUT[request.op]:
+        parts.append("%s=%s" % (name, _describe_value(request.fields[name])))
+    return " ".join(parts)
+
+
+def describe_response(response):
+    if isinstance(response, Push):
+        return "push #%d %s" % (response.request_id, opcode_name(response.opcode))
+    parts = ["#%d" % response.request_id, opcode_name(response.opcode),
+             status_name(response.status)]
+    for name, v in response.fields.items():
+        if name == "entries":
+            items = ["{key=%s version=%d value=%s}" % (describe_bytes(k), ver, describe_bytes(val))
+                     for k, ver, val in v]
+            parts.append("entries=[%s]" % " ".join(items))
+        else:
+            parts.append("%s=%s" % (name, _describe_value(v)))
+    return " ".join(parts)
+
+
+def describe_fatal(err):
+    return "fatal %s op=%s id=%s" % (
+        err.status,
+        "none" if err.opcode is None else opcode_name(err.opcode),
+        "none" if err.request_id is None else err.request_id,
+    )
+
+
+def describe_reject(frame, err):
+    return "reject #%d %s %s" % (frame.request_id, opcode_name(frame.opcode), err.status)
+
+
+# ---------------------------------------------------------------------------
+# Blocking client
+# ---------------------------------------------------------------------------
+
+
+class Client:
+    """One connection. Requests may be pipelined: responses come back in order."""
+
+    def __init__(self, host, port, timeout=10.0, sock=None):
+        """Connects to host:port, or uses ``sock`` (an already connected socket)."""
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            sock.settimeout(timeout)
+        self.sock = sock
+        self.decoder = FrameDecoder()
+        self.next_id = 1
+        self.hello_reply = None
+        self.pushes = []  # push frames received; this version only collects them
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _next_response(self):
+        """The next buffered response, skipping push frames; None if none is whole yet."""
+        while True:
+            frame = self.decoder.next_frame()
+            if frame is None:
+                return None
+            resp = decode_response(frame)
+            if isinstance(resp, Push):
+                self.pushes.append(resp)
+                continue
+            return resp
+
+    def _receive(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise ProtocolError("server closed the connection")
+        self.decoder.feed(data)
+
+    def pipeline(self, requests):
+        """Sends every request as one buffer, then reads one response per request.
+
+        The buffer is written as fast as the socket takes it while responses are read
+        as they arrive, so a large batch cannot deadlock against a server that stops
+        reading until its answers are read. Returns the responses in request order,
+        having checked that each echoes its request's id and opcode. A fatal status
+        (after which the server closes) raises ServerError.
+        """
+        ids = []
+        wire = []
+        for req in requests:
+            rid = self.next_id
+            self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+            ids.append(rid)
+            wire.append(encode_request(req, rid))
+        pending = memoryview(b"".join(wire))
+        timeout = self.sock.gettimeout()
+        out = []
+        while len(out) < len(requests):
+            resp = self._next_response()
+            if resp is None:
+                if not pending:
+                    self._receive()
+                    continue
+                readable, writable, _ = select.select([self.sock], [self.sock], [], timeout)
+                if not readable and not writable:
+                    raise socket.timeout("no progress for %s s" % timeout)
+                if writable:
+                    pending = pending[self.sock.send(pending):]
+                if readable:
+                    self._receive()
+                continue
+            if status_name(resp.status) in FATAL_STATUSES:
+                raise ServerError(resp)
+            req, rid = requests[len(out)], ids[len(out)]
+            if resp.request_id != rid or resp.opcode != OPCODES[req.op]:
+                raise ProtocolError("expected a response to #%d %s, got %s"
+                                    % (rid, req.op, describe_response(resp)))
+            out.append(resp)
+        return out
+
+    def call(self, request):
+        return self.pipeline([request])[0]
+
+    def _expect(self, request, allowed=("OK",)):
+        resp = self.call(request)
+        if status_name(resp.status) not in allowed:
+            raise ServerError(resp)
+        return resp
+
+    def hello(self, features=0, token=b""):
+        resp = self._expect(Request("HELLO", max_version=VERSION, features=features,
+                                    token=token))
+        self.hello_reply = resp.fields
+        self.decoder.max_frame = resp.fields["max_frame"]
+        return resp.fields
+
+    def ping(self, payload=b""):
+        return self._expect(Request("PING", payload=payload)).fields["payload"]
+
+    def stats(self):
+        return parse_stats(self._expect(Request("STATS")).fields["text"])
+
+    def get(self, key):
+        """(version, value), or None when the key has no record."""
+        resp = self._expect(Request("GET", key=key), ("OK", "NOT_FOUND"))
+        return (resp.fields["version"], resp.fields["value"]) if resp.ok else None
+
+    def put(self, key, value):
+        return self._expect(Request("PUT", key=key, value=value)).fields["version"]
+
+    def cas(self, key, expected, value):
+        """(True, new version) or (False, current version; 0 when absent)."""
+        resp = self._expect(Request("CAS", key=key, expected=expected, value=value),
+                            ("OK", "VERSION_CONFLICT"))
+        return (True, resp.fields["version"]) if resp.ok else (False, resp.fields["current"])
+
+    def delete(self, key, expected=0):
+        """("OK", seq) | ("NOT_FOUND", None) | ("VERSION_CONFLICT", current)."""
+        resp = self._expect(Request("DELETE", key=key, expected=expected),
+                            ("OK", "NOT_FOUND", "VERSION_CONFLICT"))
+        return status_name(resp.status), resp.fields.get("version", resp.fields.get("current"))
+
+    def scan_page(self, prefix=b"", cursor=b"", limit=0):
+        return self._expect(Request("SCAN", prefix=prefix, cursor=cursor, limit=limit)).fields
+
+    def scan(self, prefix=b"", limit=0, max_pages=1_000_000):
+        """Every (key, version, value) under prefix, following cursors page by page."""
+        entries = []
+        cursor = b""
+        for _ in range(max_pages):
+            page = self.scan_page(prefix, cursor, limit)
+            entries.extend(page["entries"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return entries
+        raise ProtocolError("SCAN did not finish within %d pages" % max_pages)
+
+
+# ---------------------------------------------------------------------------
+# Demo round
+# ---------------------------------------------------------------------------
+
+
+class Checker:
+    def __init__(self):
+        self.passed = 0
+
+    def check(self, what, cond, detail=""):
+        if not cond:
+            raise AssertionError("FAILED: %s %s" % (what, detail))
+        self.passed += 1
+        print("ok   %s" % what)
+
+
+def demo(host, port, batch=128):
+    c = Checker()
+    prefix = ("demo:%d:%d:" % (os.getpid(), time.time_ns())).encode()
+    with Client(host, port) as cl:
+        reply = cl.hello()
+        c.check("HELLO negotiated version 1", reply["version"] == 1, repr(reply))
+        c.check("HELLO granted no unrequested feature", reply["features"] == 0, repr(reply))
+        c.check("HELLO limits are consistent",
+                reply["max_value"] <= reply["max_frame"] and reply["max_key"] >= 1, repr(reply))
+        print("     server: %s" % reply["server"].decode("utf-8", "replace"))
+
+        c.check("PING echoes its payload", cl.ping(b"\x00hi\xff") == b"\x00hi\xff")
+
+        k1 = prefix + b"a"
+        v1 = cl.put(k1, b"one")
+        c.check("PUT returns a non-zero version", v1 > 0, str(v1))
+        c.check("GET returns the value and version", cl.get(k1) == (v1, b"one"), repr(cl.get(k1)))
+        v2 = cl.put(k1, b"two")
+        c.check("a second PUT returns a larger version", v2 > v1, "%d then %d" % (v1, v2))
+
+        ok, cur = cl.cas(k1, v1, b"stale")
+        c.check("CAS at a stale version conflicts with the current version",
+                (ok, cur) == (False, v2), repr((ok, cur)))
+        ok, cur = cl.cas(k1, 0, b"create")
+        c.check("CAS expected=0 on an existing key conflicts", (ok, cur) == (False, v2),
+                repr((ok, cur)))
+        ok, cur = cl.cas(prefix + b"missing", 7, b"x")
+        c.check("CAS expected!=0 on a missing key conflicts with 0", (ok, cur) == (False, 0),
+                repr((ok, cur)))
+        ok, v3 = cl.cas(k1, v2, b"three")
+        c.check("CAS at the current version succeeds", ok and v3 > v2, repr((ok, v3)))
+        c.check("GET sees the CAS write", cl.get(k1) == (v3, b"three"))
+
+        for suffix in (b"c", b"b", b"d"):
+            cl.put(prefix + suffix, suffix * 3)
+        page = cl.scan_page(prefix, b"", 2)
+        keys = [e[0] for e in page["entries"]]
+        c.check("SCAN page of 2 is in key order", keys == [prefix + b"a", prefix + b"b"],
+                repr(keys))
+        c.check("SCAN page has a cursor to continue", page["next_cursor"] != b"",
+                repr(page["next_cursor"]))
+        c.check("SCAN seq covers our writes", page["seq"] >= v3, repr(page["seq"]))
+        rest = cl.scan_page(prefix, page["next_cursor"], 0)
+        keys = [e[0] for e in rest["entries"]]
+        c.check("SCAN continues strictly after the cursor",
+                keys == [prefix + b"c", prefix + b"d"], repr(keys))
+        c.check("SCAN ends with an empty cursor", rest["next_cursor"] == b"")
+        c.check("SCAN by prefix sees exactly our 4 keys", len(cl.scan(prefix, limit=1)) == 4)
+
+        status, seq = cl.delete(k1, expected=v1)
+        c.check("DELETE at a stale version conflicts", (status, seq) == ("VERSION_CONFLICT", v3),
+                repr((status, seq)))
+        status, seq = cl.delete(k1)
+        c.check("DELETE returns a sequence number past the last write",
+                status == "OK" and seq > v3, repr((status, seq)))
+        c.check("GET after DELETE is NOT_FOUND", cl.get(k1) is None)
+        status, _ = cl.delete(k1)
+        c.check("DELETE of a missing key is NOT_FOUND", status == "NOT_FOUND", status)
+        v4 = cl.put(k1, b"again")
+        c.check("a re-created record never reuses a version", v4 > seq, "%d after %d"
+                % (v4, seq))
+
+        resp = cl.call(Request("PUT", key=prefix + b"ttl", value=b"x", ttl_ms=1000))
+        c.check("PUT with a TTL is UNSUPPORTED without the TTL feature",
+                status_name(resp.status) == "UNSUPPORTED", describe_response(resp))
+        resp = cl.call(Request("HELLO"))
+        c.check("a second HELLO is BAD_REQUEST", status_name(resp.status) == "BAD_REQUEST",
+                describe_response(resp))
+        c.check("the connection is still usable", cl.ping(b"still") == b"still")
+
+        # Pipelining: one write with `batch` PUTs and `batch` GETs, then read them all.
+        reqs = [Request("PUT", key=prefix + b"p%04d" % i, value=b"v%d" % i)
+                for i in range(batch)]
+        reqs += [Request("GET", key=prefix + b"p%04d" % i) for i in range(batch)]
+        first_id = cl.next_id
+        resps = cl.pipeline(reqs)
+        c.check("pipelined %d requests came back in order with their ids" % len(reqs),
+                [r.request_id for r in resps] == list(range(first_id, first_id + len(reqs))))
+        put_versions = [r.fields.get("version") for r in resps[:batch]]
+        c.check("every pipelined PUT succeeded with increasing versions",
+                all(r.ok for r in resps[:batch])
+                and all(a < b for a, b in zip(put_versions, put_versions[1:])))
+        c.check("every pipelined GET read its PUT",
+                all(r.ok and r.fields["value"] == b"v%d" % i
+                    and r.fields["version"] == put_versions[i]
+                    for i, r in enumerate(resps[batch:])))
+
+        text = cl._expect(Request("STATS")).fields["text"].decode("utf-8")
+        lines = text.split("\n")
+        c.check("STATS is newline-terminated \"name value\" lines",
+                lines[-1] == "" and all(len(line.split(" ")) == 2
+                                        and line.split(" ")[1].isdigit()
+                                        for line in lines[:-1]), repr(text[:200]))
+    return c.passed
+
+
+def parse_addr(addr):
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError("--addr must be HOST:PORT, got %r" % addr)
+    return host.strip("[]"), int(port)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="switchboard demo client")
+    ap.add_argument("--addr", required=True, help="server address, HOST:PORT")
+    ap.add_argument("--batch", type=int, default=128,
+                    help="PUTs (and as many GETs) in the pipelined batch")
+    args = ap.parse_args(argv)
+    try:
+        host, port = parse_addr(args.addr)
+        passed = demo(host, port, args.batch)
+    except AssertionError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except (OSError, ProtocolError, ServerError, ValueError) as e:
+        print("FAILED: %s: %s" % (type(e).__name__, e), file=sys.stderr)
+        return 2
+    print("all %d checks passed" % passed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
