@@ -88,7 +88,10 @@ wait_port() {
 start_printing() {
     local name=$1
     shift
-    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    # Create the files first: the background job opens them only after the fork.
+    : >"$WORK/$name.out"
+    : >"$WORK/$name.err"
+    "$@" >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
     PID=$!
     PIDS+=("$PID")
     for _ in $(seq 1 100); do
