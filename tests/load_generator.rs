@@ -36,6 +36,8 @@ enum Behavior {
     /// Like `Correct`, but every request holds the server for this long: a server
     /// with a known capacity.
     Slow(Duration),
+    /// Closes every connection once this many requests have arrived in all.
+    CloseAfter(u64),
     /// Answers with the wrong request id.
     BadId,
     /// Answers every GET with a value that belongs to no key.
@@ -86,6 +88,9 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
                 return;
             };
             let ordinal = shared.seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if matches!(behavior, Behavior::CloseAfter(n) if ordinal > n) {
+                return;
+            }
             // Every answer is computed under the store lock, so one request that
             // sleeps while holding it stalls every connection.
             let mut store = shared.store.lock().unwrap();
@@ -578,6 +583,39 @@ fn values_written_by_one_run_are_checked_by_the_next() {
     let j = json.read();
     assert_eq!(u(&j, &["errors"]), 0);
     assert!(u(&j, &["misses"]) < 5, "{j}");
+}
+
+#[test]
+fn losing_every_connection_stops_the_run_and_fails_it() {
+    let _serial = serial();
+    let addr = serve(Behavior::CloseAfter(100)).to_string();
+    let json = TempJson::new("closed");
+    let started = Instant::now();
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--duration",
+        "5s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "3",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert!(j["stopped_early"].is_string(), "{j}");
+    // The requests in flight when the connections closed are counted as errors.
+    assert_eq!(u(&j, &["error_kinds", "connection"]), 3, "{j}");
+    assert_eq!(u(&j, &["ops"]), 100);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped early"));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -49,8 +49,6 @@ pub struct Progress {
     pub errors: AtomicU64,
     /// Corrected response times (ns) of measured requests so far.
     pub latency: Mutex<Histogram<u64>>,
-    /// Set by any thread that gives up (every connection lost).
-    pub failed: AtomicBool,
 }
 
 impl Progress {
@@ -59,7 +57,6 @@ impl Progress {
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
-            failed: AtomicBool::new(false),
         }
     }
 }
@@ -138,6 +135,8 @@ pub struct ThreadResult {
     pub per_op: [u64; 5],
     /// The first wrong response seen, for the report.
     pub first_error: Option<String>,
+    /// Why the thread stopped before its share was done, if it did.
+    pub gave_up: Option<String>,
 }
 
 /// One request on the wire.
@@ -296,6 +295,7 @@ pub fn run_thread(
             window: None,
             per_op: [0; 5],
             first_error: None,
+            gave_up: None,
         },
         publish_corrected: new_histogram(),
         published_ops: 0,
@@ -336,7 +336,7 @@ impl Engine<'_> {
             }
             let inflight: usize = self.conns.iter().map(|c| c.inflight.len()).sum();
             if !self.conns.iter().any(|c| c.alive) {
-                progress.failed.store(true, Ordering::Relaxed);
+                self.res.gave_up = Some("every connection of this thread was lost".into());
                 break;
             }
             if !more && inflight == 0 {
@@ -421,6 +421,9 @@ impl Engine<'_> {
                     // Every connection to its server is gone: stop sending. What was
                     // not sent shows as sent < offered, what was lost as errors.
                     self.server_lost = true;
+                    self.res.gave_up = Some(format!(
+                        "every connection to server {server} was lost; sending stopped"
+                    ));
                     return false;
                 }
                 return true;

@@ -440,6 +440,9 @@ fn trial_ok(args: &Args, o: &report::Outcome) -> (bool, f64, String) {
     if o.errors() > 0 {
         return (false, lat_us, format!("{} errors", o.errors()));
     }
+    if let Some(why) = &o.gave_up {
+        return (false, lat_us, why.clone());
+    }
     // A rate that was not even sent fails. Generator lag alone does not: it is already
     // part of the corrected latency the target is judged on, so it can only make the
     // answer more conservative; it is noted with the trial.
@@ -601,6 +604,12 @@ fn finish(
             mode
         );
         report::plot(o, path, &title).map_err(|e| Fatal(e, 1))?;
+    }
+    if let Some(why) = &o.gave_up {
+        eprintln!("switchboard-load: the run stopped early: {why}");
+        if !args.allow_errors {
+            return Ok(1);
+        }
     }
     let errors = o.errors() + o.warmup_errors;
     if errors > 0 && !args.allow_errors {

@@ -42,6 +42,8 @@ pub struct Outcome {
     pub cpu_user_ns: u64,
     pub cpu_sys_ns: u64,
     pub first_error: Option<String>,
+    /// Why some thread stopped early (connections lost), if one did.
+    pub gave_up: Option<String>,
     pub client_bound: Option<String>,
 }
 
@@ -75,6 +77,7 @@ impl Outcome {
             cpu_user_ns: cpu_ns.0,
             cpu_sys_ns: cpu_ns.1,
             first_error: None,
+            gave_up: None,
             client_bound: None,
         };
         let mut window: Option<(u64, u64)> = None;
@@ -99,6 +102,9 @@ impl Outcome {
             }
             if o.first_error.is_none() {
                 o.first_error = r.first_error;
+            }
+            if o.gave_up.is_none() {
+                o.gave_up = r.gave_up;
             }
             if let Some((a, b)) = r.window {
                 window = Some(match window {
@@ -230,6 +236,7 @@ pub fn to_json(o: &Outcome, params: Value) -> Value {
         "warmup_errors": o.warmup_errors,
         "answered_total": o.answered_all,
         "first_error": o.first_error,
+        "stopped_early": o.gave_up,
         "client_cpu_us_per_request": (o.cpu_us_per_request() * 1000.0).round() / 1000.0,
         "client_cpu_user_s": o.cpu_user_ns as f64 / 1e9,
         "client_cpu_sys_s": o.cpu_sys_ns as f64 / 1e9,
@@ -312,6 +319,9 @@ pub fn to_text(o: &Outcome, header: &str) -> String {
             "  errors: {} wrong id, {} wrong status, {} wrong value, {} timeout, {} connection; {} during warm-up",
             e.wrong_id, e.wrong_status, e.wrong_value, e.timeout, e.connection, o.warmup_errors
         );
+    }
+    if let Some(why) = &o.gave_up {
+        let _ = writeln!(s, "  STOPPED EARLY: {why}");
     }
     if let Some(first) = &o.first_error {
         let _ = writeln!(s, "  first error: {first}");
