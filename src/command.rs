@@ -9,7 +9,7 @@ use crate::config::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
 use crate::conn::SUPPORTED_FEATURES;
 use crate::job::{Job, JobOp};
 use crate::protocol::msg::{self, hello::HelloReply, scan::ScanWriter};
-use crate::protocol::{encode, Limits, Opcode, Request, RequestId, MAX_VERSION};
+use crate::protocol::{encode, Limits, Opcode, Request, RequestId, Status, MAX_VERSION};
 use crate::stats::Stats;
 use crate::store::{Store, WriteError};
 use bytes::{Bytes, BytesMut};
@@ -43,7 +43,33 @@ impl Context {
 }
 
 /// Executes one job and appends its response frame to `out`.
+///
+/// A panic while executing (a bug, never an input the protocol allows) is contained
+/// here: whatever the job had written is discarded, the client gets INTERNAL_ERROR,
+/// the event is counted, and the thread (the reactor, or a worker holding other
+/// connections' answers) lives on. The store stays usable: its locks recover from
+/// poisoning, and a write either happened or did not.
 pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
+    let before = out.len();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(ctx, job, out)));
+    if result.is_err() {
+        out.truncate(before);
+        Stats::incr(&ctx.stats.counters.internal_errors);
+        let opcode = match &job.op {
+            JobOp::Request(r) => r.opcode(),
+            JobOp::Reject { opcode, .. } => *opcode,
+        };
+        encode::error(
+            out,
+            opcode,
+            job.id,
+            Status::INTERNAL_ERROR,
+            b"internal error; the request may or may not have been applied",
+        );
+    }
+}
+
+fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
     let c = &ctx.stats.counters;
     Stats::incr(&c.requests_total);
     let id = job.id;
@@ -66,6 +92,8 @@ pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
     };
     match request {
         Request::Get { key } => {
+            #[cfg(test)]
+            tests::maybe_panic(key);
             Stats::incr(&c.cmd_get);
             let found = ctx.store.read(key, |version, value| {
                 msg::get::encode_response(out, id, version, value);
@@ -165,7 +193,7 @@ fn written(
                 out,
                 opcode,
                 id,
-                crate::protocol::Status::MEMORY_LIMIT,
+                Status::MEMORY_LIMIT,
                 b"write refused: the store is at its memory limit",
             );
         }
@@ -188,21 +216,100 @@ fn scan(
     let page = ctx.store.scan(prefix, cursor, usize::from(limit));
     let max_body = ctx.limits.max_body() as usize;
     let mut w = ScanWriter::begin(out, id, page.seq);
-    let mut last: Option<&Bytes> = None;
+    let mut last: Option<&[u8]> = None;
     let mut cut_short = false;
-    for (key, record) in &page.records {
-        let needed = w.body_len_with(out, key.len(), record.value.len(), key.len());
+    for entry in &page.records {
+        let (key, value) = (entry.key(), entry.value());
+        let needed = w.body_len_with(out, key.len(), value.len(), key.len());
         // Always take one entry: the limits guarantee any single record fits a frame.
         if w.count() > 0 && needed > max_body {
             cut_short = true;
             break;
         }
-        w.entry(out, key, record.version, &record.value);
+        w.entry(out, key, entry.version(), value);
         last = Some(key);
     }
     let next = match last {
-        Some(key) if cut_short || page.more => &key[..],
+        Some(key) if cut_short || page.more => key,
         _ => &[],
     };
     w.finish(out, next);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::ConnId;
+    use crate::protocol::{Decoder, Response, ResponseBody};
+
+    /// The key that makes a GET panic, standing in for a bug.
+    const PANIC_KEY: &[u8] = b"\xffpanic";
+
+    pub(super) fn maybe_panic(key: &[u8]) {
+        if key == PANIC_KEY {
+            panic!("injected failure");
+        }
+    }
+
+    fn job(id: u32, request: Request) -> Job {
+        Job {
+            conn: ConnId {
+                index: 0,
+                generation: 0,
+            },
+            id: RequestId(id),
+            op: JobOp::Request(request),
+        }
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_error_and_the_next_job_runs() {
+        let ctx = Context::new(Limits::default(), 0, 1);
+        let mut out = BytesMut::new();
+        apply(
+            &ctx,
+            &job(
+                1,
+                Request::Put {
+                    key: "k".into(),
+                    value: "v".into(),
+                    ttl_ms: 0,
+                },
+            ),
+            &mut out,
+        );
+        apply(
+            &ctx,
+            &job(
+                2,
+                Request::Get {
+                    key: Bytes::from_static(PANIC_KEY),
+                },
+            ),
+            &mut out,
+        );
+        apply(&ctx, &job(3, Request::Get { key: "k".into() }), &mut out);
+        let mut decoder = Decoder::new(Limits::MAX_MAX_FRAME);
+        let mut bodies = Vec::new();
+        while let Some(frame) = decoder.decode(&mut out).unwrap() {
+            bodies.push(Response::decode(&frame).unwrap());
+        }
+        assert_eq!(bodies.len(), 3);
+        assert_eq!(bodies[1].request_id, RequestId(2));
+        assert!(matches!(
+            bodies[1].body,
+            ResponseBody::Error {
+                status: Status::INTERNAL_ERROR,
+                ..
+            }
+        ));
+        assert!(matches!(&bodies[2].body, ResponseBody::Value { value, .. } if value == "v"));
+        assert_eq!(
+            ctx.stats
+                .counters
+                .internal_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
 }

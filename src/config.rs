@@ -26,6 +26,10 @@ pub const READ_CHUNK_BYTES: usize = 64 << 10;
 /// How long a closing connection keeps discarding input so its last frame is not lost
 /// to a reset (see `conn::state`).
 pub const LINGER: Duration = Duration::from_secs(2);
+/// Largest batch the reactor runs itself instead of handing it to a worker (see
+/// `Server::inline_eligible`): below this the two wake-ups of a hand-off cost more than
+/// the requests.
+pub const DEFAULT_INLINE_MAX_BATCH: usize = 64;
 /// SCAN page size when the request asks for 0.
 pub const DEFAULT_SCAN_LIMIT: u16 = 100;
 /// Largest SCAN page the server returns, whatever the request asks.
@@ -52,6 +56,9 @@ pub struct Config {
     pub max_in_flight: u32,
     /// Close connections idle this long; `None` = never (Redis's default).
     pub idle_timeout: Option<Duration>,
+    /// Batches of at most this many cheap requests run on the reactor even when there
+    /// are workers; 0 sends every batch to a worker.
+    pub inline_max_batch: usize,
 }
 
 impl Config {
@@ -75,6 +82,7 @@ impl Default for Config {
             max_output: DEFAULT_MAX_OUTPUT_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             idle_timeout: None,
+            inline_max_batch: DEFAULT_INLINE_MAX_BATCH,
         }
     }
 }

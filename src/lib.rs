@@ -25,7 +25,10 @@
 //!   responses into one buffer, sends it back, and wakes the reactor only if it is
 //!   asleep ([`server::wake`]). A connection always maps to the same worker, so its
 //!   responses come back in request order.
-//! * With `--workers 0` the reactor executes jobs itself: no hand-off at all.
+//! * With `--workers 0` the reactor executes jobs itself: no hand-off at all. With
+//!   workers, an iteration's batch of at most `--inline-max-batch` cheap requests also
+//!   runs on the reactor (when none of those connections has requests at a worker):
+//!   for a few small requests, the two wake-ups of a hand-off cost more than the work.
 //!
 //! # Modules
 //! * [`protocol`]: the wire format (the `switchboard-protocol` crate), sans-IO.

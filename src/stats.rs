@@ -80,6 +80,8 @@ counters! {
     request_errors,
     /// Fatal protocol errors (malformed frame, bad version, frame too large).
     protocol_errors,
+    /// Requests answered INTERNAL_ERROR because executing them panicked.
+    internal_errors,
     /// Bytes read from clients.
     bytes_read,
     /// Bytes written to clients.

@@ -10,7 +10,7 @@ use switchboard::protocol::{Request, RequestId, ResponseBody};
 #[test]
 fn a_thousand_pipelined_requests_are_answered_in_order() {
     for workers in ["0", "1", "4"] {
-        let server = ServerProcess::start(&["--workers", workers]);
+        let server = ServerProcess::start(&["--workers", workers, "--inline-max-batch", "0"]);
         let mut raw = server.raw();
         let mut bytes = Vec::new();
         for i in 0..1000u32 {
@@ -119,11 +119,12 @@ fn a_frame_split_across_reads() {
     assert_eq!(c.get("big").unwrap().unwrap().value, value);
 }
 
-/// The same script run with requests on the reactor and on four workers.
+/// The same script run with requests on the reactor, on four workers (every batch
+/// handed off), and on four workers with small batches kept on the reactor.
 #[test]
 fn workers_zero_and_four_give_the_same_answers() {
-    fn script(workers: &str) -> Vec<String> {
-        let server = ServerProcess::start(&["--workers", workers]);
+    fn script(flags: &[&str]) -> Vec<String> {
+        let server = ServerProcess::start(flags);
         let mut c = server.client();
         let mut out = Vec::new();
         for i in 0..50 {
@@ -149,7 +150,12 @@ fn workers_zero_and_four_give_the_same_answers() {
         out.push(format!("{answers:?}"));
         out
     }
-    assert_eq!(script("0"), script("4"));
+    let inline = script(&["--workers", "0"]);
+    assert_eq!(
+        inline,
+        script(&["--workers", "4", "--inline-max-batch", "0"])
+    );
+    assert_eq!(inline, script(&["--workers", "4"]));
 }
 
 #[test]
@@ -176,4 +182,57 @@ fn pipelined_responses_wait_for_a_slow_reader() {
         assert!(matches!(r.body, ResponseBody::Value { ref value, .. } if value.len() == 4000));
     }
     t.join().unwrap();
+}
+
+/// Pipelining clients against one worker with small batches kept on the reactor: a
+/// connection's batch may run inline only when none of its earlier requests are still
+/// at the worker, so every client still sees its answers in order.
+#[test]
+fn inline_and_handed_off_batches_keep_each_connection_in_order() {
+    let server = ServerProcess::start(&["--workers", "1", "--inline-max-batch", "8"]);
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let mut raw = server.raw();
+            let mut writer = raw.stream.try_clone().unwrap();
+            std::thread::spawn(move || {
+                // Deep pipelines (handed off) and shallow ones (small enough to run
+                // inline) written back to back without waiting for answers, so shallow
+                // batches arrive while deep ones are still at the worker.
+                let mut total = 0u32;
+                let mut rounds = Vec::new();
+                for round in 0..60u32 {
+                    let depth = if round % 2 == 0 { 200 } else { 1 + round % 4 };
+                    let mut bytes = Vec::new();
+                    for i in total..total + depth {
+                        let key = format!("t{t}:{}", i % 7);
+                        let request = if i % 3 == 0 {
+                            Request::Put {
+                                key: key.into(),
+                                value: i.to_string().into(),
+                                ttl_ms: 0,
+                            }
+                        } else {
+                            Request::Get { key: key.into() }
+                        };
+                        bytes.extend(frame(&request, i));
+                    }
+                    rounds.push(bytes);
+                    total += depth;
+                }
+                let sender = std::thread::spawn(move || {
+                    for bytes in rounds {
+                        writer.write_all(&bytes).unwrap();
+                        std::thread::sleep(std::time::Duration::from_micros(5));
+                    }
+                });
+                for i in 0..total {
+                    assert_eq!(raw.recv().request_id, RequestId(i), "client {t}");
+                }
+                sender.join().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
 }

@@ -43,6 +43,12 @@ struct Flags {
     #[arg(long, default_value = "4m", value_parser = parse_bytes)]
     max_output: u64,
 
+    /// With workers, a loop iteration's batch of at most this many cheap requests
+    /// (GET, PUT, DELETE, CAS, PING under 16 KiB) runs on the network thread: for a few
+    /// small requests the hand-off costs more than the work. 0 hands every batch off.
+    #[arg(long, default_value_t = config::DEFAULT_INLINE_MAX_BATCH)]
+    inline_max_batch: usize,
+
     /// Close connections that send nothing for this many seconds. 0 = never.
     #[arg(long, default_value_t = 0)]
     idle_timeout: u64,
@@ -64,6 +70,7 @@ fn main() -> ExitCode {
         max_connections: flags.max_connections,
         max_memory: flags.max_memory,
         max_output: usize::try_from(flags.max_output).unwrap_or(usize::MAX),
+        inline_max_batch: flags.inline_max_batch,
         idle_timeout: (flags.idle_timeout > 0).then(|| Duration::from_secs(flags.idle_timeout)),
         ..Config::default()
     };

@@ -39,7 +39,8 @@ pub mod wake;
 use crate::command::{self, Context};
 use crate::config::{Config, LINGER, READ_BUDGET_BYTES, READ_CHUNK_BYTES, SHUTDOWN_GRACE};
 use crate::conn::{CloseReason, ConnLimits, State};
-use crate::job::{ConnId, Job};
+use crate::job::{ConnId, Job, JobOp};
+use crate::protocol::Request;
 use crate::stats::Stats;
 use crate::worker::Pool;
 use listener::Listener;
@@ -56,6 +57,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wake::ReactorWake;
+
+/// Requests whose execution is cheap enough to run on the reactor in a small batch.
+fn cheap(job: &Job) -> bool {
+    const SMALL: usize = 16 << 10;
+    match &job.op {
+        JobOp::Reject { .. } => true,
+        JobOp::Request(r) => match r {
+            Request::Get { .. } | Request::Delete { .. } | Request::Hello { .. } => true,
+            Request::Ping { payload } => payload.len() <= SMALL,
+            Request::Put { value, .. } | Request::Cas { value, .. } => value.len() <= SMALL,
+            Request::Scan { .. } | Request::Stats => false,
+        },
+    }
+}
 
 /// Readiness events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
@@ -108,6 +123,7 @@ pub struct Server {
     signals: Signals,
     conn_limits: ConnLimits,
     max_connections: usize,
+    inline_max_batch: usize,
     /// Connections to service this iteration.
     queue: Vec<ConnId>,
     /// Connections to service next iteration (read budget spent, or still readable).
@@ -181,6 +197,7 @@ impl Server {
             signals,
             conn_limits,
             max_connections: config.max_connections,
+            inline_max_batch: config.inline_max_batch,
             queue: Vec::new(),
             again: Vec::new(),
             spare: Vec::new(),
@@ -251,7 +268,7 @@ impl Server {
             }
             self.accept(now);
             self.service_queue(now);
-            self.dispatch();
+            self.dispatch(now);
             self.complete(now);
             self.fire_timers(now);
             if let Some(deadline) = self.shutdown_deadline {
@@ -460,7 +477,16 @@ impl Server {
     }
 
     /// Hands each worker its batch; a full queue keeps the batch for next iteration.
-    fn dispatch(&mut self) {
+    /// A small batch of cheap requests runs here instead (see `run_inline`).
+    fn dispatch(&mut self, now: Instant) {
+        if self.pool.is_none() {
+            return;
+        }
+        for n in 0..self.batches.len() {
+            if self.inline_eligible(n) {
+                self.run_inline(n, now);
+            }
+        }
         let Some(pool) = &self.pool else {
             return;
         };
@@ -475,6 +501,61 @@ impl Server {
                 self.spare.push(empty);
             }
         }
+    }
+
+    /// True when worker `n`'s batch is cheaper to run on the reactor than to hand off.
+    ///
+    /// A hand-off costs a wake-up each way (several µs of CPU, and latency), while a
+    /// small GET or PUT costs a fraction of a µs: for a batch of a few such requests the
+    /// hand-off is most of the work. Large batches still go to the worker, where they
+    /// run in parallel with the reactor's I/O, and so do expensive requests (SCAN,
+    /// STATS, large values), which would stall every connection if run here.
+    ///
+    /// A connection's jobs may run here only if none of its earlier jobs are still at
+    /// the worker: otherwise its answers could overtake each other.
+    fn inline_eligible(&mut self, n: usize) -> bool {
+        let batch = &self.batches[n];
+        if batch.is_empty() || batch.len() > self.inline_max_batch {
+            return false;
+        }
+        let mut i = 0;
+        while let Some(first) = batch.get(i) {
+            let run = batch[i..]
+                .iter()
+                .take_while(|j| j.conn == first.conn)
+                .count();
+            if !batch[i..i + run].iter().all(cheap) {
+                return false;
+            }
+            if let Some(slot) = self.registry.get_mut(first.conn) {
+                // Every unanswered job of this connection is in this run.
+                if slot.conn.in_flight() as usize != run {
+                    return false;
+                }
+            }
+            i += run;
+        }
+        true
+    }
+
+    /// Executes worker `n`'s batch on the reactor and writes the answers out.
+    fn run_inline(&mut self, n: usize, now: Instant) {
+        let mut batch = std::mem::take(&mut self.batches[n]);
+        let mut last = None;
+        for job in batch.drain(..) {
+            if let Some(slot) = self.registry.get_mut(job.conn) {
+                slot.conn
+                    .complete(1, |out| command::apply(&self.ctx, &job, out));
+            }
+            if last.is_some_and(|id| id != job.conn) {
+                self.flush(last.take().unwrap_or(job.conn), now);
+            }
+            last = Some(job.conn);
+        }
+        if let Some(id) = last {
+            self.flush(id, now);
+        }
+        self.batches[n] = batch;
     }
 
     /// Delivers finished batches to their connections and writes them out.

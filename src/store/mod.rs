@@ -23,17 +23,22 @@
 //!   shard sees every change to that shard numbered up to `s`.
 //! * **Values own their memory.** A PUT copies the value (and key) out of the frame it
 //!   arrived in. A frame is a slice of a connection's read buffer, and keeping that
-//!   slice for hours would pin the whole buffer (up to 64 KiB per small value). The
-//!   copy costs one allocation per write. [`Store::read`] lends the stored bytes to
-//!   the caller under the lock, so a GET encodes its answer without even a reference
-//!   count; [`Store::get`] clones the `Bytes` handle for callers that keep it.
-//! * **Memory accounting.** Each record is charged its key, its value and
-//!   [`RECORD_OVERHEAD`]. A write that would take the total past the limit is refused
+//!   slice for hours would pin the whole buffer (up to 64 KiB per small value). Keys of
+//!   up to 30 bytes and values of up to 70 live inside the hash map's slot, so writing
+//!   them allocates nothing and reading them touches no other cache line; longer ones
+//!   get one allocation of their own. [`Store::read`] lends the stored bytes to the
+//!   caller under the lock, so a GET encodes its answer straight from the slot;
+//!   [`Store::get`] returns an owned copy for callers that keep it.
+//! * **Memory accounting.** Each record is charged [`RECORD_OVERHEAD`] plus any key
+//!   or value too long to be stored inline (see [`record_cost`]). A write that would take the total past the limit is refused
 //!   before anything changes; deletes and reads always work.
 //! * **Restorable.** [`Store::restore_seq`] lets a log replayer set the counter, so the
 //!   durability layer can rebuild a store from outside.
 
+mod blob;
 mod shard;
+
+use blob::{KeyBlob, ValueBlob};
 
 use bytes::Bytes;
 use shard::Shard;
@@ -45,10 +50,10 @@ use std::sync::{Mutex, MutexGuard};
 /// lock contention negligible for a handful of workers while a SCAN merges few runs.
 pub const SHARDS: usize = 16;
 
-/// Bytes charged per record beyond its key and value: the hash map slot (key and
-/// record handles, version), the ordered index's slot, and the two allocations'
-/// headers, rounded up.
-pub const RECORD_OVERHEAD: u64 = 128;
+/// Bytes charged per record besides keys and values too long to be stored inline: the
+/// hash map slot (120 bytes, holding a key of up to 30 bytes and a value of up to 70),
+/// its control byte and spare capacity, and the ordered index's entry, rounded up.
+pub const RECORD_OVERHEAD: u64 = 192;
 
 /// A record as read: its version and value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,10 +83,36 @@ pub enum WriteError {
 pub struct Page {
     /// The change sequence read before the page: the page reflects every change up to it.
     pub seq: u64,
-    /// Records in key order: (key, record).
-    pub records: Vec<(Bytes, Record)>,
+    /// Records in key order.
+    pub records: Vec<PageEntry>,
     /// True when records after the last one returned exist.
     pub more: bool,
+}
+
+/// One record of a [`Page`]: copied out of the store (short keys and values by value,
+/// long ones by reference count), so the page outlives the shard locks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageEntry {
+    key: KeyBlob,
+    version: u64,
+    value: ValueBlob,
+}
+
+impl PageEntry {
+    /// The record's key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The record's version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The record's value.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
 }
 
 /// The versioned record map. Shared by reference among all workers.
@@ -144,7 +175,10 @@ impl Store {
 
     /// Reads a record (sharing its value: no copy).
     pub fn get(&self, key: &[u8]) -> Option<Record> {
-        self.shard(key).get(key).cloned()
+        self.shard(key).get(key).map(|s| Record {
+            version: s.version,
+            value: s.value.to_bytes(),
+        })
     }
 
     /// Lends a record's version and value to `f` under the shard lock; returns what
@@ -216,7 +250,7 @@ impl Store {
             // One more than the limit from each shard tells whether more remain.
             lock(shard).scan_into(prefix, cursor, limit + 1, &mut records);
         }
-        records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let more = records.len() > limit;
         records.truncate(limit);
         Page { seq, records, more }
@@ -246,9 +280,12 @@ impl Store {
     }
 }
 
-/// What a record with this key and value is charged.
+/// What a record with this key and value is charged: its fixed overhead, plus the heap
+/// copies of a key or value too long to live in the map slot (each also allocated with
+/// the ordered index sharing the key).
 pub fn record_cost(key: &[u8], value: &[u8]) -> u64 {
-    key.len() as u64 + value.len() as u64 + RECORD_OVERHEAD
+    let heap = KeyBlob::heap_len_for(key.len()) + ValueBlob::heap_len_for(value.len());
+    heap as u64 + RECORD_OVERHEAD
 }
 
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {

@@ -2,23 +2,30 @@
 //! index of its keys for SCAN.
 //!
 //! GET, PUT and CAS on an existing key touch only the hash map: one hash and one key
-//! comparison, where a B-tree would compare the key a few dozen times. The ordered
-//! index changes only when a key is created or removed; it holds clones of the map's
-//! keys (reference counts on the same bytes), so it costs a B-tree slot per key, not a
-//! second copy of each key.
+//! comparison, where a B-tree would compare the key a few dozen times. Short keys and
+//! values live in the map's slot (see `blob`). The ordered index changes only when a
+//! key is created or removed; it holds clones of the map's keys (inline copies of short
+//! keys, reference counts on long ones).
 
-use super::{record_cost, Record};
-use bytes::Bytes;
+use super::blob::{KeyBlob, ValueBlob};
+use super::{record_cost, PageEntry};
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 
 /// Seeded per map, so keys chosen to collide in one process do not collide in another.
 type Hasher = foldhash::fast::RandomState;
 
+/// A record as stored.
+#[derive(Clone, Debug)]
+pub(super) struct Stored {
+    pub(super) version: u64,
+    pub(super) value: ValueBlob,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Shard {
-    map: HashMap<Bytes, Record, Hasher>,
-    order: BTreeSet<Bytes>,
+    map: HashMap<KeyBlob, Stored, Hasher>,
+    order: BTreeSet<KeyBlob>,
 }
 
 impl Shard {
@@ -26,7 +33,7 @@ impl Shard {
         self.map.len()
     }
 
-    pub(super) fn get(&self, key: &[u8]) -> Option<&Record> {
+    pub(super) fn get(&self, key: &[u8]) -> Option<&Stored> {
         self.map.get(key)
     }
 
@@ -41,15 +48,15 @@ impl Shard {
     }
 
     pub(super) fn insert(&mut self, key: &[u8], value: &[u8], version: u64) {
-        let record = Record {
+        let record = Stored {
             version,
-            value: Bytes::copy_from_slice(value),
+            value: ValueBlob::copy_from(value),
         };
         match self.map.get_mut(key) {
             // Replacing keeps the stored key and leaves the ordered index alone.
             Some(slot) => *slot = record,
             None => {
-                let key = Bytes::copy_from_slice(key);
+                let key = KeyBlob::copy_from(key);
                 self.order.insert(key.clone());
                 self.map.insert(key, record);
             }
@@ -73,7 +80,7 @@ impl Shard {
         prefix: &[u8],
         cursor: &[u8],
         limit: usize,
-        out: &mut Vec<(Bytes, Record)>,
+        out: &mut Vec<PageEntry>,
     ) {
         let start: Bound<&[u8]> = if cursor.is_empty() || cursor < prefix {
             Bound::Included(prefix)
@@ -85,6 +92,13 @@ impl Shard {
             .range::<[u8], _>((start, Bound::Unbounded))
             .take_while(|k| k.starts_with(prefix))
             .take(limit);
-        out.extend(keys.filter_map(|k| Some((k.clone(), self.map.get(k)?.clone()))));
+        out.extend(keys.filter_map(|k| {
+            let stored = self.map.get(&**k)?;
+            Some(PageEntry {
+                key: k.clone(),
+                version: stored.version,
+                value: stored.value.clone(),
+            })
+        }));
     }
 }

@@ -77,11 +77,11 @@ fn scan_pages_in_key_order_across_shards() {
     let mut cursor = Bytes::new();
     for _ in 0..10 {
         let page = s.scan(b"user:", &cursor, 100);
-        seen.extend(page.records.iter().map(|(k, _)| k.clone()));
+        seen.extend(page.records.iter().map(|e| Bytes::copy_from_slice(e.key())));
         if !page.more {
             break;
         }
-        cursor = page.records.last().unwrap().0.clone();
+        cursor = Bytes::copy_from_slice(page.records.last().unwrap().key());
     }
     let expected: Vec<Bytes> = (0..250u32)
         .map(|i| Bytes::from(format!("user:{i:04}")))
@@ -98,7 +98,7 @@ fn scan_reports_seq_read_before_the_page() {
     let v = s.put(b"b", b"2").unwrap();
     let page = s.scan(b"", b"", 10);
     assert_eq!(page.seq, v);
-    assert!(page.records.iter().all(|(_, r)| r.version <= page.seq));
+    assert!(page.records.iter().all(|e| e.version() <= page.seq));
 }
 
 #[test]
