@@ -477,6 +477,42 @@ fn find_max_rate_finds_the_capacity_of_a_slow_server() {
 }
 
 #[test]
+fn an_unmeetable_target_fails_the_search_but_still_reports() {
+    let _serial = serial();
+    // Every request takes at least 1 ms: p99 = 100 us cannot be met at any rate.
+    let addr = serve(Behavior::Slow(Duration::from_millis(1))).to_string();
+    let json = TempJson::new("nomaxrate");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--find-max-rate",
+        "--slo",
+        "p99=100us",
+        "--rate",
+        "50",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rate met p99=100us"));
+    let j = json.read();
+    assert!(j["find_max_rate"]["max_rate_ops_per_sec"].is_null(), "{j}");
+    let trials = j["find_max_rate"]["trials"].as_array().expect("trials");
+    assert!(
+        trials.len() >= 2 && trials.iter().all(|t| t["ok"] == false),
+        "{j}"
+    );
+    assert!(f(&j, &["latency_us", "p99"]) >= 1000.0);
+}
+
+#[test]
 fn wrong_request_ids_are_errors_and_fail_the_run() {
     let _serial = serial();
     let addr = serve(Behavior::BadId).to_string();

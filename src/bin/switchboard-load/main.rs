@@ -270,8 +270,22 @@ fn run(args: &Args) -> Result<u8, Fatal> {
         let (outcome, params) = run_once(args, &addrs, args.rate)?;
         return finish(args, &outcome, params, None);
     }
-    let (best, params, search) = find_max_rate(args, &addrs)?;
-    finish(args, &best, params, Some(search))
+    let (shown, params, search) = find_max_rate(args, &addrs)?;
+    let code = finish(args, &shown, params, Some(search.clone()))?;
+    if search["max_rate_ops_per_sec"].is_null() {
+        let lowest = search["trials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["rate"].as_f64())
+            .fold(f64::INFINITY, f64::min);
+        eprintln!(
+            "switchboard-load: no rate met {} (lowest tried {lowest:.0} ops/s)",
+            args.slo.text
+        );
+        return Ok(1);
+    }
+    Ok(code)
 }
 
 /// One complete run at `rate` (closed loop when `None`).
@@ -459,16 +473,18 @@ fn trial_ok(args: &Args, o: &report::Outcome) -> (bool, f64, String) {
 }
 
 /// Steps the rate up (doubling) until the SLO fails, then bisects between the last
-/// rate that met it and the first that did not.
+/// rate that met it and the first that did not. Returns the best passing trial (or,
+/// when none passed, the last one) and the search record.
 fn find_max_rate(
     args: &Args,
     addrs: &[SocketAddr],
 ) -> Result<(report::Outcome, Value, Value), Fatal> {
     let mut trials: Vec<Trial> = Vec::new();
     let mut best: Option<(report::Outcome, Value)> = None;
-    let run_trial = |rate: f64,
-                     trials: &mut Vec<Trial>,
-                     best: &mut Option<(report::Outcome, Value)>|
+    let mut last: Option<(report::Outcome, Value)> = None;
+    let mut run_trial = |rate: f64,
+                         trials: &mut Vec<Trial>,
+                         best: &mut Option<(report::Outcome, Value)>|
      -> Result<bool, Fatal> {
         let (o, params) = run_once(args, addrs, Some(rate))?;
         let (ok, latency_us, note) = trial_ok(args, &o);
@@ -490,6 +506,8 @@ fn find_max_rate(
         });
         if ok {
             *best = Some((o, params));
+        } else {
+            last = Some((o, params));
         }
         Ok(ok)
     };
@@ -538,23 +556,17 @@ fn find_max_rate(
             "rate": t.rate, "latency_us": t.latency_us, "ok": t.ok, "note": t.note,
         })).collect::<Vec<_>>(),
     });
-    match best {
-        Some((o, params)) => {
-            eprintln!(
-                "find-max-rate: highest rate meeting {} is {:.0} ops/s",
-                args.slo.text, lo
-            );
-            Ok((o, params, search))
-        }
-        None => Err(Fatal(
-            format!(
-                "no rate met {} (lowest tried {:.0} ops/s)",
-                args.slo.text,
-                trials.iter().map(|t| t.rate).fold(f64::INFINITY, f64::min)
-            ),
-            1,
-        )),
+    if best.is_some() {
+        eprintln!(
+            "find-max-rate: highest rate meeting {} is {:.0} ops/s",
+            args.slo.text, lo
+        );
     }
+    drop(run_trial);
+    let (o, params) = best
+        .or(last)
+        .ok_or_else(|| Fatal("the rate search ran no trial".into(), 1))?;
+    Ok((o, params, search))
 }
 
 fn finish(

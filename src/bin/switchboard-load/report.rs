@@ -439,6 +439,66 @@ pub fn plot(o: &Outcome, path: &Path, title: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// An open-loop result with these counts and generator lags (ns).
+    fn open_loop(sent: u64, offered: u64, slot_waits: u64, lags: &[u64]) -> Outcome {
+        let mut generator_lag = new_histogram();
+        for &l in lags {
+            generator_lag.record(l).unwrap();
+        }
+        let r = ThreadResult {
+            corrected: new_histogram(),
+            service: new_histogram(),
+            lag: new_histogram(),
+            generator_lag,
+            ops: sent,
+            sent,
+            offered,
+            misses: 0,
+            cas_conflicts: 0,
+            errors: ErrorCounts::default(),
+            warmup_errors: 0,
+            answered_all: sent,
+            slot_waits,
+            window: None,
+            per_op: [0; 5],
+            first_error: None,
+            gave_up: None,
+        };
+        Outcome::merge(vec![r], Some(1000.0), Some(1.0), (0, 0))
+    }
+
+    #[test]
+    fn unsent_requests_make_a_run_client_bound_and_say_why() {
+        let busy = open_loop(900, 1000, 800, &[1000; 100]);
+        let why = busy.client_bound.expect("client-bound");
+        assert!(
+            why.contains("900 of 1000") && why.contains("pipeline slot"),
+            "{why}"
+        );
+        let slow = open_loop(900, 1000, 0, &[1000; 900]);
+        assert!(slow
+            .client_bound
+            .unwrap()
+            .contains("generator could not send"));
+        assert!(open_loop(995, 1000, 0, &[1000; 995]).client_bound.is_none());
+    }
+
+    #[test]
+    fn lag_on_most_sends_is_client_bound_but_a_late_tail_is_only_noted() {
+        let mut lags = vec![10_000u64; 850];
+        lags.extend([5_000_000; 150]);
+        let lagging = open_loop(1000, 1000, 0, &lags);
+        assert!(lagging.client_bound.unwrap().contains("dispatch lag p90"));
+        let mut lags = vec![10_000u64; 980];
+        lags.extend([5_000_000; 20]);
+        let tail = open_loop(1000, 1000, 0, &lags);
+        assert!(tail.client_bound.is_none());
+        assert!(tail.lag_note().unwrap().contains("late"));
+        assert!(open_loop(1000, 1000, 0, &[10_000; 1000])
+            .lag_note()
+            .is_none());
+    }
+
     #[test]
     fn percentile_labels_read_as_nines() {
         assert_eq!(percentile_label(1.0), "0%");
