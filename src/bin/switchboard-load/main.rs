@@ -562,7 +562,6 @@ fn find_max_rate(
             args.slo.text, lo
         );
     }
-    drop(run_trial);
     let (o, params) = best
         .or(last)
         .ok_or_else(|| Fatal("the rate search ran no trial".into(), 1))?;
