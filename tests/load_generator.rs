@@ -374,6 +374,45 @@ fn a_stall_shows_in_corrected_latency_but_not_in_service_time() {
 }
 
 #[test]
+fn a_server_that_falls_behind_shows_in_throughput_and_corrected_latency() {
+    let _serial = serial();
+    // Capacity about 950/s, offered 2500/s for 1 s: the 2500 requests take ~2.6 s.
+    let addr = serve(Behavior::Slow(Duration::from_millis(1))).to_string();
+    let json = TempJson::new("behind");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--rate",
+        "2500",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "4",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(u(&j, &["ops"]), 2500);
+    let tput = f(&j, &["throughput_ops_per_sec"]);
+    assert!(
+        tput < 1200.0,
+        "throughput {tput} is what was offered, not achieved"
+    );
+    assert!(f(&j, &["duration_s"]) > 2.0);
+    // The last requests were due at 1 s and answered near 2.6 s.
+    assert!(f(&j, &["latency_us", "p99"]) > 1_000_000.0, "{j}");
+    // Each request still took only a few ms once it was on the wire.
+    assert!(f(&j, &["service_time_us", "p50"]) < 50_000.0, "{j}");
+    assert_eq!(j["client_bound"], false, "{}", text(&out));
+    assert!(u(&j, &["slot_waits"]) > 1000);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("waited for a free pipeline slot"));
+}
+
+#[test]
 fn an_unreachable_rate_is_reported_client_bound() {
     let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();

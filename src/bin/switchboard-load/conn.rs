@@ -19,7 +19,7 @@ use mio::{Events, Interest, Poll, Token};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
 /// Everything the threads share and never change.
@@ -58,6 +58,33 @@ impl Progress {
             errors: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
         }
+    }
+}
+
+/// Where the threads agree on the run's start time, once all are set up: sends due
+/// in the first milliseconds would otherwise be charged with the threads' start-up.
+#[derive(Debug)]
+pub struct StartLine {
+    barrier: Barrier,
+    at: AtomicU64,
+}
+
+impl StartLine {
+    pub fn new(threads: usize) -> StartLine {
+        StartLine {
+            barrier: Barrier::new(threads),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    /// Blocks until every thread has arrived; returns the common start time.
+    fn wait(&self) -> u64 {
+        if self.barrier.wait().is_leader() {
+            self.at.store(now_ns(), Ordering::SeqCst);
+        }
+        // Second rendezvous: nobody reads the start before the leader has written it.
+        self.barrier.wait();
+        self.at.load(Ordering::SeqCst)
     }
 }
 
@@ -188,6 +215,9 @@ struct Engine<'a> {
     head: Option<Req>,
     /// Last time the head found every slot of its server busy.
     last_blocked: u64,
+    /// True from the moment the queue blocks on busy slots until it has caught up
+    /// with the schedule: sends in between are late because of the server.
+    draining: bool,
     /// Closed loop: measured sends left (requests mode).
     closed_left: u64,
     versions: Vec<(u64, u64)>,
@@ -209,12 +239,30 @@ pub fn run_thread(
     thread: usize,
     streams: Vec<(std::net::TcpStream, usize)>,
     servers: usize,
-    start: u64,
+    start: &StartLine,
     progress: &Progress,
 ) -> io::Result<ThreadResult> {
     crate::clock::tighten_timer_slack();
-    let mut poll = Poll::new()?;
-    let mut timer = Timer::new()?;
+    let setup = set_up(plan, thread, streams, servers);
+    // Every thread reaches the start line, even one whose set-up failed, so that no
+    // other thread waits for it forever. Only now does the clock start.
+    let start_ns = start.wait();
+    let (mut e, mut poll, mut timer) = setup?;
+    e.start = start_ns;
+    e.run(&mut poll, &mut timer, progress)?;
+    e.publish(progress);
+    Ok(e.res)
+}
+
+/// Registers the connections and allocates every buffer the run will use.
+fn set_up(
+    plan: &Plan,
+    thread: usize,
+    streams: Vec<(std::net::TcpStream, usize)>,
+    servers: usize,
+) -> io::Result<(Engine<'_>, Poll, Timer)> {
+    let poll = Poll::new()?;
+    let timer = Timer::new()?;
     timer.register(poll.registry(), TIMER)?;
     // Any value an earlier run wrote may come back, so responses are bounded by the
     // protocol's value limit, not by this run's --value-size; buffers start sized for
@@ -259,7 +307,7 @@ pub fn run_thread(
         _ => u64::MAX,
     };
     let n_conns = conns.len();
-    let mut e = Engine {
+    let e = Engine {
         plan,
         conns,
         by_server,
@@ -271,12 +319,13 @@ pub fn run_thread(
         schedule,
         head: None,
         last_blocked: 0,
+        draining: false,
         closed_left,
         versions: vec![(u64::MAX, 0); VERSION_SLOTS],
         server_lost: false,
         rbuf_max: 2 * max_response,
         max_response,
-        start,
+        start: 0,
         dirty: Vec::with_capacity(n_conns),
         res: ThreadResult {
             corrected: new_histogram(),
@@ -301,9 +350,7 @@ pub fn run_thread(
         published_ops: 0,
         published_errors: 0,
     };
-    e.run(&mut poll, &mut timer, progress)?;
-    e.publish(progress);
-    Ok(e.res)
+    Ok((e, poll, timer))
 }
 
 impl Engine<'_> {
@@ -388,6 +435,8 @@ impl Engine<'_> {
                     let Some(k) = self.next_k else { return false };
                     let due = self.start + s.due_ns(k);
                     if due > now {
+                        // Caught up: later lateness is the generator's own.
+                        self.draining = false;
                         return true;
                     }
                     (due, s.is_measured(k))
@@ -417,6 +466,7 @@ impl Engine<'_> {
                 // Every slot of this server is busy: the request keeps its intended
                 // time and waits at the head of the queue.
                 self.last_blocked = now;
+                self.draining = true;
                 if !self.by_server[server].iter().any(|&c| self.conns[c].alive) {
                     // Every connection to its server is gone: stop sending. What was
                     // not sent shows as sent < offered, what was lost as errors.
@@ -447,7 +497,7 @@ impl Engine<'_> {
                 self.res.sent += 1;
                 let lag = now - intended;
                 let _ = self.res.lag.record(lag.max(1));
-                if self.last_blocked >= intended && self.schedule.is_some() {
+                if (self.draining || self.last_blocked >= intended) && self.schedule.is_some() {
                     self.res.slot_waits += 1;
                 } else {
                     let _ = self.res.generator_lag.record(lag.max(1));

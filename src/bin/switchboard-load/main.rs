@@ -317,14 +317,14 @@ fn run_once(
     let per_thread = connect_all(args, addrs)?;
     let progress = Progress::new();
     let cpu_before = clock::cpu_time_ns();
-    let start = clock::now_ns();
+    let start = conn::StartLine::new(args.threads);
     let wall = Instant::now();
     let results = std::thread::scope(|scope| {
         let handles: Vec<_> = per_thread
             .into_iter()
             .enumerate()
             .map(|(t, streams)| {
-                let (plan, progress) = (&plan, &progress);
+                let (plan, progress, start) = (&plan, &progress, &start);
                 std::thread::Builder::new()
                     .name(format!("load-{t}"))
                     .spawn_scoped(scope, move || {

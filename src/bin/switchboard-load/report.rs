@@ -49,8 +49,8 @@ pub struct Outcome {
 
 impl Outcome {
     /// Merges the threads' results. `fixed_window_s` is the measured window when the
-    /// run was bounded by time; otherwise it is taken from the first intended send to
-    /// the last response.
+    /// run was bounded by time; otherwise (and in open loop when the last response
+    /// came later) the window runs from the first intended send to the last response.
     pub fn merge(
         results: Vec<ThreadResult>,
         rate: Option<f64>,
@@ -113,8 +113,14 @@ impl Outcome {
                 });
             }
         }
-        o.duration_s =
-            fixed_window_s.unwrap_or_else(|| window.map_or(0.0, |(a, b)| (b - a) as f64 / 1e9));
+        let span_s = window.map_or(0.0, |(a, b)| (b - a) as f64 / 1e9);
+        o.duration_s = match (fixed_window_s, rate) {
+            // Open loop: a server that falls behind answers the window's requests after
+            // it ends; the rate it really achieved is over the time it took.
+            (Some(fixed), Some(_)) => fixed.max(span_s),
+            (Some(fixed), None) => fixed,
+            (None, _) => span_s,
+        };
         o.client_bound = o.judge_client_bound();
         o
     }
@@ -145,6 +151,20 @@ impl Outcome {
             ));
         }
         None
+    }
+
+    /// A note when sends waited for a free pipeline slot: the server fell behind.
+    pub fn saturation_note(&self) -> Option<String> {
+        let offered = self.offered?;
+        (self.slot_waits * 100 > self.sent.max(1) && self.client_bound.is_none()).then(|| {
+            format!(
+                "note: {:.1}% of {} sends waited for a free pipeline slot: the server did not \
+                 keep up with {:.0} ops/s (or --connections x --pipeline is too small for it)",
+                100.0 * self.slot_waits as f64 / self.sent.max(1) as f64,
+                offered,
+                self.rate.unwrap_or(0.0)
+            )
+        })
     }
 
     /// A note when rare sends were late although slots were free.
@@ -224,6 +244,7 @@ pub fn to_json(o: &Outcome, params: Value) -> Value {
         "offered_rate_ops_per_sec": o.rate,
         "offered": o.offered,
         "sent": o.sent,
+        "slot_waits": o.slot_waits,
         "cas_conflicts": o.cas_conflicts,
         "ops_by_type": per_op,
         "error_kinds": {
@@ -326,7 +347,7 @@ pub fn to_text(o: &Outcome, header: &str) -> String {
     if let Some(first) = &o.first_error {
         let _ = writeln!(s, "  first error: {first}");
     }
-    if let Some(note) = o.lag_note() {
+    for note in [o.saturation_note(), o.lag_note()].into_iter().flatten() {
         let _ = writeln!(s, "  {note}");
     }
     if let Some(why) = &o.client_bound {
