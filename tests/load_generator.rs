@@ -694,6 +694,60 @@ fn losing_every_connection_stops_the_run_and_fails_it() {
 }
 
 #[test]
+fn an_interrupt_ends_the_run_with_a_report() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("interrupt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
+        .args([
+            "--addr",
+            &addr,
+            "--duration",
+            "30s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "2",
+        ])
+        .args(["--rate", "1000", "--json", json.path()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start switchboard-load");
+    // The first progress line (after about a second) says the run is under way.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(RUN_LIMIT);
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(first.is_ok(), "no progress line");
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let out = match done_rx.recv_timeout(RUN_LIMIT) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(&pid).status();
+            panic!("switchboard-load did not stop after SIGINT");
+        }
+    };
+    assert_eq!(out.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED EARLY: interrupted"));
+    let j = json.read();
+    let ops = u(&j, &["ops"]);
+    assert!(ops > 0 && ops < 30_000, "{ops}");
+    assert_eq!(u(&j, &["errors"]), 0);
+}
+
+#[test]
 fn an_unreachable_address_fails_fast_and_says_why() {
     let _serial = serial();
     // Bind, note the port, close: nothing listens there now.

@@ -18,8 +18,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 /// Everything the threads share and never change.
@@ -49,14 +49,17 @@ pub struct Progress {
     pub errors: AtomicU64,
     /// Corrected response times (ns) of measured requests so far.
     pub latency: Mutex<Histogram<u64>>,
+    /// Set on SIGINT or SIGTERM: stop sending, drain what is in flight, report.
+    pub interrupted: Arc<AtomicBool>,
 }
 
 impl Progress {
-    pub fn new() -> Progress {
+    pub fn new(interrupted: Arc<AtomicBool>) -> Progress {
         Progress {
             completed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latency: Mutex::new(new_histogram()),
+            interrupted,
         }
     }
 }
@@ -366,7 +369,7 @@ impl Engine<'_> {
 
     fn run(&mut self, poll: &mut Poll, timer: &mut Timer, progress: &Progress) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
-        let deadline = self.dispatch_deadline();
+        let mut deadline = self.dispatch_deadline();
         let mut next_housekeeping = now_ns() + HOUSEKEEPING_NS;
         let mut next_publish = now_ns() + PUBLISH_NS;
         loop {
@@ -376,6 +379,10 @@ impl Engine<'_> {
             if now >= next_housekeeping {
                 self.expire(now);
                 next_housekeeping = now + HOUSEKEEPING_NS;
+                if deadline > now && progress.interrupted.load(Ordering::Relaxed) {
+                    deadline = now;
+                    self.res.gave_up = Some("interrupted; the report covers what was sent".into());
+                }
             }
             if now >= next_publish {
                 self.publish(progress);

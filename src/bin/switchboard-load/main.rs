@@ -24,10 +24,12 @@ use conn::{Plan, Progress};
 use proto::Protocol;
 use schedule::Stop;
 use serde_json::{json, Value};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workload::{KeyDist, Mix, Ring, ValueSize};
 
@@ -266,12 +268,25 @@ fn validate(args: &Args) -> Result<Vec<SocketAddr>, Fatal> {
 
 fn run(args: &Args) -> Result<u8, Fatal> {
     let addrs = validate(args)?;
-    if !args.find_max_rate {
-        let (outcome, params) = run_once(args, &addrs, args.rate)?;
-        return finish(args, &outcome, params, None);
+    // The first Ctrl-C (or SIGTERM) ends the run early with a report of what was
+    // measured; a second one exits at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&interrupted))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&interrupted)))
+            .map_err(|e| Fatal(format!("installing a signal handler: {e}"), 1))?;
     }
-    let (shown, params, search) = find_max_rate(args, &addrs)?;
+    let was_interrupted = || interrupted.load(Ordering::Relaxed);
+    if !args.find_max_rate {
+        let (outcome, params) = run_once(args, &addrs, args.rate, &interrupted)?;
+        let code = finish(args, &outcome, params, None)?;
+        return Ok(if was_interrupted() { 130 } else { code });
+    }
+    let (shown, params, search) = find_max_rate(args, &addrs, &interrupted)?;
     let code = finish(args, &shown, params, Some(search.clone()))?;
+    if was_interrupted() {
+        return Ok(130);
+    }
     if search["max_rate_ops_per_sec"].is_null() {
         let lowest = search["trials"]
             .as_array()
@@ -293,6 +308,7 @@ fn run_once(
     args: &Args,
     addrs: &[SocketAddr],
     rate: Option<f64>,
+    interrupted: &Arc<AtomicBool>,
 ) -> Result<(report::Outcome, Value), Fatal> {
     let stop = match (args.requests, args.duration) {
         (Some(n), _) => Stop::Requests(n),
@@ -315,7 +331,7 @@ fn run_once(
         seed: args.seed,
     };
     let per_thread = connect_all(args, addrs)?;
-    let progress = Progress::new();
+    let progress = Progress::new(Arc::clone(interrupted));
     let cpu_before = clock::cpu_time_ns();
     let start = conn::StartLine::new(args.threads);
     let wall = Instant::now();
@@ -478,6 +494,7 @@ fn trial_ok(args: &Args, o: &report::Outcome) -> (bool, f64, String) {
 fn find_max_rate(
     args: &Args,
     addrs: &[SocketAddr],
+    interrupted: &Arc<AtomicBool>,
 ) -> Result<(report::Outcome, Value, Value), Fatal> {
     let mut trials: Vec<Trial> = Vec::new();
     let mut best: Option<(report::Outcome, Value)> = None;
@@ -486,7 +503,7 @@ fn find_max_rate(
                          trials: &mut Vec<Trial>,
                          best: &mut Option<(report::Outcome, Value)>|
      -> Result<bool, Fatal> {
-        let (o, params) = run_once(args, addrs, Some(rate))?;
+        let (o, params) = run_once(args, addrs, Some(rate), interrupted)?;
         let (ok, latency_us, note) = trial_ok(args, &o);
         eprintln!(
             "find-max-rate: {rate:.0} ops/s -> {} {latency_us:.1} us: {}{}",
@@ -515,7 +532,11 @@ fn find_max_rate(
     let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
     let mut rate = start;
     // Step up by doubling until a rate misses (or step down by halving until one meets).
+    let stop = || interrupted.load(Ordering::Relaxed);
     for _ in 0..24 {
+        if stop() {
+            break;
+        }
         if run_trial(rate, &mut trials, &mut best)? {
             lo = rate;
             if hi.is_finite() {
@@ -536,7 +557,7 @@ fn find_max_rate(
     // Bisect until the bracket is within 5%.
     if lo > 0.0 && hi.is_finite() {
         for _ in 0..8 {
-            if hi / lo <= 1.05 {
+            if hi / lo <= 1.05 || stop() {
                 break;
             }
             let mid = (lo * hi).sqrt();
