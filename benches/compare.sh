@@ -144,7 +144,8 @@ SHAPES=(
     "rate|--mix get=9,put=1 --pipeline 1"
 )
 
-# One run: prints "throughput p50 p99 cpu_us_per_req client_bound" (JSON fields).
+# One run: prints "throughput p50 p99 server_cpu_us_per_req client_bound
+# generator_cpu_us_per_req" (tab-separated, from the JSON).
 one_run() {
     local server=$1 json=$2
     shift 2
@@ -157,7 +158,7 @@ one_run() {
     jq -r --argjson ticks $((after - before)) --argjson tck "$TCK" '
         [ .throughput_ops_per_sec, .latency_us.p50, .latency_us.p99,
           (if .answered_total > 0 then $ticks * 1e6 / $tck / .answered_total else 0 end),
-          .client_bound ] | @tsv' "$json"
+          .client_bound, .client_cpu_us_per_request ] | @tsv' "$json"
 }
 
 preload() {
@@ -223,13 +224,14 @@ for shape in get-p1:get:1 get-p16:get:16 put-p1:set:1 put-p16:set:16; do
     after=$(cpu_ticks "${PIDOF[redis]}")
     # test,rps,avg,min,p50,p95,p99,max (ms)
     RB[$name]=$(awk -F, -v ticks=$((after - before)) -v tck="$TCK" -v n="$n" \
-        '{ printf "%s\t%s\t%s\t%s\tfalse", $2, $5 * 1000, $7 * 1000, ticks * 1e6 / tck / n }' <<<"$line")
+        '{ printf "%s\t%s\t%s\t%s\tfalse\t-", $2, $5 * 1000, $7 * 1000, ticks * 1e6 / tck / n }' <<<"$line")
 done
 
 printf '\nswitchboard-load, %s connections, %s-byte values, %s keys, median of %s x %s (+%s warm-up)\n' \
     "$CONNECTIONS" "$VALUE" "$KEYS" "$REPEAT" "$DURATION" "$WARMUP"
 printf 'fixed rate = half of Redis mix90/10-p1 throughput = %s ops/s\n' "$RATE"
-printf '%-12s %-20s %12s %10s %10s %14s %10s\n' shape server "ops/s" "p50 us" "p99 us" "srv CPU us/req" "vs redis"
+printf '%-12s %-16s %10s %9s %9s %9s %9s  %s\n' shape server "ops/s" "p50 us" "p99 us" \
+    "srv us/req" "gen us/req" "vs redis"
 for shape in "${SHAPES[@]}"; do
     name=${shape%%|*}
     base=${RESULT[redis,$name]:-}
@@ -240,7 +242,7 @@ for shape in "${SHAPES[@]}"; do
             row=${RESULT[$server,$name]:-}
         fi
         [[ -n $row ]] || continue
-        IFS=$'\t' read -r tput p50 p99 cpu bound <<<"$row"
+        IFS=$'\t' read -r tput p50 p99 cpu bound gen <<<"$row"
         if [[ -z $base ]]; then
             ratio="-"
         elif [[ $name == rate ]]; then
@@ -249,8 +251,9 @@ for shape in "${SHAPES[@]}"; do
             ratio=$(awk -v a="$tput" -v b="$(cut -f1 <<<"$base")" 'BEGIN { printf "%.2fx", a / b }')
         fi
         [[ $bound == true ]] && ratio="$ratio (client-bound)"
-        printf '%-12s %-20s %12.0f %10.1f %10.1f %14.2f %10s\n' \
-            "$name" "$server" "$tput" "$p50" "$p99" "$cpu" "$ratio"
+        [[ $gen == - ]] || gen=$(printf '%.2f' "$gen")
+        printf '%-12s %-16s %10.0f %9.1f %9.1f %9.2f %9s  %s\n' \
+            "$name" "$server" "$tput" "$p50" "$p99" "$cpu" "$gen" "$ratio"
     done
 done
 echo "(whole script: $((SECONDS - START_S)) s)"
