@@ -4,9 +4,9 @@
 //! every free pipeline slot (closed loop), encoding into the connections' write
 //! buffers, (2) writes each buffer with one `write` call, (3) arms the timerfd for the
 //! next due send, and (4) polls, draining every readable socket and judging each
-//! response. Buffers are sized once at connect time, so the steady state allocates
-//! nothing: requests are encoded in place, responses parsed in place, and histograms
-//! are fixed arrays.
+//! response. Buffers are sized at set-up (and grow only when a value larger than any
+//! before arrives), so the steady state allocates nothing: requests are encoded in
+//! place, responses parsed in place, and histograms are fixed arrays.
 
 use crate::clock::{now_ns, Timer};
 use crate::proto::{self, Protocol, Req, Verdict};
