@@ -247,6 +247,9 @@ fn validate(args: &Args) -> Result<Vec<SocketAddr>, Fatal> {
     if args.requests == Some(0) {
         return Err(usage("--requests must be at least 1"));
     }
+    if args.duration.is_some_and(|d| d.is_zero()) || args.timeout.is_zero() {
+        return Err(usage("--duration and --timeout must be longer than zero"));
+    }
     for op in workload::Op::ALL {
         if args.mix.contains(op) {
             if let Some(why) = args.protocol.unsupported(op) {
