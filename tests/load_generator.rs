@@ -17,6 +17,8 @@ use switchboard::protocol::{encode, msg, Decoder, Opcode, Request, RequestId, St
 
 /// Longest any one run of the generator may take before the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
+/// Connections a test server accepts before its accept loop ends.
+const MAX_ACCEPTS: usize = 256;
 
 /// Timing tests run one at a time: on a small machine, parallel runs would measure
 /// each other.
@@ -60,7 +62,8 @@ fn serve(behavior: Behavior) -> SocketAddr {
         version: AtomicU64::new(0),
     });
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        // Bounded: no test opens more connections than this to one server.
+        for stream in listener.incoming().take(MAX_ACCEPTS) {
             let Ok(stream) = stream else { return };
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || connection(stream, behavior, &shared));

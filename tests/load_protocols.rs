@@ -12,6 +12,8 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 const RUN_LIMIT: Duration = Duration::from_secs(20);
+/// Connections a test server accepts before its accept loop ends.
+const MAX_ACCEPTS: usize = 256;
 
 /// Timing-sensitive runs go one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -27,7 +29,8 @@ fn serve(handler: fn(TcpStream, Store)) -> String {
     let addr = listener.local_addr().expect("addr").to_string();
     let store: Store = Arc::default();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        // Bounded: no test opens more connections than this to one server.
+        for stream in listener.incoming().take(MAX_ACCEPTS) {
             let Ok(stream) = stream else { return };
             let _ = stream.set_nodelay(true);
             let store = Arc::clone(&store);
