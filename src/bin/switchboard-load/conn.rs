@@ -416,8 +416,9 @@ impl Engine<'_> {
                 match ev.token() {
                     TIMER => timer.fired(),
                     Token(i) => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(i);
+                        let closing = ev.is_read_closed() || ev.is_error();
+                        if ev.is_readable() || closing {
+                            self.read(i, closing);
                         }
                         if ev.is_writable() && self.conns[i].alive {
                             self.write(i);
@@ -583,9 +584,10 @@ impl Engine<'_> {
         }
     }
 
-    /// Drains the socket (edge-triggered: until WouldBlock) and handles every whole
-    /// response as it arrives.
-    fn read(&mut self, ci: usize) {
+    /// Drains the socket (edge-triggered: until WouldBlock, or a short read) and
+    /// handles every whole response as it arrives. `closing` (the peer closed or
+    /// failed) reads on to the end of the stream, which a short read would not show.
+    fn read(&mut self, ci: usize, closing: bool) {
         loop {
             let c = &mut self.conns[ci];
             if !c.alive {
@@ -615,7 +617,7 @@ impl Engine<'_> {
                     return;
                 }
                 Ok(n) => {
-                    let drained = rend + n < len;
+                    let drained = rend + n < len && !closing;
                     c.rend += n;
                     let now = now_ns();
                     self.parse(ci, now);
