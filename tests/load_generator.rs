@@ -40,6 +40,8 @@ enum Behavior {
     Slow(Duration),
     /// Closes every connection once this many requests have arrived in all.
     CloseAfter(u64),
+    /// Closes each connection when its own request count passes this.
+    CloseEachAfter(u64),
     /// Answers with the wrong request id.
     BadId,
     /// Answers every GET with a value that belongs to no key.
@@ -79,6 +81,7 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
     let mut inbuf = BytesMut::with_capacity(64 * 1024);
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut chunk = [0u8; 64 * 1024];
+    let mut on_this_connection = 0u64;
     loop {
         let n = match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return,
@@ -91,7 +94,10 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
                 return;
             };
             let ordinal = shared.seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if matches!(behavior, Behavior::CloseAfter(n) if ordinal > n) {
+            on_this_connection += 1;
+            if matches!(behavior, Behavior::CloseAfter(n) if ordinal > n)
+                || matches!(behavior, Behavior::CloseEachAfter(n) if on_this_connection > n)
+            {
                 return;
             }
             // Every answer is computed under the store lock, so one request that
@@ -748,6 +754,73 @@ fn an_interrupt_ends_the_run_with_a_report() {
     let ops = u(&j, &["ops"]);
     assert!(ops > 0 && ops < 30_000, "{ops}");
     assert_eq!(u(&j, &["errors"]), 0);
+}
+
+#[test]
+fn reconnect_reopens_closed_connections_and_the_run_completes() {
+    let _serial = serial();
+    let addr = serve(Behavior::CloseEachAfter(50)).to_string();
+    let json = TempJson::new("reconnect");
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--reconnect",
+        "--requests",
+        "400",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--allow-errors",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let (ops, errors) = (u(&j, &["ops"]), u(&j, &["errors"]));
+    // Each connection serves 50 requests, then drops the 51st: one error per close.
+    assert_eq!(ops + errors, 400, "{j}");
+    assert_eq!(u(&j, &["error_kinds", "connection"]), errors);
+    assert!(errors >= 6 && ops >= 300, "{j}");
+    assert!(u(&j, &["reconnects"]) >= 6, "{j}");
+    assert!(j["stopped_early"].is_null(), "{j}");
+}
+
+#[test]
+fn reconnect_gives_up_when_the_server_is_gone_for_longer_than_the_timeout() {
+    let _serial = serial();
+    // Serves 20 requests in all, then closes every connection, new ones included.
+    let addr = serve(Behavior::CloseAfter(20)).to_string();
+    let json = TempJson::new("gone");
+    let started = Instant::now();
+    let out = load(&[
+        "--addr",
+        &addr,
+        "--reconnect",
+        "--requests",
+        "100000",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--timeout",
+        "1s",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success());
+    let j = json.read();
+    assert!(j["stopped_early"].is_string(), "{j}");
+    assert_eq!(u(&j, &["ops"]), 20);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
@@ -39,6 +40,10 @@ pub struct Plan {
     pub threads: usize,
     pub ring: Ring,
     pub seed: u64,
+    /// Re-open lost connections instead of running on without them.
+    pub reconnect: bool,
+    /// Server addresses, by server index.
+    pub addrs: Vec<SocketAddr>,
 }
 
 /// Numbers shared with the progress printer; threads add to them about once a second.
@@ -167,6 +172,8 @@ pub struct ThreadResult {
     pub first_error: Option<String>,
     /// Why the thread stopped before its share was done, if it did.
     pub gave_up: Option<String>,
+    /// Connections re-opened after a loss (--reconnect).
+    pub reconnects: u64,
 }
 
 /// One request on the wire.
@@ -193,9 +200,17 @@ struct Conn {
     inflight: VecDeque<Flight>,
     next_id: u32,
     alive: bool,
+    /// With --reconnect: when a lost connection is tried again, and since when a
+    /// connect has been under way.
+    retry_at: Option<u64>,
+    connecting_since: Option<u64>,
+    backoff_ns: u64,
 }
 
 const TIMER: Token = Token(usize::MAX - 1);
+/// First wait before re-opening a lost connection; doubles per failure up to the max.
+const RECONNECT_MIN_NS: u64 = 100_000_000;
+const RECONNECT_MAX_NS: u64 = 2_000_000_000;
 /// How often timeouts are checked and progress is published.
 const HOUSEKEEPING_NS: u64 = 10_000_000;
 const PUBLISH_NS: u64 = 250_000_000;
@@ -225,6 +240,7 @@ struct Engine<'a> {
     closed_left: u64,
     versions: Vec<(u64, u64)>,
     server_lost: bool,
+    registry: mio::Registry,
     /// Largest a read buffer may grow to.
     rbuf_max: usize,
     max_response: usize,
@@ -297,6 +313,9 @@ fn set_up(
             inflight: VecDeque::with_capacity(plan.pipeline),
             next_id: 1,
             alive: true,
+            retry_at: None,
+            connecting_since: None,
+            backoff_ns: RECONNECT_MIN_NS,
         });
     }
     let schedule = plan
@@ -326,6 +345,7 @@ fn set_up(
         closed_left,
         versions: vec![(u64::MAX, 0); VERSION_SLOTS],
         server_lost: false,
+        registry: poll.registry().try_clone()?,
         rbuf_max: 2 * max_response,
         max_response,
         start: 0,
@@ -348,6 +368,7 @@ fn set_up(
             per_op: [0; 5],
             first_error: None,
             gave_up: None,
+            reconnects: 0,
         },
         publish_corrected: new_histogram(),
         published_ops: 0,
@@ -372,12 +393,17 @@ impl Engine<'_> {
         let mut deadline = self.dispatch_deadline();
         let mut next_housekeeping = now_ns() + HOUSEKEEPING_NS;
         let mut next_publish = now_ns() + PUBLISH_NS;
+        let mut stalled_since = now_ns();
+        let mut answered_seen = 0;
         loop {
             let now = now_ns();
             let more = now < deadline && self.dispatch(now);
             self.flush();
             if now >= next_housekeeping {
                 self.expire(now);
+                if self.plan.reconnect {
+                    self.reconnect(now)?;
+                }
                 next_housekeeping = now + HOUSEKEEPING_NS;
                 if deadline > now && progress.interrupted.load(Ordering::Relaxed) {
                     deadline = now;
@@ -389,8 +415,27 @@ impl Engine<'_> {
                 next_publish = now + PUBLISH_NS;
             }
             let inflight: usize = self.conns.iter().map(|c| c.inflight.len()).sum();
-            if !self.conns.iter().any(|c| c.alive) {
+            if !self.plan.reconnect && !self.conns.iter().any(|c| c.alive) {
                 self.res.gave_up = Some("every connection of this thread was lost".into());
+                break;
+            }
+            // With --reconnect a server that accepts and then drops every connection
+            // would be retried forever: give up once requests have waited a whole
+            // timeout without a single answer.
+            let waiting = inflight > 0 || self.head.is_some();
+            if !waiting || self.res.answered_all != answered_seen {
+                stalled_since = now;
+                answered_seen = self.res.answered_all;
+            } else if self.plan.reconnect && now - stalled_since > self.plan.timeout_ns {
+                let why = format!(
+                    "no answer for {:?} while connections were being re-opened",
+                    Duration::from_nanos(self.plan.timeout_ns)
+                );
+                // What is still in flight will not be answered: count it as failed.
+                for ci in 0..self.conns.len() {
+                    self.kill(ci, &why);
+                }
+                self.res.gave_up = Some(why);
                 break;
             }
             if !more && inflight == 0 {
@@ -415,6 +460,11 @@ impl Engine<'_> {
             for ev in events.iter() {
                 match ev.token() {
                     TIMER => timer.fired(),
+                    Token(i) if self.conns[i].connecting_since.is_some() => {
+                        if ev.is_writable() || ev.is_error() || ev.is_read_closed() {
+                            self.connected(i);
+                        }
+                    }
                     Token(i) => {
                         let closing = ev.is_read_closed() || ev.is_error();
                         if ev.is_readable() || closing {
@@ -475,7 +525,7 @@ impl Engine<'_> {
                 // time and waits at the head of the queue.
                 self.last_blocked = now;
                 self.draining = true;
-                if !self.by_server[server].iter().any(|&c| self.conns[c].alive) {
+                if !p.reconnect && !self.by_server[server].iter().any(|&c| self.conns[c].alive) {
                     // Every connection to its server is gone: stop sending. What was
                     // not sent shows as sent < offered, what was lost as errors.
                     self.server_lost = true;
@@ -792,6 +842,10 @@ impl Engine<'_> {
         }
         c.alive = false;
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.registry.deregister(&mut c.stream);
+        if self.plan.reconnect {
+            c.retry_at = Some(now_ns() + c.backoff_ns);
+        }
         let lost: Vec<Flight> = c.inflight.drain(..).collect();
         let server = c.server;
         let detail = format!("connection {ci} to server {server}: {why}");
@@ -801,6 +855,72 @@ impl Engine<'_> {
         if lost.is_empty() && self.res.first_error.is_none() {
             self.res.first_error = Some(detail);
         }
+    }
+
+    /// Starts a connect for every lost connection whose wait is over, and gives up on
+    /// connects that took longer than the timeout (to try again later).
+    fn reconnect(&mut self, now: u64) -> io::Result<()> {
+        for ci in 0..self.conns.len() {
+            let c = &mut self.conns[ci];
+            if let Some(since) = c.connecting_since {
+                if now.saturating_sub(since) > self.plan.timeout_ns {
+                    let _ = self.registry.deregister(&mut c.stream);
+                    c.connecting_since = None;
+                    c.retry_at = Some(now + c.backoff_ns);
+                    c.backoff_ns = (c.backoff_ns * 2).min(RECONNECT_MAX_NS);
+                }
+                continue;
+            }
+            if !matches!(c.retry_at, Some(at) if at <= now) {
+                continue;
+            }
+            c.retry_at = None;
+            match TcpStream::connect(self.plan.addrs[c.server]) {
+                Ok(mut stream) => {
+                    self.registry.register(
+                        &mut stream,
+                        Token(ci),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    c.stream = stream;
+                    c.connecting_since = Some(now);
+                }
+                Err(_) => {
+                    c.retry_at = Some(now + c.backoff_ns);
+                    c.backoff_ns = (c.backoff_ns * 2).min(RECONNECT_MAX_NS);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connect under way reported progress: it succeeded, failed, or goes on.
+    fn connected(&mut self, ci: usize) {
+        let c = &mut self.conns[ci];
+        let failed = match c.stream.take_error() {
+            Ok(Some(_)) | Err(_) => true,
+            Ok(None) => match c.stream.peer_addr() {
+                Ok(_) => false,
+                // Still connecting: a later event finishes it.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(_) => true,
+            },
+        };
+        c.connecting_since = None;
+        if failed {
+            let _ = self.registry.deregister(&mut c.stream);
+            c.retry_at = Some(now_ns() + c.backoff_ns);
+            c.backoff_ns = (c.backoff_ns * 2).min(RECONNECT_MAX_NS);
+            return;
+        }
+        let _ = c.stream.set_nodelay(true);
+        c.rstart = 0;
+        c.rend = 0;
+        c.wbuf.clear();
+        c.wpos = 0;
+        c.backoff_ns = RECONNECT_MIN_NS;
+        c.alive = true;
+        self.res.reconnects += 1;
     }
 
     /// Adds this thread's news to the shared progress counters.

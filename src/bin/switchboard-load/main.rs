@@ -124,6 +124,12 @@ struct Args {
     #[arg(long)]
     allow_errors: bool,
 
+    /// Re-open a connection the server closed or that timed out (after 100 ms,
+    /// doubling up to 2 s), instead of going on without it. Requests it had in flight
+    /// still count as errors.
+    #[arg(long)]
+    reconnect: bool,
+
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
@@ -332,6 +338,8 @@ fn run_once(
         threads: args.threads,
         ring: Ring::new(&args.addrs),
         seed: args.seed,
+        reconnect: args.reconnect,
+        addrs: addrs.to_vec(),
     };
     let per_thread = connect_all(args, addrs)?;
     let progress = Progress::new(Arc::clone(interrupted));

@@ -44,6 +44,7 @@ pub struct Outcome {
     pub first_error: Option<String>,
     /// Why some thread stopped early (connections lost), if one did.
     pub gave_up: Option<String>,
+    pub reconnects: u64,
     pub client_bound: Option<String>,
 }
 
@@ -78,6 +79,7 @@ impl Outcome {
             cpu_sys_ns: cpu_ns.1,
             first_error: None,
             gave_up: None,
+            reconnects: 0,
             client_bound: None,
         };
         let mut window: Option<(u64, u64)> = None;
@@ -97,6 +99,7 @@ impl Outcome {
             o.warmup_errors += r.warmup_errors;
             o.answered_all += r.answered_all;
             o.slot_waits += r.slot_waits;
+            o.reconnects += r.reconnects;
             for (a, b) in o.per_op.iter_mut().zip(r.per_op) {
                 *a += b;
             }
@@ -258,6 +261,7 @@ pub fn to_json(o: &Outcome, params: Value) -> Value {
         "answered_total": o.answered_all,
         "first_error": o.first_error,
         "stopped_early": o.gave_up,
+        "reconnects": o.reconnects,
         "client_cpu_us_per_request": (o.cpu_us_per_request() * 1000.0).round() / 1000.0,
         "client_cpu_user_s": o.cpu_user_ns as f64 / 1e9,
         "client_cpu_sys_s": o.cpu_sys_ns as f64 / 1e9,
@@ -343,6 +347,9 @@ pub fn to_text(o: &Outcome, header: &str) -> String {
     }
     if let Some(why) = &o.gave_up {
         let _ = writeln!(s, "  STOPPED EARLY: {why}");
+    }
+    if o.reconnects > 0 {
+        let _ = writeln!(s, "  connections re-opened: {}", o.reconnects);
     }
     if let Some(first) = &o.first_error {
         let _ = writeln!(s, "  first error: {first}");
@@ -484,6 +491,7 @@ mod tests {
             per_op: [0; 5],
             first_error: None,
             gave_up: None,
+            reconnects: 0,
         };
         Outcome::merge(vec![r], Some(1000.0), Some(1.0), (0, 0))
     }
