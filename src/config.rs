@@ -16,9 +16,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// large enough for a deep pipeline of small values, small enough that 10,000 stuck
 /// clients cannot hold more than a few GiB.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 4 << 20;
-/// Requests a connection may have handed to workers and not yet answered. Bounds the
-/// frames (and read buffers) a pipelining client can pin at once.
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
+/// Requests a connection may have decoded and not yet answered. Bounds the frames (and
+/// read buffers) a pipelining client can pin at once, and the output a client that
+/// stops reading can make the server hold: at most `max_output` plus the answers to
+/// these requests (256 GETs of 64-byte values are 21 KiB; of 1 MiB values, 256 MiB, the
+/// pathological worst case). 256 is far deeper than pipelines need to fill a link.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 /// Bytes read from one connection per loop iteration before the others get a turn.
 pub const READ_BUDGET_BYTES: usize = 256 << 10;
 /// Size of the reactor's read buffer: one `read` call takes at most this much.

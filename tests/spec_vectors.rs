@@ -440,3 +440,48 @@ fn hex_notation() {
     assert_eq!(quote(b"a\"\\\n\x7f"), r#""a\"\\\x0a\x7f""#);
     assert_eq!(quote(&[b'k'; 32]), "\"k\"*32");
 }
+
+/// Where the `decode` fuzz target's seed for a vector lives.
+fn seed_path(v: &Vector) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/decode")
+        .join(format!("vector_{}", v.name))
+}
+
+/// A vector as a `decode` seed: the selector for the default frame limit (`0xff`), a
+/// read size of 7 bytes (so frames also arrive split), then the vector's bytes, cut at
+/// libFuzzer's default 4 KiB input limit. Only three vectors are longer (values of a
+/// mebibyte, past the cut a single repeated byte) and keep their header and lengths.
+fn seed_for(v: &Vector) -> Vec<u8> {
+    const MAX_SEED: usize = 4096;
+    let mut seed = vec![0xff, 6];
+    seed.extend_from_slice(&v.bytes[..v.bytes.len().min(MAX_SEED - 2)]);
+    seed
+}
+
+#[test]
+fn every_vector_is_a_fuzz_seed() {
+    let mut missing = Vec::new();
+    for v in load() {
+        match std::fs::read(seed_path(&v)) {
+            Ok(seed) if seed == seed_for(&v) => {}
+            Ok(_) => missing.push(format!("{} (stale)", v.name)),
+            Err(_) => missing.push(v.name.clone()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "vectors without a current seed in fuzz/corpus/decode/: {}\n\
+         (regenerate: cargo test --test spec_vectors -- --ignored write_vector_seeds)",
+        missing.join(", ")
+    );
+}
+
+/// Writes every vector's seed: `cargo test --test spec_vectors -- --ignored write_vector_seeds`.
+#[test]
+#[ignore = "writes files; run by hand after changing the vectors"]
+fn write_vector_seeds() {
+    for v in load() {
+        std::fs::write(seed_path(&v), seed_for(&v)).expect("seed written");
+    }
+}
