@@ -10,7 +10,7 @@ use crate::conn::SUPPORTED_FEATURES;
 use crate::job::{Job, JobOp};
 use crate::protocol::msg::{self, hello::HelloReply, scan::ScanWriter};
 use crate::protocol::{encode, Limits, Opcode, Request, RequestId, Status, MAX_VERSION};
-use crate::stats::Stats;
+use crate::stats::{Stats, Tally};
 use crate::store::{Store, WriteError};
 use bytes::{Bytes, BytesMut};
 
@@ -42,19 +42,30 @@ impl Context {
     }
 }
 
-/// Executes one job and appends its response frame to `out`.
+/// Executes one job, appends its response frame to `out`, and publishes its counts at
+/// once. Hot paths use [`apply_counted`] and publish once per batch.
+pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
+    let mut tally = Tally::default();
+    apply_counted(ctx, job, out, &mut tally);
+    ctx.stats.counters.absorb(&mut tally);
+}
+
+/// Executes one job and appends its response frame to `out`, counting it in `tally`,
+/// which the caller publishes with [`Counters::absorb`](crate::stats::Counters::absorb).
 ///
 /// A panic while executing (a bug, never an input the protocol allows) is contained
 /// here: whatever the job had written is discarded, the client gets INTERNAL_ERROR,
 /// the event is counted, and the thread (the reactor, or a worker holding other
 /// connections' answers) lives on. The store stays usable: its locks recover from
 /// poisoning, and a write either happened or did not.
-pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
+pub fn apply_counted(ctx: &Context, job: &Job, out: &mut BytesMut, tally: &mut Tally) {
     let before = out.len();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(ctx, job, out)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        execute(ctx, job, out, tally)
+    }));
     if result.is_err() {
         out.truncate(before);
-        Stats::incr(&ctx.stats.counters.internal_errors);
+        tally.internal_errors += 1;
         let opcode = match &job.op {
             JobOp::Request(r) => r.opcode(),
             JobOp::Reject { opcode, .. } => *opcode,
@@ -69,9 +80,8 @@ pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
     }
 }
 
-fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
-    let c = &ctx.stats.counters;
-    Stats::incr(&c.requests_total);
+fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
+    c.requests_total += 1;
     let id = job.id;
     let request = match &job.op {
         JobOp::Request(request) => request,
@@ -80,12 +90,11 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
             status,
             reason,
         } => {
-            let counter = if status.is_fatal() {
-                &c.protocol_errors
+            if status.is_fatal() {
+                c.protocol_errors += 1;
             } else {
-                &c.request_errors
-            };
-            Stats::incr(counter);
+                c.request_errors += 1;
+            }
             encode::error(out, *opcode, id, *status, reason.as_bytes());
             return;
         }
@@ -94,21 +103,21 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
         Request::Get { key } => {
             #[cfg(test)]
             tests::maybe_panic(key);
-            Stats::incr(&c.cmd_get);
+            c.cmd_get += 1;
             let found = ctx.store.read(key, |version, value| {
                 msg::get::encode_response(out, id, version, value);
             });
             match found {
-                Some(()) => Stats::incr(&c.get_hits),
+                Some(()) => c.get_hits += 1,
                 None => {
-                    Stats::incr(&c.get_misses);
+                    c.get_misses += 1;
                     encode::not_found(out, Opcode::GET, id);
                 }
             }
         }
         Request::Put { key, value, .. } => {
-            Stats::incr(&c.cmd_put);
-            written(ctx, Opcode::PUT, id, ctx.store.put(key, value), out);
+            c.cmd_put += 1;
+            written(c, Opcode::PUT, id, ctx.store.put(key, value), out);
         }
         Request::Cas {
             key,
@@ -116,29 +125,31 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
             value,
             ..
         } => {
-            Stats::incr(&c.cmd_cas);
+            c.cmd_cas += 1;
             let result = ctx.store.cas(key, *expected, value);
-            written(ctx, Opcode::CAS, id, result, out);
+            written(c, Opcode::CAS, id, result, out);
         }
         Request::Delete { key, expected } => {
-            Stats::incr(&c.cmd_delete);
+            c.cmd_delete += 1;
             let result = ctx.store.delete(key, *expected);
-            written(ctx, Opcode::DELETE, id, result, out);
+            written(c, Opcode::DELETE, id, result, out);
         }
         Request::Scan {
             prefix,
             cursor,
             limit,
         } => {
-            Stats::incr(&c.cmd_scan);
+            c.cmd_scan += 1;
             scan(ctx, id, prefix, cursor, *limit, out);
         }
         Request::Ping { payload } => {
-            Stats::incr(&c.cmd_ping);
+            c.cmd_ping += 1;
             msg::ping::encode_response(out, id, payload);
         }
         Request::Stats => {
-            Stats::incr(&c.cmd_stats);
+            c.cmd_stats += 1;
+            // Publish this thread's counts first, so a client sees its own requests.
+            ctx.stats.counters.absorb(c);
             let store = &ctx.store;
             ctx.stats.encode(
                 out,
@@ -157,7 +168,7 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
             features,
             ..
         } => {
-            Stats::incr(&c.cmd_hello);
+            c.cmd_hello += 1;
             let reply = HelloReply {
                 version: (*max_version).min(MAX_VERSION),
                 features: features & SUPPORTED_FEATURES,
@@ -173,22 +184,21 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut) {
 
 /// Encodes the outcome of a write.
 fn written(
-    ctx: &Context,
+    c: &mut Tally,
     opcode: Opcode,
     id: RequestId,
     result: Result<u64, WriteError>,
     out: &mut BytesMut,
 ) {
-    let c = &ctx.stats.counters;
     match result {
         Ok(version) => encode::written(out, opcode, id, version),
         Err(WriteError::NotFound) => encode::not_found(out, opcode, id),
         Err(WriteError::VersionConflict { current }) => {
-            Stats::incr(&c.version_conflicts);
+            c.version_conflicts += 1;
             encode::version_conflict(out, opcode, id, current);
         }
         Err(WriteError::MemoryLimit) => {
-            Stats::incr(&c.writes_refused_memory);
+            c.writes_refused_memory += 1;
             encode::error(
                 out,
                 opcode,

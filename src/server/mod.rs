@@ -43,7 +43,7 @@ use crate::config::{Config, LINGER, READ_BUDGET_BYTES, READ_CHUNK_BYTES, SHUTDOW
 use crate::conn::{CloseReason, ConnLimits, State};
 use crate::job::{ConnId, Job, JobOp};
 use crate::protocol::Request;
-use crate::stats::Stats;
+use crate::stats::{Stats, Tally};
 use crate::worker::Pool;
 use listener::Listener;
 use mio::{Events, Interest, Poll, Token};
@@ -137,6 +137,8 @@ pub struct Server {
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     read_buf: Box<[u8]>,
     shutdown_deadline: Option<Instant>,
+    /// Counts of requests run on this thread, published once per loop iteration.
+    tally: Tally,
 }
 
 impl std::fmt::Debug for Server {
@@ -206,6 +208,7 @@ impl Server {
             timers: BinaryHeap::new(),
             read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
             shutdown_deadline: None,
+            tally: Tally::default(),
         })
     }
 
@@ -273,6 +276,7 @@ impl Server {
             self.dispatch(now);
             self.complete(now);
             self.fire_timers(now);
+            self.ctx.stats.counters.absorb(&mut self.tally);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.registry.is_empty() || now >= deadline {
                     if !self.registry.is_empty() {
@@ -403,8 +407,9 @@ impl Server {
         slot.conn.poll_jobs(batch);
         if self.pool.is_none() {
             for job in batch.drain(..) {
-                slot.conn
-                    .complete(1, |out| command::apply(&self.ctx, &job, out));
+                slot.conn.complete(1, |out| {
+                    command::apply_counted(&self.ctx, &job, out, &mut self.tally)
+                });
             }
         }
         self.flush(id, now);
@@ -549,8 +554,9 @@ impl Server {
         let mut last = None;
         for job in batch.drain(..) {
             if let Some(slot) = self.registry.get_mut(job.conn) {
-                slot.conn
-                    .complete(1, |out| command::apply(&self.ctx, &job, out));
+                slot.conn.complete(1, |out| {
+                    command::apply_counted(&self.ctx, &job, out, &mut self.tally)
+                });
             }
             if last.is_some_and(|id| id != job.conn) {
                 self.flush(last.take().unwrap_or(job.conn), now);

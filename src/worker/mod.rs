@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   reactor ──JobBatch──► [bounded channel, one per worker] ──► worker N
-//!      ▲                                                          │ command::apply
+//!      ▲                                                          │ command::apply_counted
 //!      └──── ReactorWake::wake() ◄── DoneBatch ◄── [shared channel] ◄┘
 //! ```
 //!
@@ -29,6 +29,7 @@ pub mod batch;
 use crate::command::{self, Context};
 use crate::job::{ConnId, Job};
 use crate::server::wake::ReactorWake;
+use crate::stats::Tally;
 use batch::DoneBatch;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use std::sync::Arc;
@@ -147,13 +148,15 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
+        let mut tally = Tally::default();
         while let Ok(mut jobs) = self.jobs.recv() {
             let mut done = self.free.try_recv().unwrap_or_default();
             for job in jobs.drain(..) {
                 let before = done.out.len();
-                command::apply(&self.ctx, &job, &mut done.out);
+                command::apply_counted(&self.ctx, &job, &mut done.out, &mut tally);
                 done.record(job.conn, done.out.len() - before);
             }
+            self.ctx.stats.counters.absorb(&mut tally);
             done.jobs = jobs;
             if self.done.send(done).is_err() {
                 return;
