@@ -3,7 +3,10 @@
 //! time, and ones that answer wrongly. Each test runs the real binary for a second
 //! or two and reads its JSON.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
+use common::{run_load, RUN_LIMIT};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -16,7 +19,6 @@ use std::time::{Duration, Instant};
 use switchboard::protocol::{encode, msg, Decoder, Opcode, Request, RequestId, Status};
 
 /// Longest any one run of the generator may take before the test fails.
-const RUN_LIMIT: Duration = Duration::from_secs(20);
 /// Connections a test server accepts before its accept loop ends.
 const MAX_ACCEPTS: usize = 256;
 
@@ -167,30 +169,6 @@ fn answer(
     }
 }
 
-/// Runs switchboard-load with `args` and returns its output, killing it after
-/// `RUN_LIMIT`.
-fn load(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start switchboard-load");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out.expect("switchboard-load output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("switchboard-load {args:?} ran past {RUN_LIMIT:?}");
-        }
-    }
-}
-
 struct TempJson(PathBuf);
 
 impl TempJson {
@@ -248,7 +226,7 @@ fn open_loop_sends_rate_times_duration() {
     let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("rate");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--rate",
@@ -279,7 +257,7 @@ fn json_has_every_field_with_its_type() {
     let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("fields");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--requests",
@@ -343,7 +321,7 @@ fn a_stall_shows_in_corrected_latency_but_not_in_service_time() {
     // service time: 0.25% of them, under the 1% that p99 looks at.
     let addr = serve(Behavior::StallAt(1000, Duration::from_millis(300))).to_string();
     let json = TempJson::new("stall");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--rate",
@@ -388,7 +366,7 @@ fn a_server_that_falls_behind_shows_in_throughput_and_corrected_latency() {
     // Capacity about 950/s, offered 2500/s for 1 s: the 2500 requests take ~2.6 s.
     let addr = serve(Behavior::Slow(Duration::from_millis(1))).to_string();
     let json = TempJson::new("behind");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--rate",
@@ -426,7 +404,7 @@ fn an_unreachable_rate_is_reported_client_bound() {
     let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("bound");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--rate",
@@ -458,7 +436,7 @@ fn a_reachable_rate_is_not_client_bound() {
     let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("notbound");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--rate",
@@ -488,7 +466,7 @@ fn find_max_rate_finds_the_capacity_of_a_slow_server() {
     // lower bound is loose because a busy machine adds its own delays.
     let addr = serve(Behavior::Slow(Duration::from_millis(1))).to_string();
     let json = TempJson::new("maxrate");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--find-max-rate",
@@ -530,7 +508,7 @@ fn an_unmeetable_target_fails_the_search_but_still_reports() {
     // Every request takes at least 1 ms: p99 = 100 us cannot be met at any rate.
     let addr = serve(Behavior::Slow(Duration::from_millis(1))).to_string();
     let json = TempJson::new("nomaxrate");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--find-max-rate",
@@ -565,7 +543,7 @@ fn wrong_request_ids_are_errors_and_fail_the_run() {
     let _serial = serial();
     let addr = serve(Behavior::BadId).to_string();
     let json = TempJson::new("badid");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--requests",
@@ -609,14 +587,14 @@ fn wrong_values_are_errors_unless_allowed() {
         "--json",
         json.path(),
     ];
-    let out = load(&args);
+    let out = run_load(&args);
     assert!(!out.status.success(), "{}", text(&out));
     let j = json.read();
     assert_eq!(u(&j, &["error_kinds", "wrong_value"]), 40, "{j}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("not the one derived from its key"));
     let mut allowed = args.to_vec();
     allowed.push("--allow-errors");
-    let out = load(&allowed);
+    let out = run_load(&allowed);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -625,7 +603,7 @@ fn values_written_by_one_run_are_checked_by_the_next() {
     let _serial = serial();
     let addr = serve(Behavior::Correct).to_string();
     let json = TempJson::new("verify");
-    let write = load(&[
+    let write = run_load(&[
         "--addr",
         &addr,
         "--requests",
@@ -644,7 +622,7 @@ fn values_written_by_one_run_are_checked_by_the_next() {
     ]);
     assert!(write.status.success(), "{}", text(&write));
     // Read back with another size setting: every key was written, none may mismatch.
-    let read = load(&[
+    let read = run_load(&[
         "--addr",
         &addr,
         "--requests",
@@ -675,7 +653,7 @@ fn losing_every_connection_stops_the_run_and_fails_it() {
     let addr = serve(Behavior::CloseAfter(100)).to_string();
     let json = TempJson::new("closed");
     let started = Instant::now();
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--duration",
@@ -761,7 +739,7 @@ fn reconnect_reopens_closed_connections_and_the_run_completes() {
     let _serial = serial();
     let addr = serve(Behavior::CloseEachAfter(50)).to_string();
     let json = TempJson::new("reconnect");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--reconnect",
@@ -796,7 +774,7 @@ fn reconnect_gives_up_when_the_server_is_gone_for_longer_than_the_timeout() {
     let addr = serve(Behavior::CloseAfter(20)).to_string();
     let json = TempJson::new("gone");
     let started = Instant::now();
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--reconnect",
@@ -834,7 +812,7 @@ fn an_unreachable_address_fails_fast_and_says_why() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let started = Instant::now();
-    let out = load(&["--addr", &addr, "--duration", "5s", "--quiet"]);
+    let out = run_load(&["--addr", &addr, "--duration", "5s", "--quiet"]);
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "took {:?}",
@@ -851,7 +829,7 @@ fn an_unreachable_address_fails_fast_and_says_why() {
 #[test]
 fn cas_over_resp_is_refused_with_a_reason() {
     let _serial = serial();
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         "127.0.0.1:9",
         "--protocol",

@@ -3,15 +3,15 @@
 //! neither Redis nor memcached installed. Values written by one run are read and
 //! checked by the next, pipelined, which exercises framing across reads.
 
+mod common;
+
+use common::run_load;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-const RUN_LIMIT: Duration = Duration::from_secs(20);
 /// Connections a test server accepts before its accept loop ends.
 const MAX_ACCEPTS: usize = 256;
 
@@ -134,28 +134,6 @@ fn memcache(stream: TcpStream, store: Store) {
     }
 }
 
-fn load(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start switchboard-load");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out.expect("switchboard-load output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("switchboard-load {args:?} ran past {RUN_LIMIT:?}");
-        }
-    }
-}
-
 /// Preloads every key, then runs a pipelined mix over them; returns the second JSON.
 fn write_then_mix(protocol: &str, addr: &str) -> Value {
     let path = std::env::temp_dir().join(format!(
@@ -188,7 +166,7 @@ fn write_then_mix(protocol: &str, addr: &str) -> Value {
         "--pipeline",
         "8",
     ]);
-    let out = load(&preload);
+    let out = run_load(&preload);
     assert!(
         out.status.success(),
         "{}",
@@ -207,7 +185,7 @@ fn write_then_mix(protocol: &str, addr: &str) -> Value {
         "--json",
         path.to_str().unwrap(),
     ]);
-    let out = load(&mix);
+    let out = run_load(&mix);
     assert!(
         out.status.success(),
         "{}\n{}",
@@ -253,7 +231,7 @@ fn a_corrupted_resp_value_is_caught() {
     let addr = serve(resp);
     // Write key 0 as the generator would, then overwrite it by hand with bytes that
     // are no derived value.
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--protocol",
@@ -277,7 +255,7 @@ fn a_corrupted_resp_value_is_caught() {
     let mut ok = [0u8; 5];
     s.read_exact(&mut ok).unwrap();
     assert_eq!(&ok, b"+OK\r\n");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--protocol",

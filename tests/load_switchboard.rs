@@ -2,17 +2,14 @@
 //! generator reports is the number the server counted, and its checks pass on a real
 //! store.
 
-use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Mutex, MutexGuard};
-use std::time::Duration;
-use switchboard::client::{stat, Client};
+mod common;
 
-const WAIT: Duration = Duration::from_secs(10);
-const RUN_LIMIT: Duration = Duration::from_secs(20);
+use common::run_load;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::{Mutex, MutexGuard};
+use switchboard::client::stat;
 
 /// Timing tests run one at a time: on a small machine, parallel runs would measure
 /// each other.
@@ -20,80 +17,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The server binary on a free port, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    fn start(workers: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", "127.0.0.1:0", "--workers", workers])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start switchboard");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(WAIT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("switchboard printed no address within {WAIT:?}");
-            }
-        };
-        let addr = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .parse()
-            .expect("an address");
-        Server { child, addr }
-    }
-
-    fn stats(&self) -> Vec<(String, u64)> {
-        let mut c = Client::connect(self.addr).expect("connect");
-        c.set_timeout(Some(WAIT)).unwrap();
-        c.stats().expect("STATS")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn load(args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start switchboard-load");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out.expect("switchboard-load output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("switchboard-load {args:?} ran past {RUN_LIMIT:?}");
-        }
-    }
 }
 
 fn json_path(name: &str) -> PathBuf {
@@ -123,11 +46,11 @@ fn counter(stats: &[(String, u64)], name: &str) -> u64 {
 
 /// Runs a fixed number of requests and compares with the server's own counters.
 fn requests_match_server_counters(workers: &str, pipeline: &str) {
-    let server = Server::start(workers);
+    let server = common::ServerProcess::start(&["--workers", workers]);
     let addr = server.addr.to_string();
     let before = server.stats();
     let path = json_path(&format!("count-{workers}-{pipeline}"));
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--requests",
@@ -183,11 +106,11 @@ fn pipelined_request_count_matches_the_server_with_workers() {
 #[test]
 fn open_loop_against_the_server_sends_the_schedule() {
     let _serial = serial();
-    let server = Server::start("1");
+    let server = common::ServerProcess::start(&["--workers", "1"]);
     let addr = server.addr.to_string();
     let before = server.stats();
     let path = json_path("open");
-    let out = load(&[
+    let out = run_load(&[
         "--addr",
         &addr,
         "--rate",
