@@ -57,6 +57,7 @@ fn every_regression_input_passes_its_target() {
 
 #[test]
 fn every_seed_passes_its_target() {
+    // Generating the seeds also checks that each structured one reads back as written.
     for (target, name, data) in fuzz::seeds::all() {
         let (_, check) = fuzz::TARGETS
             .iter()
@@ -67,14 +68,35 @@ fn every_seed_passes_its_target() {
     }
 }
 
-/// Rewrites `fuzz/corpus/<target>/` from the seed generator:
+#[test]
+fn every_generated_reproducer_is_committed() {
+    // The reproducers are written by the seed generator: the committed files must be
+    // what it writes, so the input format cannot change under them unnoticed.
+    for (target, name, data) in fuzz::seeds::regressions() {
+        let path = fuzz_dir().join("regressions").join(target).join(&name);
+        let committed = fs::read(&path).expect("reproducer committed");
+        assert_eq!(
+            committed, data,
+            "{target}/{name} differs from the generator's"
+        );
+    }
+}
+
+/// Rewrites `fuzz/corpus/<target>/seed_*` and the generated reproducers in
+/// `fuzz/regressions/<target>/` from the seed generator:
 /// `cargo test --test fuzz_corpus -- --ignored write_seeds`.
 #[test]
 #[ignore = "writes files; run by hand to regenerate the seed corpus"]
 fn write_seeds() {
-    for (target, name, data) in fuzz::seeds::all() {
-        let dir = fuzz_dir().join("corpus").join(target);
+    let corpus = fuzz::seeds::all()
+        .into_iter()
+        .map(|(target, name, data)| ("corpus", target, format!("seed_{name}"), data));
+    let regressions = fuzz::seeds::regressions()
+        .into_iter()
+        .map(|(target, name, data)| ("regressions", target, name, data));
+    for (kind, target, name, data) in corpus.chain(regressions) {
+        let dir = fuzz_dir().join(kind).join(target);
         fs::create_dir_all(&dir).expect("corpus directory");
-        fs::write(dir.join(format!("seed_{name}")), data).expect("seed written");
+        fs::write(dir.join(name), data).expect("seed written");
     }
 }

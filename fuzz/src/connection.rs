@@ -1,10 +1,11 @@
 //! The `connection` target: a `Connection` driven by a generated list of operations,
 //! the way the reactor drives it, with its promises checked after every step.
 //!
-//! Input layout: five bytes of configuration (output limit, in-flight limit, idle
-//! timeout, linger, store memory limit), then operations until the input runs out (see
-//! [`Op`]). After every operation the harness calls `poll_jobs` and `poll_shutdown`,
-//! as the reactor does, and checks:
+//! Input: a derived `Arbitrary` [`Config`] (output limit, in-flight limit, idle
+//! timeout, linger, store memory limit), then up to [`MAX_OPS`] derived [`Op`]s, each
+//! after a continuation byte (odd: another operation follows), read with
+//! `arbitrary::Unstructured`; see [`parse`]. After every operation the harness calls
+//! `poll_jobs` and `poll_shutdown`, as the reactor does, and checks:
 //!
 //! * **Input is bounded**: bytes are only fed while `wants_read`, and buffered input
 //!   never exceeds the frame limit minus one plus the largest read.
@@ -23,18 +24,18 @@
 //!   progress, and at the end, executing and draining everything answers every job.
 
 use super::decode::check_request_limits;
-use super::source::Source;
 use super::values;
+use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use switchboard::command::{apply, Context};
 use switchboard::conn::{CloseReason, ConnLimits, Connection, State};
 use switchboard::job::{ConnId, Job, JobOp};
-use switchboard::protocol::{Decoder, Flags, Limits, Opcode, RequestId, Response};
+use switchboard::protocol::{Decoder, Flags, Limits, Opcode, Request, RequestId, Response};
 
 /// Most operations per input, so one input cannot run for long.
-const MAX_OPS: usize = 512;
+pub const MAX_OPS: usize = 512;
 
 /// The connection id every harness uses.
 const ID: ConnId = ConnId {
@@ -42,83 +43,100 @@ const ID: ConnId = ConnId {
     generation: 7,
 };
 
-/// What one operation does; the tag byte modulo [`Op::COUNT`] picks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Op {
-    /// `bytes`: append raw bytes to what the peer will send.
-    PushRaw = 0,
-    /// `id u32`, request: append an encoded request to what the peer will send.
-    PushRequest = 1,
-    /// `n u16`: deliver the next `n` bytes (0 = all) in one read, if `wants_read`.
-    Send = 2,
-    /// `k u8, batched u8`: answer the next `k` jobs (0 = all), one at a time or in one
-    /// completion.
-    Execute = 3,
-    /// `n u16`: the socket takes `n` bytes of output (0 = all).
-    Drain = 4,
-    /// `ms u16`: time passes; the timeout fires if it is due.
-    Advance = 5,
-    /// The peer closed its side.
-    PeerClosed = 6,
-    /// The server is shutting down.
-    Shutdown = 7,
-    /// `io u8`: the socket failed.
-    Reset = 8,
-    /// A timer fired early (spurious wake-ups must be harmless).
-    Timeout = 9,
+/// The connection's limits and the store's memory limit, as raw draws.
+#[derive(Arbitrary, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// `max_output` is this modulo 16,384, plus one.
+    pub max_output: u16,
+    /// `max_in_flight` is this modulo 16, plus one.
+    pub max_in_flight: u8,
+    /// Idle timeout in units of 10 ms; 0 = none.
+    pub idle: u8,
+    /// Linger in units of 10 ms.
+    pub linger: u8,
+    /// Store memory limit in units of 256 bytes; 0 = none.
+    pub memory: u8,
 }
 
-impl Op {
-    /// How many operations there are.
-    pub const COUNT: u8 = 10;
-
-    fn from_tag(tag: u8) -> Op {
-        match tag % Op::COUNT {
-            0 => Op::PushRaw,
-            1 => Op::PushRequest,
-            2 => Op::Send,
-            3 => Op::Execute,
-            4 => Op::Drain,
-            5 => Op::Advance,
-            6 => Op::PeerClosed,
-            7 => Op::Shutdown,
-            8 => Op::Reset,
-            _ => Op::Timeout,
-        }
+impl Config {
+    /// The connection limits and the store's memory limit this draw stands for.
+    pub fn limits(self) -> (ConnLimits, u64) {
+        let limits = ConnLimits {
+            // The smallest frame limit keeps the largest responses small and fast to fuzz.
+            protocol: Limits::with_max_frame(Limits::MIN_MAX_FRAME),
+            max_output: usize::from(self.max_output % 16_384) + 1,
+            max_in_flight: u32::from(self.max_in_flight % 16) + 1,
+            idle_timeout: match self.idle {
+                0 => None,
+                n => Some(Duration::from_millis(u64::from(n) * 10)),
+            },
+            linger: Duration::from_millis(u64::from(self.linger) * 10),
+        };
+        (limits, u64::from(self.memory) * 256)
     }
 }
 
-/// Limits and store configuration read from the first five bytes.
-pub fn config(src: &mut Source) -> (ConnLimits, u64) {
-    let limits = ConnLimits {
-        // The smallest frame limit keeps the largest responses small and fast to fuzz.
-        protocol: Limits::with_max_frame(Limits::MIN_MAX_FRAME),
-        max_output: usize::from(src.u16() % 16_384) + 1,
-        max_in_flight: u32::from(src.u8() % 16) + 1,
-        idle_timeout: match src.u8() {
-            0 => None,
-            n => Some(Duration::from_millis(u64::from(n) * 10)),
-        },
-        linger: Duration::from_millis(u64::from(src.u8()) * 10),
-    };
-    let max_memory = match src.u8() {
-        0 => 0,
-        n => u64::from(n) * 256,
-    };
-    (limits, max_memory)
+/// What one step does to the connection, as the reactor, the workers or the peer
+/// would.
+#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Append raw bytes to what the peer will send (not delivered yet).
+    PushRaw(#[arbitrary(with = values::raw)] Vec<u8>),
+    /// Append an encoded request (cut to the frame limits) to what the peer will send.
+    PushRequest(RequestId, Request),
+    /// Deliver the next `n` bytes (0 = all) in one read, if the connection
+    /// `wants_read`.
+    Send(u16),
+    /// Answer the next `jobs` jobs (0 = all), one completion each or in one batch.
+    Execute {
+        /// How many jobs.
+        jobs: u8,
+        /// One completion for all of them.
+        batched: bool,
+    },
+    /// The socket takes `n` bytes of output (0 = all).
+    Drain(u16),
+    /// Time passes by this many milliseconds; the timeout fires if it is due.
+    Advance(u16),
+    /// The peer closed its side.
+    PeerClosed,
+    /// The server is shutting down.
+    Shutdown,
+    /// The socket failed: `CloseReason::Io` if `io`, else `CloseReason::Reset`.
+    Reset {
+        /// An I/O error rather than a reset by the peer.
+        io: bool,
+    },
+    /// A timer fired early (spurious wake-ups must be harmless).
+    Timeout,
+}
+
+/// Reads an input as the target does: the configuration, then the operations.
+pub fn parse(data: &[u8]) -> (Config, Vec<Op>) {
+    let mut u = Unstructured::new(data);
+    // Integers, enum tags and byte strings read zeros past the end: no error occurs.
+    let config = Config::arbitrary(&mut u).unwrap_or_default();
+    let ops = u
+        .arbitrary_iter::<Op>()
+        .expect("an iterator")
+        .take(MAX_OPS)
+        .map_while(Result::ok)
+        .collect();
+    (config, ops)
 }
 
 /// Runs the `connection` target on one input.
 pub fn check(data: &[u8]) {
-    let mut src = Source::new(data);
-    let (limits, max_memory) = config(&mut src);
+    let (config, ops) = parse(data);
+    run(config, ops);
+}
+
+/// Runs the `connection` checks on a parsed input.
+pub fn run(config: Config, ops: Vec<Op>) {
+    let (limits, max_memory) = config.limits();
     let mut h = Harness::new(limits, max_memory);
-    for _ in 0..MAX_OPS {
-        if src.is_empty() {
-            break;
-        }
-        h.op(&mut src);
+    for op in ops {
+        h.op(op);
     }
     h.finish();
 }
@@ -176,36 +194,31 @@ impl Harness {
         }
     }
 
-    fn op(&mut self, src: &mut Source) {
-        match Op::from_tag(src.u8()) {
-            Op::PushRaw => {
-                let bytes = src.bytes(usize::MAX);
-                self.pending.extend_from_slice(&bytes);
-            }
-            Op::PushRequest => {
-                let id = RequestId(src.u32());
-                let request = values::request(src, &self.limits.protocol);
+    fn op(&mut self, op: Op) {
+        match op {
+            Op::PushRaw(bytes) => self.pending.extend_from_slice(&bytes),
+            Op::PushRequest(id, request) => {
+                let request = values::fit(request, &self.limits.protocol);
                 let mut buf = BytesMut::new();
                 request.encode(id, &mut buf);
                 self.pending.extend_from_slice(&buf);
             }
-            Op::Send => {
-                let n = usize::from(src.u16());
+            Op::Send(n) => {
+                let n = usize::from(n);
                 let n = if n == 0 { self.pending.len() } else { n };
                 self.send(n.min(self.pending.len()));
             }
-            Op::Execute => {
-                let k = usize::from(src.u8());
-                let batched = src.u8() & 1 == 1;
+            Op::Execute { jobs, batched } => {
+                let k = usize::from(jobs);
                 let k = if k == 0 { self.queued.len() } else { k };
                 self.execute(k.min(self.queued.len()), batched);
             }
-            Op::Drain => {
-                let n = usize::from(src.u16());
+            Op::Drain(n) => {
+                let n = usize::from(n);
                 self.drain(if n == 0 { usize::MAX } else { n });
             }
-            Op::Advance => {
-                self.now += Duration::from_millis(u64::from(src.u16()));
+            Op::Advance(ms) => {
+                self.now += Duration::from_millis(u64::from(ms));
                 if self.conn.poll_timeout().is_some_and(|t| t <= self.now) {
                     self.conn.handle_timeout(self.now);
                 }
@@ -218,11 +231,11 @@ impl Harness {
                 self.input_ended |= self.conn.state() == State::Open;
                 self.conn.handle_shutdown();
             }
-            Op::Reset => {
-                let reason = if src.u8() & 1 == 0 {
-                    CloseReason::Reset
-                } else {
+            Op::Reset { io } => {
+                let reason = if io {
                     CloseReason::Io
+                } else {
+                    CloseReason::Reset
                 };
                 if !self.conn.is_closed() {
                     self.reset = true;

@@ -6,14 +6,15 @@
 //! calls them on every committed corpus file and reproducer, so a plain
 //! `cargo test` on stable guards every finding without libFuzzer.
 //!
-//! Nothing here depends on `libfuzzer-sys` or `arbitrary`, which is what lets the root
-//! workspace compile it.
+//! Nothing here depends on `libfuzzer-sys`, which is what lets the root workspace
+//! compile it; `roundtrip` and `connection` read their inputs as derived `arbitrary`
+//! values, so the root workspace has `arbitrary` and `switchboard-protocol`'s
+//! `arbitrary` feature as dev-dependencies.
 
 pub mod connection;
 pub mod decode;
 pub mod roundtrip;
 pub mod seeds;
-pub mod source;
 pub mod values;
 
 /// A target's name and its check, for code that walks every target.

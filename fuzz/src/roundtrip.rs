@@ -1,27 +1,74 @@
-//! The `roundtrip` target: generated requests and responses, encoded into one
+//! The `roundtrip` target: arbitrary requests and responses, encoded into one
 //! pipelined buffer, must decode to the same values and re-encode to the same bytes.
 //!
-//! Input layout: one byte picking the limits (the smallest frame limit or the default),
-//! then items until the input runs out: a selector byte, then a request (with its id)
-//! or a response, as [`super::values`] reads them.
+//! Input: a derived `Arbitrary` [`Input`], read with `arbitrary::Unstructured`: a
+//! `bool` picking the limits (true: the smallest frame limit, false: the default),
+//! then up to [`MAX_ITEMS`] [`Item`]s, each after a continuation byte (odd: another
+//! item follows), as `Unstructured::arbitrary_iter` reads them. Requests are
+//! [`fit`](super::values::fit) to the limits; responses marked canonical are made so
+//! with [`canonical`](super::values::canonical).
 
-use super::source::Source;
 use super::values;
+use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use switchboard_protocol::{DecodeError, Decoder, Limits, Request, RequestId, Response};
 
 /// Most items per input: enough for pipelining, small enough to stay fast.
-const MAX_ITEMS: usize = 32;
+pub const MAX_ITEMS: usize = 32;
 
-enum Item {
+/// One frame of the pipelined buffer.
+#[derive(Arbitrary, Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// A request under this id (cut to the limits before encoding).
+    Request(RequestId, Request),
+    /// A response; a canonical one must come back equal, others only re-encode stably.
+    Response {
+        /// Make the header agree with the body first.
+        canonical: bool,
+        /// The response.
+        response: Response,
+    },
+}
+
+/// A whole `roundtrip` input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    /// The smallest frame limit instead of the default one.
+    pub small_frames: bool,
+    /// The frames, in order.
+    pub items: Vec<Item>,
+}
+
+/// Reads an input as the target does.
+pub fn parse(data: &[u8]) -> Input {
+    let mut u = Unstructured::new(data);
+    // Integers, enum tags and byte strings read zeros past the end: no error occurs.
+    let small_frames = bool::arbitrary(&mut u).unwrap_or(false);
+    let items = u
+        .arbitrary_iter::<Item>()
+        .expect("an iterator")
+        .take(MAX_ITEMS)
+        .map_while(Result::ok)
+        .collect();
+    Input {
+        small_frames,
+        items,
+    }
+}
+
+enum Encoded {
     Request(RequestId, Request, BytesMut),
     Response(Response, bool, BytesMut),
 }
 
 /// Runs the `roundtrip` target on one input.
 pub fn check(data: &[u8]) {
-    let mut src = Source::new(data);
-    let limits = if src.u8() & 1 == 0 {
+    run(parse(data));
+}
+
+/// Runs the `roundtrip` checks on a parsed input.
+pub fn run(input: Input) {
+    let limits = if input.small_frames {
         Limits::with_max_frame(Limits::MIN_MAX_FRAME)
     } else {
         Limits::default()
@@ -29,27 +76,36 @@ pub fn check(data: &[u8]) {
     let max_frame = limits.max_frame as usize;
     let mut wire = BytesMut::new();
     let mut items = Vec::new();
-    while !src.is_empty() && items.len() < MAX_ITEMS {
+    for item in input.items {
         let mut one = BytesMut::new();
-        if src.u8() & 1 == 0 {
-            let id = RequestId(src.u32());
-            let request = values::request(&mut src, &limits);
-            request.encode(id, &mut one);
-            // The limits leave room for the largest key and value in one frame.
-            assert!(one.len() <= max_frame, "{request:?} does not fit a frame");
-            wire.extend_from_slice(&one);
-            items.push(Item::Request(id, request, one));
-        } else {
-            let (response, canonical) = values::response(&mut src);
-            response.encode(&mut one);
-            if one.len() > max_frame {
-                // Too big for this peer: refused from the length alone.
-                let err = Decoder::new(limits.max_frame).decode(&mut one.clone());
-                assert!(matches!(err, Err(DecodeError::TooLarge { .. })), "{err:?}");
-                continue;
+        match item {
+            Item::Request(id, request) => {
+                let request = values::fit(request, &limits);
+                request.encode(id, &mut one);
+                // The limits leave room for the largest key and value in one frame.
+                assert!(one.len() <= max_frame, "{request:?} does not fit a frame");
+                wire.extend_from_slice(&one);
+                items.push(Encoded::Request(id, request, one));
             }
-            wire.extend_from_slice(&one);
-            items.push(Item::Response(response, canonical, one));
+            Item::Response {
+                canonical,
+                response,
+            } => {
+                let response = if canonical {
+                    values::canonical(response)
+                } else {
+                    response
+                };
+                response.encode(&mut one);
+                if one.len() > max_frame {
+                    // Too big for this peer: refused from the length alone.
+                    let err = Decoder::new(limits.max_frame).decode(&mut one.clone());
+                    assert!(matches!(err, Err(DecodeError::TooLarge { .. })), "{err:?}");
+                    continue;
+                }
+                wire.extend_from_slice(&one);
+                items.push(Encoded::Response(response, canonical, one));
+            }
         }
     }
 
@@ -61,14 +117,14 @@ pub fn check(data: &[u8]) {
             .expect("a whole frame is buffered");
         let mut again = BytesMut::new();
         match item {
-            Item::Request(id, request, bytes) => {
+            Encoded::Request(id, request, bytes) => {
                 assert_eq!(frame.header.request_id, id);
                 let decoded = Request::decode(&frame, &limits).expect("valid requests parse");
                 assert_eq!(decoded, request);
                 decoded.encode(id, &mut again);
                 assert_eq!(again, bytes, "re-encoding {decoded:?} changed the bytes");
             }
-            Item::Response(response, canonical, bytes) => match Response::decode(&frame) {
+            Encoded::Response(response, canonical, bytes) => match Response::decode(&frame) {
                 Ok(decoded) => {
                     if canonical {
                         assert_eq!(decoded, response);

@@ -5,10 +5,16 @@
 //! response kind, pipelined streams, and each way a stream can be invalid (truncated,
 //! oversized length, length under a header, unknown opcode, bad version, bad flags).
 //! The connection seeds are scripts of operations that reach each lifecycle path.
+//!
+//! The `roundtrip` and `connection` inputs are derived `Arbitrary` values, so their
+//! seeds are written by [`Writer`], which lays values out the way
+//! `arbitrary::Unstructured` reads them back; every such seed is parsed again by its
+//! target's own `parse` and compared with the values it was written from, so a change
+//! in the types or in `arbitrary` cannot silently turn the seeds into noise.
+//! [`regressions`] writes the reproducers of fixed bugs the same way.
 
-use super::connection::Op;
-use super::source::Script;
-use super::values::{script_request, script_response};
+use super::connection::{self, Config, Op};
+use super::roundtrip::{self, Input, Item};
 use bytes::{Bytes, BytesMut};
 use switchboard_protocol::msg::hello::HelloReply;
 use switchboard_protocol::msg::scan::{ScanEntry, ScanPage};
@@ -212,72 +218,304 @@ fn decode_seeds(out: &mut Vec<Seed>) {
     }
 }
 
-fn roundtrip_seeds(out: &mut Vec<Seed>) {
-    let mut s = Script::new();
-    s.u8(0);
-    for (i, r) in requests().iter().enumerate() {
-        s.u8(0).u32(i as u32);
-        script_request(&mut s, r);
+/// Writes values as `arbitrary::Unstructured` reads them: integers little-endian,
+/// `bool` as 0 or 1, an enum's variant as the `u32` the derive maps to its index, each
+/// element of a sequence after a continuation byte (1, then 0 to end it), and byte
+/// strings as the protocol's and [`values::raw`](super::values::raw) read them: a
+/// `u16` length, then the bytes.
+#[derive(Debug, Default)]
+pub struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) -> &mut Writer {
+        self.0.push(v);
+        self
     }
-    out.push(("roundtrip", "all_requests".into(), s.into_bytes()));
-    let mut s = Script::new();
-    s.u8(1);
-    for r in responses() {
-        s.u8(1);
-        script_response(&mut s, &r);
+    fn u16(&mut self, v: u16) -> &mut Writer {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
     }
-    out.push(("roundtrip", "all_responses".into(), s.into_bytes()));
+    fn u32(&mut self, v: u32) -> &mut Writer {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn u64(&mut self, v: u64) -> &mut Writer {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    fn bool(&mut self, v: bool) -> &mut Writer {
+        self.u8(u8::from(v))
+    }
+    /// Variant `index` of an enum of `count` variants: the derive picks
+    /// `(u32 × count) >> 32`, so the smallest `u32` that lands on `index`.
+    fn variant(&mut self, index: u64, count: u64) -> &mut Writer {
+        let v = (index << 32).div_ceil(count);
+        self.u32(u32::try_from(v).expect("index below count"))
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Writer {
+        self.u16(u16::try_from(b.len()).expect("seed strings fit a u16 length"));
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    fn request(&mut self, r: &Request) -> &mut Writer {
+        let v = |w: &mut Writer, i| {
+            w.variant(i, 8);
+        };
+        match r {
+            Request::Hello {
+                max_version,
+                features,
+                token,
+            } => {
+                v(self, 0);
+                self.u8(*max_version).u32(*features).bytes(token)
+            }
+            Request::Ping { payload } => {
+                v(self, 1);
+                self.bytes(payload)
+            }
+            Request::Stats => self.variant(2, 8),
+            Request::Get { key } => {
+                v(self, 3);
+                self.bytes(key)
+            }
+            Request::Put { key, value, ttl_ms } => {
+                v(self, 4);
+                self.bytes(key).bytes(value).u32(*ttl_ms)
+            }
+            Request::Delete { key, expected } => {
+                v(self, 5);
+                self.bytes(key).u64(*expected)
+            }
+            Request::Cas {
+                key,
+                expected,
+                value,
+                ttl_ms,
+            } => {
+                v(self, 6);
+                self.bytes(key).u64(*expected).bytes(value).u32(*ttl_ms)
+            }
+            Request::Scan {
+                prefix,
+                cursor,
+                limit,
+            } => {
+                v(self, 7);
+                self.bytes(prefix).bytes(cursor).u16(*limit)
+            }
+        }
+    }
+
+    fn response(&mut self, r: &Response) -> &mut Writer {
+        self.u32(r.request_id.0).u8(r.opcode.0);
+        let v = |w: &mut Writer, i| {
+            w.variant(i, 9);
+        };
+        match &r.body {
+            ResponseBody::Hello(h) => {
+                v(self, 0);
+                self.u8(h.version)
+                    .u32(h.features)
+                    .u32(h.max_frame)
+                    .u32(h.max_key)
+                    .u32(h.max_value)
+                    .bytes(&h.server)
+            }
+            ResponseBody::Pong(p) => {
+                v(self, 1);
+                self.bytes(p)
+            }
+            ResponseBody::Stats(t) => {
+                v(self, 2);
+                self.bytes(t)
+            }
+            ResponseBody::Value { version, value } => {
+                v(self, 3);
+                self.u64(*version).bytes(value)
+            }
+            ResponseBody::Written { version } => {
+                v(self, 4);
+                self.u64(*version)
+            }
+            ResponseBody::Scan(page) => {
+                v(self, 5);
+                self.u64(page.seq);
+                for e in &page.entries {
+                    self.bool(true).bytes(&e.key).u64(e.version).bytes(&e.value);
+                }
+                self.bool(false).bytes(&page.next_cursor)
+            }
+            ResponseBody::NotFound => self.variant(6, 9),
+            ResponseBody::VersionConflict { current } => {
+                v(self, 7);
+                self.u64(*current)
+            }
+            ResponseBody::Error { status, message } => {
+                v(self, 8);
+                self.u8(status.0).bytes(message)
+            }
+        }
+    }
+
+    fn item(&mut self, item: &Item) -> &mut Writer {
+        match item {
+            Item::Request(id, r) => self.variant(0, 2).u32(id.0).request(r),
+            Item::Response {
+                canonical,
+                response,
+            } => self.variant(1, 2).bool(*canonical).response(response),
+        }
+    }
+
+    fn op(&mut self, op: &Op) -> &mut Writer {
+        let v = |w: &mut Writer, i| {
+            w.variant(i, 10);
+        };
+        match op {
+            Op::PushRaw(b) => {
+                v(self, 0);
+                self.bytes(b)
+            }
+            Op::PushRequest(id, r) => {
+                v(self, 1);
+                self.u32(id.0).request(r)
+            }
+            Op::Send(n) => {
+                v(self, 2);
+                self.u16(*n)
+            }
+            Op::Execute { jobs, batched } => {
+                v(self, 3);
+                self.u8(*jobs).bool(*batched)
+            }
+            Op::Drain(n) => {
+                v(self, 4);
+                self.u16(*n)
+            }
+            Op::Advance(ms) => {
+                v(self, 5);
+                self.u16(*ms)
+            }
+            Op::PeerClosed => self.variant(6, 10),
+            Op::Shutdown => self.variant(7, 10),
+            Op::Reset { io } => {
+                v(self, 8);
+                self.bool(*io)
+            }
+            Op::Timeout => self.variant(9, 10),
+        }
+    }
 }
 
-/// Writes connection operations.
-struct Ops(Script);
+/// A `roundtrip` input, checked to read back as `input`.
+pub fn roundtrip_input(input: &Input) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.bool(input.small_frames);
+    for item in &input.items {
+        w.bool(true).item(item);
+    }
+    let bytes = w.0;
+    assert_eq!(
+        &roundtrip::parse(&bytes),
+        input,
+        "a roundtrip seed reads back"
+    );
+    bytes
+}
+
+/// A `connection` input, checked to read back as `config` and `ops`.
+pub fn connection_input(config: Config, ops: &[Op]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u16(config.max_output)
+        .u8(config.max_in_flight)
+        .u8(config.idle)
+        .u8(config.linger)
+        .u8(config.memory);
+    for op in ops {
+        w.bool(true).op(op);
+    }
+    let bytes = w.0;
+    assert_eq!(
+        connection::parse(&bytes),
+        (config, ops.to_vec()),
+        "a connection seed reads back"
+    );
+    bytes
+}
+
+fn roundtrip_seeds(out: &mut Vec<Seed>) {
+    let items = requests()
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| Item::Request(RequestId(i as u32), r))
+        .collect();
+    let input = Input {
+        small_frames: true,
+        items,
+    };
+    out.push(("roundtrip", "all_requests".into(), roundtrip_input(&input)));
+    let items = responses()
+        .into_iter()
+        .map(|response| Item::Response {
+            canonical: true,
+            response,
+        })
+        .collect();
+    let input = Input {
+        small_frames: false,
+        items,
+    };
+    out.push(("roundtrip", "all_responses".into(), roundtrip_input(&input)));
+}
+
+/// Builds a list of connection operations.
+struct Ops {
+    config: Config,
+    ops: Vec<Op>,
+}
 
 impl Ops {
     /// Configuration: output limit, in-flight limit, idle (×10 ms), linger (×10 ms),
     /// store memory (×256 bytes); zero idle and memory mean none.
     fn new(max_output: u16, max_in_flight: u8, idle: u8, linger: u8, memory: u8) -> Ops {
-        let mut s = Script::new();
-        s.u16(max_output - 1)
-            .u8(max_in_flight - 1)
-            .u8(idle)
-            .u8(linger)
-            .u8(memory);
-        Ops(s)
-    }
-    fn op(&mut self, op: Op) -> &mut Script {
-        self.0.u8(op as u8)
-    }
-    fn request(&mut self, id: u32, r: &Request) -> &mut Ops {
-        self.op(Op::PushRequest).u32(id);
-        script_request(&mut self.0, r);
-        self
-    }
-    fn raw(&mut self, bytes: &[u8]) -> &mut Ops {
-        self.op(Op::PushRaw).bytes(bytes);
-        self
-    }
-    fn send(&mut self, n: u16) -> &mut Ops {
-        self.op(Op::Send).u16(n);
-        self
-    }
-    fn execute(&mut self, k: u8, batched: bool) -> &mut Ops {
-        self.op(Op::Execute).u8(k).u8(u8::from(batched));
-        self
-    }
-    fn drain(&mut self, n: u16) -> &mut Ops {
-        self.op(Op::Drain).u16(n);
-        self
-    }
-    fn advance(&mut self, ms: u16) -> &mut Ops {
-        self.op(Op::Advance).u16(ms);
-        self
+        let config = Config {
+            max_output: max_output - 1,
+            max_in_flight: max_in_flight - 1,
+            idle,
+            linger,
+            memory,
+        };
+        Ops {
+            config,
+            ops: Vec::new(),
+        }
     }
     fn then(&mut self, op: Op) -> &mut Ops {
-        self.op(op);
+        self.ops.push(op);
         self
     }
+    fn request(&mut self, id: u32, r: &Request) -> &mut Ops {
+        self.then(Op::PushRequest(RequestId(id), r.clone()))
+    }
+    fn raw(&mut self, bytes: &[u8]) -> &mut Ops {
+        self.then(Op::PushRaw(bytes.to_vec()))
+    }
+    fn send(&mut self, n: u16) -> &mut Ops {
+        self.then(Op::Send(n))
+    }
+    fn execute(&mut self, jobs: u8, batched: bool) -> &mut Ops {
+        self.then(Op::Execute { jobs, batched })
+    }
+    fn drain(&mut self, n: u16) -> &mut Ops {
+        self.then(Op::Drain(n))
+    }
+    fn advance(&mut self, ms: u16) -> &mut Ops {
+        self.then(Op::Advance(ms))
+    }
     fn done(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.0).into_bytes()
+        connection_input(self.config, &std::mem::take(&mut self.ops))
     }
 }
 
@@ -358,7 +596,7 @@ fn connection_seeds(out: &mut Vec<Seed>) {
         .then(Op::Shutdown);
     add(
         "shutdown_with_pending",
-        o.execute(1, false).then(Op::Reset).done(),
+        o.execute(1, false).then(Op::Reset { io: false }).done(),
     );
 
     let mut o = Ops::new(4096, 8, 0, 10, 1);
@@ -394,6 +632,34 @@ fn connection_seeds(out: &mut Vec<Seed>) {
         "bad_version_in_pieces",
         o.drain(0).then(Op::PeerClosed).done(),
     );
+}
+
+/// The reproducers of fixed bugs, for `fuzz/regressions/<target>/`: each failed its
+/// target on the code before its fix.
+pub fn regressions() -> Vec<Seed> {
+    let mut out = Vec::new();
+    // Once closing begins the close reason is fixed: a reset during a shutdown's
+    // linger used to replace it.
+    let mut o = Ops::new(2049, 12, 97, 8, 59);
+    o.then(Op::Shutdown).then(Op::Reset { io: false });
+    out.push((
+        "connection",
+        "reset_while_closing_keeps_reason".into(),
+        o.done(),
+    ));
+    // Frames held back by the in-flight limit used to be decoded once a job finished,
+    // even with its large answer still unread past `max_output`.
+    let mut o = Ops::new(214, 1, 0, 10, 0);
+    for id in 1..4 {
+        o.request(id, &Request::Stats);
+    }
+    o.send(0).execute(0, false);
+    out.push((
+        "connection",
+        "decoding_pauses_at_the_output_limit".into(),
+        o.done(),
+    ));
+    out
 }
 
 /// Every seed of every target.

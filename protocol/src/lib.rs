@@ -55,6 +55,8 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "arbitrary")]
+mod arb;
 mod decode;
 pub mod encode;
 mod error;

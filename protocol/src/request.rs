@@ -19,19 +19,23 @@ use bytes::{Bytes, BytesMut};
 /// assert_eq!(&buf[..], b"\x00\x00\x00\x10\x01\x11\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01kv");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Request {
     /// Negotiate version and features.
     Hello {
         /// Highest version the client speaks.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::version))]
         max_version: u8,
         /// Feature bits the client wants.
         features: u32,
         /// Reserved for authentication.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::token))]
         token: Bytes,
     },
     /// Liveness check.
     Ping {
         /// Echoed back.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::value))]
         payload: Bytes,
     },
     /// Server counters.
@@ -39,13 +43,16 @@ pub enum Request {
     /// Read a record.
     Get {
         /// The key.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key))]
         key: Bytes,
     },
     /// Create or replace a record.
     Put {
         /// The key.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key))]
         key: Bytes,
         /// The new value.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::value))]
         value: Bytes,
         /// Reserved: time to live in milliseconds, 0 = never expires.
         ttl_ms: u32,
@@ -53,6 +60,7 @@ pub enum Request {
     /// Remove a record.
     Delete {
         /// The key.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key))]
         key: Bytes,
         /// Only delete at this version; 0 = any version.
         expected: u64,
@@ -60,10 +68,12 @@ pub enum Request {
     /// Write only at an expected version.
     Cas {
         /// The key.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key))]
         key: Bytes,
         /// The version the record must have; 0 = the record must not exist.
         expected: u64,
         /// The new value.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::value))]
         value: Bytes,
         /// Reserved: time to live in milliseconds, 0 = never expires.
         ttl_ms: u32,
@@ -71,8 +81,10 @@ pub enum Request {
     /// List records under a prefix.
     Scan {
         /// Only keys starting with this (empty = all keys).
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key_or_empty))]
         prefix: Bytes,
         /// Start after this key; empty = from the start.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key_or_empty))]
         cursor: Bytes,
         /// Most entries wanted; 0 = the server's default.
         limit: u16,

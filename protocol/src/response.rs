@@ -15,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 /// A response: which request it answers, and what it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct Response {
     /// The id of the request answered.
     pub request_id: RequestId,
@@ -26,18 +27,20 @@ pub struct Response {
 
 /// The outcome of a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum ResponseBody {
     /// OK to HELLO.
     Hello(HelloReply),
     /// OK to PING: the echoed payload.
-    Pong(Bytes),
+    Pong(#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))] Bytes),
     /// OK to STATS: `name value` lines.
-    Stats(Bytes),
+    Stats(#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))] Bytes),
     /// OK to GET.
     Value {
         /// The record's version.
         version: u64,
         /// The record's value.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
         value: Bytes,
     },
     /// OK to PUT, CAS or DELETE.
@@ -59,6 +62,7 @@ pub enum ResponseBody {
         /// The status.
         status: Status,
         /// The server's explanation (UTF-8).
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
         message: Bytes,
     },
 }

@@ -26,6 +26,7 @@ pub const MAX_TOKEN: usize = 256;
 
 /// What the server tells a client in answer to HELLO.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct HelloReply {
     /// The version the connection speaks from now on.
     pub version: u8,
@@ -38,6 +39,7 @@ pub struct HelloReply {
     /// The server's value limit.
     pub max_value: u32,
     /// The server's name and version, for people and logs.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
     pub server: Bytes,
 }
 

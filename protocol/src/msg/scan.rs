@@ -26,23 +26,28 @@ pub const ENTRY_OVERHEAD: usize = 2 + 8 + 4;
 
 /// One record in a SCAN page.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ScanEntry {
     /// The record's key.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
     pub key: Bytes,
     /// The record's version.
     pub version: u64,
     /// The record's value.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
     pub value: Bytes,
 }
 
 /// One page of a SCAN.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ScanPage {
     /// The change sequence the page is consistent with.
     pub seq: u64,
     /// The records, in key order.
     pub entries: Vec<ScanEntry>,
     /// Where the next page starts; empty when the listing is complete.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
     pub next_cursor: Bytes,
 }
 
