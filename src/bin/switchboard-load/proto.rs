@@ -69,6 +69,19 @@ pub struct Req {
     pub expected: u64,
 }
 
+#[cfg(test)]
+impl Req {
+    /// A request for the dialects' tests: `value_len` bytes for writes, no CAS version.
+    pub fn for_test(op: Op, key: u64, value_len: usize) -> Req {
+        Req {
+            op,
+            key,
+            value_len,
+            expected: 0,
+        }
+    }
+}
+
 /// What a response said, once judged against its request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -208,12 +221,7 @@ mod tests {
     use switchboard::protocol::encode;
 
     fn req(op: Op, key: u64) -> Req {
-        Req {
-            op,
-            key,
-            value_len: 32,
-            expected: 0,
-        }
+        Req::for_test(op, key, 32)
     }
 
     #[test]

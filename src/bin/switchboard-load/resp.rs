@@ -132,12 +132,7 @@ mod tests {
     use crate::workload::fill_value;
 
     fn req(op: Op, key: u64) -> Req {
-        Req {
-            op,
-            key,
-            value_len: 8,
-            expected: 0,
-        }
+        Req::for_test(op, key, 8)
     }
 
     #[test]
