@@ -551,17 +551,18 @@ impl Server {
     /// Executes worker `n`'s batch on the reactor and writes the answers out.
     fn run_inline(&mut self, n: usize, now: Instant) {
         let mut batch = std::mem::take(&mut self.batches[n]);
-        let mut last = None;
+        // A connection's jobs are consecutive: write each run's answers once it is done.
+        let mut last: Option<ConnId> = None;
         for job in batch.drain(..) {
+            if let Some(done) = last.filter(|&id| id != job.conn) {
+                self.flush(done, now);
+            }
+            last = Some(job.conn);
             if let Some(slot) = self.registry.get_mut(job.conn) {
                 slot.conn.complete(1, |out| {
                     command::apply_counted(&self.ctx, &job, out, &mut self.tally)
                 });
             }
-            if last.is_some_and(|id| id != job.conn) {
-                self.flush(last.take().unwrap_or(job.conn), now);
-            }
-            last = Some(job.conn);
         }
         if let Some(id) = last {
             self.flush(id, now);
