@@ -4,7 +4,7 @@
 //! cache lines that were rarely cached with 100k records: the map's control bytes, its
 //! slot, the key (to compare it) and the value (to copy it). Profiles of pipelined GETs
 //! showed those misses as more than half of the server's user CPU. With short keys and
-//! values stored in the slot itself, a GET touches the control bytes and the slot.
+//! values stored in the record itself, a GET touches the index and the record.
 //! Long values stay shared `Bytes`, so reading them copies nothing.
 
 use bytes::Bytes;

@@ -1,18 +1,25 @@
 //! `Store`: the versioned in-memory record map that workers execute requests against.
 //!
 //! # Design
-//! * **Lock-striped shards.** Keys hash to one of [`SHARDS`] shards, each a
-//!   `Mutex<BTreeMap>`. Any worker may serve any key, so the pool balances load by
-//!   itself and a connection's requests can stay on one worker (which keeps them in
-//!   order) whatever keys they touch. Shards owned by workers would avoid the locks but
-//!   force a hop between workers for every key not owned by the connection's worker.
-//!   An uncontended `Mutex` costs ~20 ns, a fraction of a GET's decode and encode.
-//! * **Hashed for point reads, ordered for SCAN.** Each shard is a hash map (one hash
-//!   and one key comparison per GET) plus an ordered index of its keys, changed only
-//!   when a key is created or removed. A prefix scan seeks to the prefix in every
-//!   shard's index and merges the sorted runs: a page costs `O(shards × page)`
-//!   whatever the store's size, and never walks the whole store. (A B-tree alone made
-//!   GET compare keys a few dozen times: 40% of a pipelined GET's CPU.)
+//! * **Lock-striped shards.** Keys hash to one of [`SHARDS`] shards, each behind a
+//!   `Mutex`. Any worker may serve any key, so the pool balances load by itself and a
+//!   connection's requests can stay on one worker (which keeps them in order) whatever
+//!   keys they touch. Shards owned by workers would avoid the locks but force a hop
+//!   between workers for every key not owned by the connection's worker. An
+//!   uncontended `Mutex` costs ~20 ns. One hash per key picks the shard (low bits)
+//!   and the slot inside it (high bits).
+//! * **Hashed for point reads, ordered for SCAN.** Each shard is a hash table (one
+//!   hash and one key comparison per GET; see `table`) plus an ordered index of its
+//!   keys, changed only when a key is created or removed. A prefix scan seeks to the
+//!   prefix in every shard's index and merges the sorted runs: a page costs
+//!   `O(shards × page)` whatever the store's size, and never walks the whole store.
+//!   (A B-tree alone made GET compare keys a few dozen times: 40% of a pipelined
+//!   GET's CPU.)
+//! * **Prefetched in batches.** With a store larger than the CPU caches, a lookup is
+//!   two cache misses, and a lock per lookup makes each wait for the one before.
+//!   [`Store::prefetch`] takes a batch's keys and, without locking, asks the memory
+//!   system for every index line and then every record they name; the lookups that
+//!   follow find them cached. It is only a hint: results never depend on it.
 //! * **One version counter.** A single `AtomicU64` numbers every successful write
 //!   (PUT, CAS, DELETE). A record's version is the number of the write that made it,
 //!   so versions rise on every write and never repeat for a key, even across delete
@@ -24,10 +31,10 @@
 //! * **Values own their memory.** A PUT copies the value (and key) out of the frame it
 //!   arrived in. A frame is a slice of a connection's read buffer, and keeping that
 //!   slice for hours would pin the whole buffer (up to 64 KiB per small value). Keys of
-//!   up to 30 bytes and values of up to 70 live inside the hash map's slot, so writing
-//!   them allocates nothing and reading them touches no other cache line; longer ones
-//!   get one allocation of their own. [`Store::read`] lends the stored bytes to the
-//!   caller under the lock, so a GET encodes its answer straight from the slot;
+//!   up to 30 bytes and values of up to 70 live inside the record, so writing them
+//!   allocates nothing and reading them touches no other cache line; longer ones get
+//!   one allocation of their own. [`Store::read`] lends the stored bytes to the
+//!   caller under the lock, so a GET encodes its answer straight from the record;
 //!   [`Store::get`] returns an owned copy for callers that keep it.
 //! * **Memory accounting.** Each record is charged [`RECORD_OVERHEAD`] plus any key
 //!   or value too long to be stored inline (see [`record_cost`]). A write that would take the total past the limit is refused
@@ -37,6 +44,7 @@
 
 mod blob;
 mod shard;
+mod table;
 
 use blob::{KeyBlob, ValueBlob};
 
@@ -45,15 +53,17 @@ use shard::Shard;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use table::Hint;
 
 /// Number of lock stripes. A power of two, so a hash picks one with a mask; 16 keeps
 /// lock contention negligible for a handful of workers while a SCAN merges few runs.
 pub const SHARDS: usize = 16;
 
 /// Bytes charged per record besides keys and values too long to be stored inline: the
-/// hash map slot (120 bytes, holding a key of up to 30 bytes and a value of up to 70),
-/// its control byte and spare capacity, and the ordered index's entry, rounded up.
-pub const RECORD_OVERHEAD: u64 = 192;
+/// record itself (128 bytes, holding a key of up to 30 bytes and a value of up to 70),
+/// its index words (16–32 bytes at the table's load, as much again in index arrays kept
+/// after growing), and the ordered index's entry, rounded up.
+pub const RECORD_OVERHEAD: u64 = 240;
 
 /// A record as read: its version and value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,10 +125,29 @@ impl PageEntry {
     }
 }
 
+/// One lock stripe and the lock-free prefetch pointers into it.
+#[derive(Debug)]
+struct Stripe {
+    shard: Mutex<Shard>,
+    hint: Hint,
+}
+
+/// A shard, locked, with the stripe it belongs to (to republish its hint after writes).
+struct Locked<'a> {
+    shard: MutexGuard<'a, Shard>,
+    stripe: &'a Stripe,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.stripe.hint.publish(&self.shard.table);
+    }
+}
+
 /// The versioned record map. Shared by reference among all workers.
 #[derive(Debug)]
 pub struct Store {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Stripe]>,
     stripe: foldhash::fast::RandomState,
     seq: AtomicU64,
     memory: AtomicU64,
@@ -129,7 +158,16 @@ impl Store {
     /// An empty store with a memory limit in bytes (0 = none).
     pub fn new(max_memory: u64) -> Store {
         Store {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    let shard = Shard::default();
+                    let hint = Hint::new(&shard.table);
+                    Stripe {
+                        shard: Mutex::new(shard),
+                        hint,
+                    }
+                })
+                .collect(),
             stripe: foldhash::fast::RandomState::default(),
             seq: AtomicU64::new(0),
             memory: AtomicU64::new(0),
@@ -137,10 +175,42 @@ impl Store {
         }
     }
 
-    fn shard(&self, key: &[u8]) -> MutexGuard<'_, Shard> {
-        // The low bits pick the stripe; the map inside hashes with its own seed.
-        let index = self.stripe.hash_one(key) as usize & (SHARDS - 1);
-        lock(&self.shards[index])
+    /// The key's hash: its low bits pick the stripe, its high half the table slot.
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.stripe.hash_one(key)
+    }
+
+    fn stripe_of(&self, hash: u64) -> &Stripe {
+        &self.shards[hash as usize & (SHARDS - 1)]
+    }
+
+    /// Locks a shard to read it.
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        lock(&self.stripe_of(hash).shard)
+    }
+
+    /// Locks a shard to change it; its prefetch hint is republished on unlock.
+    fn shard_mut(&self, hash: u64) -> Locked<'_> {
+        let stripe = self.stripe_of(hash);
+        Locked {
+            shard: lock(&stripe.shard),
+            stripe,
+        }
+    }
+
+    /// Starts loading from memory what reading each of `keys` will touch, so that a
+    /// batch's lookups find a warm cache instead of each waiting for its own misses.
+    /// Purely a hint: it takes no lock and changes nothing. Works in two passes (index
+    /// lines, then the records they name), so give it a few keys at a time (16–64).
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]> + Clone) {
+        for key in keys.clone() {
+            let hash = self.hash(key);
+            self.stripe_of(hash).hint.prefetch_index(hash);
+        }
+        for key in keys {
+            let hash = self.hash(key);
+            self.stripe_of(hash).hint.prefetch_record(hash);
+        }
     }
 
     /// The number of the latest write (0 before the first).
@@ -165,7 +235,10 @@ impl Store {
 
     /// Records in the store.
     pub fn len(&self) -> u64 {
-        self.shards.iter().map(|s| lock(s).len() as u64).sum()
+        self.shards
+            .iter()
+            .map(|s| lock(&s.shard).len() as u64)
+            .sum()
     }
 
     /// True when the store holds no record.
@@ -175,7 +248,8 @@ impl Store {
 
     /// Reads a record (sharing its value: no copy).
     pub fn get(&self, key: &[u8]) -> Option<Record> {
-        self.shard(key).get(key).map(|s| Record {
+        let hash = self.hash(key);
+        self.shard(hash).get(hash, key).map(|s| Record {
             version: s.version,
             value: s.value.to_bytes(),
         })
@@ -185,7 +259,10 @@ impl Store {
     /// `f` returns, or `None` when the key has no record. Keep `f` short: it holds
     /// the lock.
     pub fn read<R>(&self, key: &[u8], f: impl FnOnce(u64, &[u8]) -> R) -> Option<R> {
-        self.shard(key).get(key).map(|r| f(r.version, &r.value))
+        let hash = self.hash(key);
+        self.shard(hash)
+            .get(hash, key)
+            .map(|r| f(r.version, &r.value))
     }
 
     /// Creates or replaces a record; returns its new version.
@@ -193,11 +270,13 @@ impl Store {
     /// # Errors
     /// [`WriteError::MemoryLimit`] when the record would not fit.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, WriteError> {
-        let mut shard = self.shard(key);
-        let old = shard.cost_of(key);
+        let hash = self.hash(key);
+        let mut locked = self.shard_mut(hash);
+        let shard = &mut locked.shard;
+        let old = shard.cost_of(hash, key);
         self.charge(old, record_cost(key, value))?;
         let version = self.next_version();
-        shard.insert(key, value, version);
+        shard.insert(hash, key, value, version);
         Ok(version)
     }
 
@@ -207,15 +286,17 @@ impl Store {
     /// [`WriteError::VersionConflict`] with the current version, or
     /// [`WriteError::MemoryLimit`].
     pub fn cas(&self, key: &[u8], expected: u64, value: &[u8]) -> Result<u64, WriteError> {
-        let mut shard = self.shard(key);
-        let current = shard.version_of(key);
+        let hash = self.hash(key);
+        let mut locked = self.shard_mut(hash);
+        let shard = &mut locked.shard;
+        let current = shard.version_of(hash, key);
         if current != expected {
             return Err(WriteError::VersionConflict { current });
         }
-        let old = shard.cost_of(key);
+        let old = shard.cost_of(hash, key);
         self.charge(old, record_cost(key, value))?;
         let version = self.next_version();
-        shard.insert(key, value, version);
+        shard.insert(hash, key, value, version);
         Ok(version)
     }
 
@@ -225,8 +306,10 @@ impl Store {
     /// # Errors
     /// [`WriteError::NotFound`] or [`WriteError::VersionConflict`].
     pub fn delete(&self, key: &[u8], expected: u64) -> Result<u64, WriteError> {
-        let mut shard = self.shard(key);
-        let current = shard.version_of(key);
+        let hash = self.hash(key);
+        let mut locked = self.shard_mut(hash);
+        let shard = &mut locked.shard;
+        let current = shard.version_of(hash, key);
         if current == 0 {
             return Err(WriteError::NotFound);
         }
@@ -234,7 +317,7 @@ impl Store {
             return Err(WriteError::VersionConflict { current });
         }
         let version = self.next_version();
-        let freed = shard.remove(key);
+        let freed = shard.remove(hash, key);
         self.memory.fetch_sub(freed, Ordering::Relaxed);
         Ok(version)
     }
@@ -246,9 +329,10 @@ impl Store {
         // page reflect every change numbered up to `seq`.
         let seq = self.seq();
         let mut records = Vec::new();
-        for shard in self.shards.iter() {
+        for stripe in self.shards.iter() {
             // One more than the limit from each shard tells whether more remain.
-            lock(shard).scan_into(prefix, cursor, limit + 1, &mut records);
+            let hash_of = |key: &[u8]| self.hash(key);
+            lock(&stripe.shard).scan_into(prefix, cursor, limit + 1, hash_of, &mut records);
         }
         records.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         let more = records.len() > limit;
@@ -281,7 +365,7 @@ impl Store {
 }
 
 /// What a record with this key and value is charged: its fixed overhead, plus the heap
-/// copies of a key or value too long to live in the map slot (each also allocated with
+/// copies of a key or value too long to live in the record (each also allocated with
 /// the ordered index sharing the key).
 pub fn record_cost(key: &[u8], value: &[u8]) -> u64 {
     let heap = KeyBlob::heap_len_for(key.len()) + ValueBlob::heap_len_for(value.len());

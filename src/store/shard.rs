@@ -1,74 +1,72 @@
 //! One lock stripe of the store: a hash map for point operations plus an ordered
 //! index of its keys for SCAN.
 //!
-//! GET, PUT and CAS on an existing key touch only the hash map: one hash and one key
-//! comparison, where a B-tree would compare the key a few dozen times. Short keys and
-//! values live in the map's slot (see `blob`). The ordered index changes only when a
-//! key is created or removed; it holds clones of the map's keys (inline copies of short
-//! keys, reference counts on long ones).
+//! GET, PUT and CAS on an existing key touch only the hash table (see `table`): one
+//! hash and one key comparison, where a B-tree would compare the key a few dozen
+//! times. Short keys and values live in the record itself (see `blob`). The ordered
+//! index changes only when a key is created or removed; it holds clones of the keys
+//! (inline copies of short keys, reference counts on long ones). Callers pass each
+//! key's hash in: the store computes it once and uses it to pick the shard too.
 
 use super::blob::{KeyBlob, ValueBlob};
+use super::table::{Rec, Table};
 use super::{record_cost, PageEntry};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
-
-/// Seeded per map, so keys chosen to collide in one process do not collide in another.
-type Hasher = foldhash::fast::RandomState;
-
-/// A record as stored.
-#[derive(Clone, Debug)]
-pub(super) struct Stored {
-    pub(super) version: u64,
-    pub(super) value: ValueBlob,
-}
 
 #[derive(Debug, Default)]
 pub(super) struct Shard {
-    map: HashMap<KeyBlob, Stored, Hasher>,
+    pub(super) table: Table,
     order: BTreeSet<KeyBlob>,
 }
 
 impl Shard {
     pub(super) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
     }
 
-    pub(super) fn get(&self, key: &[u8]) -> Option<&Stored> {
-        self.map.get(key)
+    pub(super) fn get(&self, hash: u64, key: &[u8]) -> Option<&Rec> {
+        self.table.get(hash, key)
     }
 
     /// The record's version, or 0 when there is none.
-    pub(super) fn version_of(&self, key: &[u8]) -> u64 {
-        self.map.get(key).map_or(0, |r| r.version)
+    pub(super) fn version_of(&self, hash: u64, key: &[u8]) -> u64 {
+        self.get(hash, key).map_or(0, |r| r.version)
     }
 
     /// What the record is charged now, or 0 when there is none.
-    pub(super) fn cost_of(&self, key: &[u8]) -> u64 {
-        self.map.get(key).map_or(0, |r| record_cost(key, &r.value))
+    pub(super) fn cost_of(&self, hash: u64, key: &[u8]) -> u64 {
+        self.get(hash, key)
+            .map_or(0, |r| record_cost(key, &r.value))
     }
 
-    pub(super) fn insert(&mut self, key: &[u8], value: &[u8], version: u64) {
-        let record = Stored {
-            version,
-            value: ValueBlob::copy_from(value),
-        };
-        match self.map.get_mut(key) {
+    pub(super) fn insert(&mut self, hash: u64, key: &[u8], value: &[u8], version: u64) {
+        let value = ValueBlob::copy_from(value);
+        match self.table.get_mut(hash, key) {
             // Replacing keeps the stored key and leaves the ordered index alone.
-            Some(slot) => *slot = record,
+            Some(rec) => {
+                rec.version = version;
+                rec.value = value;
+            }
             None => {
                 let key = KeyBlob::copy_from(key);
                 self.order.insert(key.clone());
-                self.map.insert(key, record);
+                self.table.insert_new(Rec {
+                    hash,
+                    version,
+                    key,
+                    value,
+                });
             }
         }
     }
 
     /// Removes the record; returns what it was charged.
-    pub(super) fn remove(&mut self, key: &[u8]) -> u64 {
-        match self.map.remove_entry(key) {
-            Some((k, r)) => {
-                self.order.remove(&k);
-                record_cost(&k, &r.value)
+    pub(super) fn remove(&mut self, hash: u64, key: &[u8]) -> u64 {
+        match self.table.remove(hash, key) {
+            Some(rec) => {
+                self.order.remove(&rec.key);
+                record_cost(&rec.key, &rec.value)
             }
             None => 0,
         }
@@ -80,6 +78,7 @@ impl Shard {
         prefix: &[u8],
         cursor: &[u8],
         limit: usize,
+        hash_of: impl Fn(&[u8]) -> u64,
         out: &mut Vec<PageEntry>,
     ) {
         let start: Bound<&[u8]> = if cursor.is_empty() || cursor < prefix {
@@ -93,7 +92,7 @@ impl Shard {
             .take_while(|k| k.starts_with(prefix))
             .take(limit);
         out.extend(keys.filter_map(|k| {
-            let stored = self.map.get(&**k)?;
+            let stored = self.table.get(hash_of(k), k)?;
             Some(PageEntry {
                 key: k.clone(),
                 version: stored.version,

@@ -151,11 +151,15 @@ impl Worker {
         let mut tally = Tally::default();
         while let Ok(mut jobs) = self.jobs.recv() {
             let mut done = self.free.try_recv().unwrap_or_default();
-            for job in jobs.drain(..) {
-                let before = done.out.len();
-                command::apply_counted(&self.ctx, &job, &mut done.out, &mut tally);
-                done.record(job.conn, done.out.len() - before);
+            for group in jobs.chunks(command::PREFETCH_DEPTH) {
+                command::prefetch(&self.ctx, group);
+                for job in group {
+                    let before = done.out.len();
+                    command::apply_counted(&self.ctx, job, &mut done.out, &mut tally);
+                    done.record(job.conn, done.out.len() - before);
+                }
             }
+            jobs.clear();
             self.ctx.stats.counters.absorb(&mut tally);
             done.jobs = jobs;
             if self.done.send(done).is_err() {
