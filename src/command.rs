@@ -46,6 +46,7 @@ impl Context {
 /// overlap their latency, few enough that what they load is still cached when the
 /// jobs run.
 pub const PREFETCH_DEPTH: usize = 32;
+const _: () = assert!(PREFETCH_DEPTH <= crate::store::PREFETCH_MAX);
 
 /// Starts loading the store records `jobs` will touch, so that running them finds a
 /// warm cache (see [`Store::prefetch`]). A hint only: skipping it changes no result.

@@ -12,7 +12,7 @@
 //!                     │     [crossbeam channels: bounded jobs, done]
 //!                     │              │                       ▲
 //!                 ┌───┴──────────────▼── worker threads ─────┴─────────────────────┐
-//!                 │ command::apply(job) ──► Store (16 lock-striped BTreeMaps)       │
+//!                 │ command::apply(job) ──► Store (16 lock-striped hash tables)     │
 //!                 └─────────────────────────────────────────────────────────────────┘
 //! ```
 //!

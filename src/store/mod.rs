@@ -59,6 +59,10 @@ use table::Hint;
 /// lock contention negligible for a handful of workers while a SCAN merges few runs.
 pub const SHARDS: usize = 16;
 
+/// Most keys one [`Store::prefetch`] call warms: what two passes over a batch can have
+/// in flight before the first lines it asked for would be evicted again.
+pub const PREFETCH_MAX: usize = 64;
+
 /// Bytes charged per record besides keys and values too long to be stored inline: the
 /// record itself (128 bytes, holding a key of up to 30 bytes and a value of up to 70),
 /// its index words (16–32 bytes at the table's load, as much again in index arrays kept
@@ -201,14 +205,18 @@ impl Store {
     /// Starts loading from memory what reading each of `keys` will touch, so that a
     /// batch's lookups find a warm cache instead of each waiting for its own misses.
     /// Purely a hint: it takes no lock and changes nothing. Works in two passes (index
-    /// lines, then the records they name), so give it a few keys at a time (16–64).
-    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]> + Clone) {
-        for key in keys.clone() {
+    /// lines, then the records they name) over at most [`PREFETCH_MAX`] keys; the
+    /// rest are ignored.
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        let mut hashes = [0u64; PREFETCH_MAX];
+        let mut n = 0;
+        for key in keys.take(PREFETCH_MAX) {
             let hash = self.hash(key);
             self.stripe_of(hash).hint.prefetch_index(hash);
+            hashes[n] = hash;
+            n += 1;
         }
-        for key in keys {
-            let hash = self.hash(key);
+        for &hash in &hashes[..n] {
             self.stripe_of(hash).hint.prefetch_record(hash);
         }
     }
