@@ -1,6 +1,7 @@
 //! Store operations: GET hits and misses, PUT over existing keys, CAS, and SCAN pages,
 //! over 100k records with 64-byte values (the shapes the load comparisons use), and
-//! reads spread over a million records, where cache misses dominate.
+//! reads spread over all 100k or a million records, where cache misses dominate (and
+//! where prefetching a batch's records pays).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
@@ -52,6 +53,28 @@ fn bench(c: &mut Criterion) {
             for k in &keys {
                 let v = store.get(k).unwrap().version;
                 black_box(store.cas(k, v, &[b'c'; 64]).unwrap());
+            }
+        })
+    });
+    g.finish();
+
+    // Every key once, in an order no cache or prefetcher follows: what a pipelined GET
+    // load over the whole key space asks of memory. Groups of 32 as the server runs
+    // them, with and without warming each group first.
+    let all: Vec<Vec<u8>> = (0..KEYS).map(|i| key(i * 7_919 % KEYS)).collect();
+    let mut g = c.benchmark_group("store_cold");
+    g.throughput(Throughput::Elements(all.len() as u64));
+    let read = |group: &[Vec<u8>]| {
+        for k in group {
+            black_box(store.read(k, |v, value| v + value.len() as u64));
+        }
+    };
+    g.bench_function("read_hit", |b| b.iter(|| all.chunks(32).for_each(read)));
+    g.bench_function("read_hit_prefetched", |b| {
+        b.iter(|| {
+            for group in all.chunks(32) {
+                store.prefetch(group.iter().map(|k| &k[..]));
+                read(group);
             }
         })
     });
