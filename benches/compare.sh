@@ -172,15 +172,13 @@ preload() {
 declare -A RESULT
 RATE=""
 run_server() {
-    local server=$1 shape name args runs sortkey
+    local server=$1 shape name args runs
     preload "$server"
     for shape in "${SHAPES[@]}"; do
         name=${shape%%|*}
         read -r -a args <<<"${shape#*|}"
-        if [[ $name == rate ]]; then
-            [[ -n $RATE ]] || continue
-            args+=(--rate "$RATE")
-        fi
+        # The fixed-rate shape runs later, interleaved across servers.
+        [[ $name == rate ]] && continue
         if over_budget; then
             echo "compare.sh: time budget spent, skipping $server $name" >&2
             continue
@@ -189,12 +187,40 @@ run_server() {
         for i in $(seq 1 "$REPEAT"); do
             runs+=("$(one_run "$server" "$WORK/$server-$i.json" "${args[@]}")")
         done
-        # Median run: by throughput when closed-loop, by p99 at a fixed rate.
-        sortkey=1
-        [[ $name == rate ]] && sortkey=3
-        RESULT[$server,$name]=$(printf '%s\n' "${runs[@]}" |
-            sort -g -k"$sortkey","$sortkey" | sed -n "$(((REPEAT + 1) / 2))p")
-        echo "  $server $name: ${RESULT[$server,$name]}" >&2
+        keep_median "$server" "$name" 1 "${runs[@]}"
+    done
+}
+
+# keep_median SERVER SHAPE SORT_COLUMN RUN...: keeps the median run by that column
+# (throughput when closed-loop, p99 at a fixed rate).
+keep_median() {
+    local server=$1 name=$2 sortkey=$3
+    shift 3
+    RESULT[$server,$name]=$(printf '%s\n' "$@" |
+        sort -g -k"$sortkey","$sortkey" | sed -n "$((($# + 1) / 2))p")
+    echo "  $server $name: ${RESULT[$server,$name]}" >&2
+}
+
+# The fixed rate, round-robin over the servers REPEAT times: a burst of load from
+# elsewhere on the machine then lands on one run of every server rather than on all
+# runs of one, so the medians compare like with like.
+run_rate_interleaved() {
+    local server i
+    local -a args
+    read -r -a args <<<"${SHAPES[5]#*|}"
+    args+=(--rate "$RATE")
+    declare -A runs
+    for i in $(seq 1 "$REPEAT"); do
+        for server in "${SERVERS[@]}"; do
+            over_budget && break 2
+            runs[$server]+="$(one_run "$server" "$WORK/$server-rate-$i.json" "${args[@]}")"$'\n'
+        done
+    done
+    for server in "${SERVERS[@]}"; do
+        [[ -n ${runs[$server]:-} ]] || continue
+        local -a lines
+        mapfile -t lines < <(printf '%s' "${runs[$server]}")
+        keep_median "$server" rate 3 "${lines[@]}"
     done
 }
 
@@ -202,14 +228,11 @@ echo "running shapes (median of $REPEAT, $WARMUP warm-up + $DURATION each)..." >
 run_server redis
 redis_p1=$(cut -f1 <<<"${RESULT[redis,mix90/10-p1]}")
 RATE=$(awk -v t="$redis_p1" 'BEGIN { printf "%d", t / 2 }')
-# Redis ran before RATE was known: measure its rate shape now.
-SHAPES_ALL=("${SHAPES[@]}")
-SHAPES=("${SHAPES_ALL[5]}")
-run_server redis
-SHAPES=("${SHAPES_ALL[@]}")
 for server in switchboard-w0 switchboard-w1 floor memcached; do
     run_server "$server"
 done
+echo "fixed rate $RATE ops/s, servers interleaved..." >&2
+run_rate_interleaved
 
 # redis-benchmark on the same shapes (it has no mixes and no fixed rate).
 declare -A RB
