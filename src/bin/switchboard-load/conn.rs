@@ -2,13 +2,18 @@
 //!
 //! Each iteration of the loop (1) dispatches every request that is due (open loop) or
 //! every free pipeline slot (closed loop), encoding into the connections' write
-//! buffers, (2) writes each buffer with one `write` call, (3) arms the timerfd for the
-//! next due send, and (4) polls, draining every readable socket and judging each
-//! response. Buffers are sized at set-up (and grow only when a value larger than any
-//! before arrives), so the steady state allocates nothing: requests are encoded in
-//! place, responses parsed in place, and histograms are fixed arrays.
+//! buffers, (2) writes each buffer with one `write` call, (3) reads the clock again
+//! and, when the next send fell due during the writes, polls without blocking and
+//! goes round again; otherwise makes sure a timerfd is armed for the next due send
+//! (and one for the send after it), and (4) polls, draining every readable socket and
+//! judging each response. Setting a timer is the dearest step of a wait, so a
+//! deadline already set is never set again, and when responses are already waiting
+//! they are read before any timer is set. Buffers are sized at set-up (and grow only
+//! when a value larger than any before arrives), so the steady state allocates
+//! nothing: requests are encoded in place, responses parsed in place, and histograms
+//! are fixed arrays.
 
-use crate::clock::{now_ns, Timer};
+use crate::clock::{now_ns, Timers};
 use crate::proto::{self, Protocol, Req, Verdict};
 use crate::schedule::{Schedule, Stop};
 use crate::workload::{KeyDist, KeyPicker, Mix, Op, Ring, Rng, ValueSize};
@@ -207,7 +212,7 @@ struct Conn {
     backoff_ns: u64,
 }
 
-const TIMER: Token = Token(usize::MAX - 1);
+const TIMERS: [Token; 2] = [Token(usize::MAX - 1), Token(usize::MAX - 2)];
 /// First wait before re-opening a lost connection; doubles per failure up to the max.
 const RECONNECT_MIN_NS: u64 = 100_000_000;
 const RECONNECT_MAX_NS: u64 = 2_000_000_000;
@@ -216,6 +221,30 @@ const HOUSEKEEPING_NS: u64 = 10_000_000;
 const PUBLISH_NS: u64 = 250_000_000;
 /// Versions remembered for CAS: direct-mapped, so memory is fixed whatever `--keys`.
 const VERSION_SLOTS: usize = 1 << 14;
+
+/// How the loop waits before its next pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// A send is due already: take what the sockets have without blocking, then send.
+    Now,
+    /// The next send is due at this time and no timer is armed for it: arm one
+    /// (unless a response turns up first) and block.
+    ArmAt(u64),
+    /// Block: a timer is already armed for the next send, or no send waits on the
+    /// clock (closed loop, a send waiting for a slot, or nothing left to send).
+    Block,
+}
+
+/// The wait for a loop pass, given the next send's due time, the time now and whether
+/// a timer is armed for that due time already. A due time already past never sleeps,
+/// and a deadline already set is not set again.
+fn wait_for(next_due: Option<u64>, now: u64, armed: bool) -> Wait {
+    match next_due {
+        Some(due) if due <= now => Wait::Now,
+        Some(due) if !armed => Wait::ArmAt(due),
+        _ => Wait::Block,
+    }
+}
 
 /// The thread's loop and state.
 struct Engine<'a> {
@@ -246,6 +275,10 @@ struct Engine<'a> {
     max_response: usize,
     start: u64,
     dirty: Vec<usize>,
+    /// Requests in flight over all connections, and connections alive: kept as counts
+    /// so that the loop does not visit every connection on each pass.
+    inflight: usize,
+    alive: usize,
     res: ThreadResult,
     publish_corrected: Histogram<u64>,
     published_ops: u64,
@@ -266,9 +299,9 @@ pub fn run_thread(
     // Every thread reaches the start line, even one whose set-up failed, so that no
     // other thread waits for it forever. Only now does the clock start.
     let start_ns = start.wait();
-    let (mut e, mut poll, mut timer) = setup?;
+    let (mut e, mut poll, mut timers) = setup?;
     e.start = start_ns;
-    e.run(&mut poll, &mut timer, progress)?;
+    e.run(&mut poll, &mut timers, progress)?;
     e.publish(progress);
     Ok(e.res)
 }
@@ -279,10 +312,10 @@ fn set_up(
     thread: usize,
     streams: Vec<(std::net::TcpStream, usize)>,
     servers: usize,
-) -> io::Result<(Engine<'_>, Poll, Timer)> {
+) -> io::Result<(Engine<'_>, Poll, Timers)> {
     let poll = Poll::new()?;
-    let timer = Timer::new()?;
-    timer.register(poll.registry(), TIMER)?;
+    let timers = Timers::new()?;
+    timers.register(poll.registry(), TIMERS)?;
     // Any value an earlier run wrote may come back, so responses are bounded by the
     // protocol's value limit, not by this run's --value-size; buffers start sized for
     // this run and grow only if a larger value actually arrives.
@@ -350,6 +383,8 @@ fn set_up(
         max_response,
         start: 0,
         dirty: Vec::with_capacity(n_conns),
+        inflight: 0,
+        alive: n_conns,
         res: ThreadResult {
             corrected: new_histogram(),
             service: new_histogram(),
@@ -374,7 +409,7 @@ fn set_up(
         published_ops: 0,
         published_errors: 0,
     };
-    Ok((e, poll, timer))
+    Ok((e, poll, timers))
 }
 
 impl Engine<'_> {
@@ -388,7 +423,7 @@ impl Engine<'_> {
         }
     }
 
-    fn run(&mut self, poll: &mut Poll, timer: &mut Timer, progress: &Progress) -> io::Result<()> {
+    fn run(&mut self, poll: &mut Poll, timers: &mut Timers, progress: &Progress) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut deadline = self.dispatch_deadline();
         let mut next_housekeeping = now_ns() + HOUSEKEEPING_NS;
@@ -414,15 +449,18 @@ impl Engine<'_> {
                 self.publish(progress);
                 next_publish = now + PUBLISH_NS;
             }
-            let inflight: usize = self.conns.iter().map(|c| c.inflight.len()).sum();
-            if !self.plan.reconnect && !self.conns.iter().any(|c| c.alive) {
+            debug_assert_eq!(
+                self.inflight,
+                self.conns.iter().map(|c| c.inflight.len()).sum::<usize>()
+            );
+            if !self.plan.reconnect && self.alive == 0 {
                 self.res.gave_up = Some("every connection of this thread was lost".into());
                 break;
             }
             // With --reconnect a server that accepts and then drops every connection
             // would be retried forever: give up once requests have waited a whole
             // timeout without a single answer.
-            let waiting = inflight > 0 || self.head.is_some();
+            let waiting = self.inflight > 0 || self.head.is_some();
             if !waiting || self.res.answered_all != answered_seen {
                 stalled_since = now;
                 answered_seen = self.res.answered_all;
@@ -438,46 +476,90 @@ impl Engine<'_> {
                 self.res.gave_up = Some(why);
                 break;
             }
-            if !more && inflight == 0 {
+            if !more && self.inflight == 0 {
                 break;
             }
             // Wake for the next due send (timerfd, µs precision) and in any case for
             // housekeeping; epoll's ms-rounded timeout is only that coarse backstop.
-            if more {
-                if let (Some(s), Some(k), None) = (&self.schedule, self.next_k, self.head) {
-                    let due = self.start + s.due_ns(k);
-                    if due > now {
-                        timer.arm(due)?;
-                    }
+            // The clock is read afresh: the writes above take long enough for the next
+            // send to fall due meanwhile, and setting a timer for a time already past
+            // costs a timer interrupt for nothing.
+            let next = if more { self.next_dues() } else { None };
+            let armed = next.is_some_and(|(due, _)| timers.armed_for(due));
+            let wait = wait_for(next.map(|(due, _)| due), now_ns(), armed);
+            if let Wait::ArmAt(due) = wait {
+                // Setting the earliest timer reprograms the CPU's timer hardware, which
+                // costs far more than a look at the sockets: when responses are already
+                // waiting, read them first and decide again with the clock after.
+                if !self.poll_once(poll, &mut events, Duration::ZERO, timers)? {
+                    continue;
+                }
+                if now_ns() >= due {
+                    continue;
                 }
             }
-            let wait = next_housekeeping.saturating_sub(now).max(1_000_000);
-            match poll.poll(&mut events, Some(Duration::from_nanos(wait))) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            if let (Wait::ArmAt(_) | Wait::Block, Some((due, then))) = (wait, next) {
+                // The send after it too, while this one's deadline is pending (see
+                // `Timers`); deadlines already set are not set again.
+                timers.arm(due, then)?;
             }
-            for ev in events.iter() {
-                match ev.token() {
-                    TIMER => timer.fired(),
-                    Token(i) if self.conns[i].connecting_since.is_some() => {
-                        if ev.is_writable() || ev.is_error() || ev.is_read_closed() {
-                            self.connected(i);
-                        }
+            let timeout = match wait {
+                Wait::Now => Duration::ZERO,
+                Wait::ArmAt(_) | Wait::Block => {
+                    Duration::from_nanos(next_housekeeping.saturating_sub(now).max(1_000_000))
+                }
+            };
+            self.poll_once(poll, &mut events, timeout, timers)?;
+        }
+        Ok(())
+    }
+
+    /// Due times of the next send of the schedule and of the one after it (if any),
+    /// unless the next waits for a slot (then a response, not the clock, lets it go).
+    fn next_dues(&self) -> Option<(u64, Option<u64>)> {
+        match (&self.schedule, self.next_k, self.head) {
+            (Some(s), Some(k), None) => Some((
+                self.start + s.due_ns(k),
+                s.next(k).map(|k| self.start + s.due_ns(k)),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Polls once and handles every event. Returns true when nothing happened.
+    fn poll_once(
+        &mut self,
+        poll: &mut Poll,
+        events: &mut Events,
+        timeout: Duration,
+        timers: &mut Timers,
+    ) -> io::Result<bool> {
+        match poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            match ev.token() {
+                t if t == TIMERS[0] => timers.fired(0),
+                t if t == TIMERS[1] => timers.fired(1),
+                Token(i) if self.conns[i].connecting_since.is_some() => {
+                    if ev.is_writable() || ev.is_error() || ev.is_read_closed() {
+                        self.connected(i);
                     }
-                    Token(i) => {
-                        let closing = ev.is_read_closed() || ev.is_error();
-                        if ev.is_readable() || closing {
-                            self.read(i, closing);
-                        }
-                        if ev.is_writable() && self.conns[i].alive {
-                            self.write(i);
-                        }
+                }
+                Token(i) => {
+                    let closing = ev.is_read_closed() || ev.is_error();
+                    if ev.is_readable() || closing {
+                        self.read(i, closing);
+                    }
+                    if ev.is_writable() && self.conns[i].alive {
+                        self.write(i);
                     }
                 }
             }
         }
-        Ok(())
+        Ok(events.is_empty())
     }
 
     /// Sends what is due. Returns false once this thread has nothing more to send.
@@ -544,6 +626,7 @@ impl Engine<'_> {
                 self.dirty.push(ci);
             }
             proto::encode(p.proto, &req, id, &mut c.wbuf, &mut self.scratch);
+            self.inflight += 1;
             c.inflight.push_back(Flight {
                 id,
                 req,
@@ -719,6 +802,7 @@ impl Engine<'_> {
                     self.kill(ci, "response with no request in flight");
                     return;
                 };
+                self.inflight -= 1;
                 c.rstart += found.len;
                 let detail = format!(
                     "response id {} matches no request in flight (oldest is {})",
@@ -728,6 +812,7 @@ impl Engine<'_> {
                 self.fail(oldest.measured, Failure::WrongId, Some(detail));
                 continue;
             };
+            self.inflight -= 1;
             let start = c.rstart;
             c.rstart += found.len;
             let verdict = proto::judge(p.proto, &flight.req, &c.rbuf[start..start + found.len]);
@@ -841,12 +926,14 @@ impl Engine<'_> {
             return;
         }
         c.alive = false;
+        self.alive -= 1;
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
         let _ = self.registry.deregister(&mut c.stream);
         if self.plan.reconnect {
             c.retry_at = Some(now_ns() + c.backoff_ns);
         }
         let lost: Vec<Flight> = c.inflight.drain(..).collect();
+        self.inflight -= lost.len();
         let server = c.server;
         let detail = format!("connection {ci} to server {server}: {why}");
         for (i, f) in lost.iter().enumerate() {
@@ -920,6 +1007,7 @@ impl Engine<'_> {
         c.wpos = 0;
         c.backoff_ns = RECONNECT_MIN_NS;
         c.alive = true;
+        self.alive += 1;
         self.res.reconnects += 1;
     }
 
@@ -939,5 +1027,30 @@ impl Engine<'_> {
             let _ = h.add(&self.publish_corrected);
         }
         self.publish_corrected.reset();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_that_fell_due_during_the_pass_goes_without_sleeping() {
+        // Due at 100; the pass that sent the previous one ended at 100 or later.
+        assert_eq!(wait_for(Some(100), 100, false), Wait::Now);
+        assert_eq!(wait_for(Some(100), 150, false), Wait::Now);
+        // Even with its timer set: the send goes now, not at the timer's wake.
+        assert_eq!(wait_for(Some(100), 150, true), Wait::Now);
+    }
+
+    #[test]
+    fn a_later_send_sets_its_deadline_once() {
+        assert_eq!(wait_for(Some(200), 100, false), Wait::ArmAt(200));
+        assert_eq!(wait_for(Some(200), 100, true), Wait::Block);
+    }
+
+    #[test]
+    fn nothing_waiting_on_the_clock_just_blocks() {
+        assert_eq!(wait_for(None, 100, false), Wait::Block);
     }
 }
