@@ -28,7 +28,8 @@
 //! * With `--workers 0` the reactor executes jobs itself: no hand-off at all. With
 //!   workers, an iteration's batch of at most `--inline-max-batch` cheap requests also
 //!   runs on the reactor (when none of those connections has requests at a worker):
-//!   for a few small requests, the two wake-ups of a hand-off cost more than the work.
+//!   for small requests the hand-off costs about as much as the work. Workers take
+//!   expensive requests and very large batches.
 //!
 //! # Modules
 //! * [`protocol`]: the wire format (the `switchboard-protocol` crate), sans-IO.

@@ -44,8 +44,8 @@ struct Flags {
     max_output: u64,
 
     /// With workers, a loop iteration's batch of at most this many cheap requests
-    /// (GET, PUT, DELETE, CAS, PING under 16 KiB) runs on the network thread: for a few
-    /// small requests the hand-off costs more than the work. 0 hands every batch off.
+    /// (GET, PUT, DELETE, CAS, PING under 16 KiB) runs on the network thread, where a
+    /// hand-off would cost about as much as the work. 0 hands every batch off.
     #[arg(long, default_value_t = config::DEFAULT_INLINE_MAX_BATCH)]
     inline_max_batch: usize,
 

@@ -12,9 +12,11 @@
 //! * **Batches, not requests, cross threads.** The reactor sends at most one batch per
 //!   worker per loop iteration and a worker answers each with one `DoneBatch`: the
 //!   ~9 µs cost of waking a parked thread is paid per batch, not per request.
-//! * **Small batches stay home.** The reactor runs a batch of a few cheap requests
-//!   itself rather than pay two wake-ups for it (`Server::inline_eligible`); the pool
-//!   sees the large batches, where running beside the reactor's I/O pays.
+//! * **Cheap batches stay home.** The reactor runs a batch of up to
+//!   `--inline-max-batch` cheap requests itself rather than pay a hand-off that costs
+//!   about as much as the requests (`Server::inline_eligible`); the pool sees expensive
+//!   requests (SCAN, STATS, large values) and very large batches, where running
+//!   beside the reactor's I/O pays.
 //! * **Parking.** A worker blocks in `recv` (crossbeam spins briefly, then parks). It
 //!   does not spin longer: on two cores a spinning worker takes the core the clients
 //!   need, and its spinning would count in the server's CPU per request.
