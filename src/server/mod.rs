@@ -60,7 +60,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wake::ReactorWake;
 
-/// Requests whose execution is cheap enough to run on the reactor in a small batch.
+/// Payload bytes a batch run on the reactor may copy in all (PUT, CAS and PING bodies):
+/// with up to `--inline-max-batch` requests of up to 16 KiB each, the count alone would
+/// let one batch keep every other connection waiting while megabytes are copied.
+const INLINE_MAX_PAYLOAD: usize = 256 << 10;
+
+/// The request bytes executing `job` copies.
+fn payload_len(job: &Job) -> usize {
+    match &job.op {
+        JobOp::Request(Request::Put { value, .. } | Request::Cas { value, .. }) => value.len(),
+        JobOp::Request(Request::Ping { payload }) => payload.len(),
+        _ => 0,
+    }
+}
+
+/// Requests whose execution is cheap enough to run on the reactor in a batch.
 fn cheap(job: &Job) -> bool {
     const SMALL: usize = 16 << 10;
     match &job.op {
@@ -72,6 +86,16 @@ fn cheap(job: &Job) -> bool {
             Request::Scan { .. } | Request::Stats => false,
         },
     }
+}
+
+/// True when a batch is small and cheap enough to run on the reactor: at most
+/// `max_jobs` jobs, every one [`cheap`], copying at most [`INLINE_MAX_PAYLOAD`] bytes.
+/// (The reactor also checks that no earlier job of those connections is at a worker.)
+fn fits_inline(batch: &[Job], max_jobs: usize) -> bool {
+    !batch.is_empty()
+        && batch.len() <= max_jobs
+        && batch.iter().all(cheap)
+        && batch.iter().map(payload_len).sum::<usize>() <= INLINE_MAX_PAYLOAD
 }
 
 /// Readiness events taken per `poll`.
@@ -491,7 +515,7 @@ impl Server {
     }
 
     /// Hands each worker its batch; a full queue keeps the batch for next iteration.
-    /// A small batch of cheap requests runs here instead (see `run_inline`).
+    /// A batch of cheap requests runs here instead (see `run_inline`).
     fn dispatch(&mut self, now: Instant) {
         if self.pool.is_none() {
             return;
@@ -524,13 +548,14 @@ impl Server {
     /// costs about 0.1 µs. Up to `inline_max_batch` such requests the hand-off is most
     /// of the work. Larger batches still go to the worker, where they run in parallel
     /// with the reactor's I/O, and so do expensive requests (SCAN, STATS, large
-    /// values), which would stall every connection if run here.
+    /// values) and batches copying more than [`INLINE_MAX_PAYLOAD`] bytes, which would
+    /// stall every connection if run here.
     ///
     /// A connection's jobs may run here only if none of its earlier jobs are still at
     /// the worker: otherwise its answers could overtake each other.
     fn inline_eligible(&mut self, n: usize) -> bool {
         let batch = &self.batches[n];
-        if batch.is_empty() || batch.len() > self.inline_max_batch {
+        if !fits_inline(batch, self.inline_max_batch) {
             return false;
         }
         let mut i = 0;
@@ -539,9 +564,6 @@ impl Server {
                 .iter()
                 .take_while(|j| j.conn == first.conn)
                 .count();
-            if !batch[i..i + run].iter().all(cheap) {
-                return false;
-            }
             if let Some(slot) = self.registry.get_mut(first.conn) {
                 // Every unanswered job of this connection is in this run.
                 if slot.conn.in_flight() as usize != run {

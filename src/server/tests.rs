@@ -68,3 +68,56 @@ fn held_frames_are_answered_when_executing_inline() {
 fn held_frames_are_answered_with_workers() {
     pipelined_gets_are_all_answered(1);
 }
+
+/// What the reactor runs itself: up to the count limit of cheap requests, and no
+/// batch that would copy more than the payload budget however few requests it has.
+#[test]
+fn batches_run_inline_only_within_count_cost_and_bytes() {
+    use super::{fits_inline, INLINE_MAX_PAYLOAD};
+    use crate::job::{ConnId, Job, JobOp};
+    use bytes::Bytes;
+
+    let job = |request: Request| Job {
+        conn: ConnId {
+            index: 3,
+            generation: 1,
+        },
+        id: RequestId(1),
+        op: JobOp::Request(request),
+    };
+    let get = || job(Request::Get { key: "k".into() });
+    let put = |len: usize| {
+        job(Request::Put {
+            key: "k".into(),
+            value: Bytes::from(vec![b'v'; len]),
+            ttl_ms: 0,
+        })
+    };
+    let gets = |n: usize| (0..n).map(|_| get()).collect::<Vec<_>>();
+
+    assert!(!fits_inline(&[], 1024), "nothing to run");
+    assert!(fits_inline(&gets(1024), 1024));
+    assert!(!fits_inline(&gets(1025), 1024), "over the count");
+    assert!(
+        !fits_inline(&gets(10), 0),
+        "a limit of 0 hands every batch off"
+    );
+
+    let small = 16 << 10;
+    let under: Vec<Job> = (0..INLINE_MAX_PAYLOAD / small)
+        .map(|_| put(small))
+        .collect();
+    assert!(fits_inline(&under, 1024));
+    let mut over = under.clone();
+    over.push(put(1));
+    assert!(!fits_inline(&over, 1024), "over the payload budget");
+    assert!(!fits_inline(&[put(small + 1)], 1024), "one large value");
+
+    let mut with_scan = gets(3);
+    with_scan.push(job(Request::Scan {
+        prefix: Bytes::new(),
+        cursor: Bytes::new(),
+        limit: 10,
+    }));
+    assert!(!fits_inline(&with_scan, 1024), "an expensive request");
+}

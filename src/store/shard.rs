@@ -44,9 +44,9 @@ impl Shard {
         let value = ValueBlob::copy_from(value);
         match self.table.get_mut(hash, key) {
             // Replacing keeps the stored key and leaves the ordered index alone.
-            Some(rec) => {
-                rec.version = version;
-                rec.value = value;
+            Some((old_version, old_value)) => {
+                *old_version = version;
+                *old_value = value;
             }
             None => {
                 let key = KeyBlob::copy_from(key);

@@ -23,6 +23,7 @@
 
 use super::blob::{KeyBlob, ValueBlob};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Smallest index array (words).
 const MIN_SLOTS: usize = 16;
@@ -31,7 +32,7 @@ const MIN_SLOTS: usize = 16;
 #[repr(C, align(64))]
 #[derive(Clone, Debug)]
 pub(super) struct Rec {
-    /// The key's full hash (grows the index without rehashing keys).
+    /// The key's full hash: checked before the key is compared.
     pub(super) hash: u64,
     /// The number of the write that made this record.
     pub(super) version: u64,
@@ -48,8 +49,8 @@ struct Index {
 }
 
 impl Index {
-    fn with_slots(n: usize) -> Box<Index> {
-        Box::new(Index {
+    fn with_slots(n: usize) -> Arc<Index> {
+        Arc::new(Index {
             mask: n - 1,
             words: (0..n).map(|_| AtomicU64::new(0)).collect(),
         })
@@ -81,11 +82,12 @@ fn record_of(word: u64) -> usize {
 /// One shard's records: see the module doc.
 #[derive(Debug)]
 pub(super) struct Table {
-    index: Box<Index>,
+    index: Arc<Index>,
     /// Earlier index arrays, kept so lock-free prefetching never reads freed memory.
-    /// Boxed because hints point at the `Index` itself, which must not move.
-    #[allow(clippy::vec_box)]
-    retired: Vec<Box<Index>>,
+    /// Behind `Arc`, not `Box`: hints hold raw pointers to the `Index`, and moving a
+    /// `Box` asserts unique access to its contents (Stacked Borrows), which would
+    /// invalidate them.
+    retired: Vec<Arc<Index>>,
     recs: Vec<Rec>,
 }
 
@@ -106,7 +108,7 @@ impl Table {
 
     /// The index position of `key`'s word, if it has a record.
     fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
-        let mut pos = tag(hash) as usize;
+        let mut pos = tag(hash) as usize & self.index.mask;
         loop {
             let word = self.index.word(pos);
             if word == 0 {
@@ -127,10 +129,12 @@ impl Table {
         Some(&self.recs[record_of(self.index.word(pos))])
     }
 
-    pub(super) fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Rec> {
+    /// The record's version and value, to replace them. Not its key or hash: the index
+    /// is built from those.
+    pub(super) fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<(&mut u64, &mut ValueBlob)> {
         let pos = self.find(hash, key)?;
-        let at = record_of(self.index.word(pos));
-        Some(&mut self.recs[at])
+        let rec = &mut self.recs[record_of(self.index.word(pos))];
+        Some((&mut rec.version, &mut rec.value))
     }
 
     /// Adds a record for a key that has none (the caller checked).
@@ -139,6 +143,8 @@ impl Table {
             self.grow();
         }
         let at = self.recs.len();
+        // The index word holds `at + 1` in 32 bits.
+        assert!(at < u32::MAX as usize, "table full");
         let hash = rec.hash;
         self.recs.push(rec);
         self.place(word_for(hash, at));
@@ -154,7 +160,7 @@ impl Table {
         if at != last {
             // The last record moved into the hole: point its word at its new place.
             let moved = self.recs[at].hash;
-            let mut p = tag(moved) as usize;
+            let mut p = tag(moved) as usize & self.index.mask;
             while self.index.word(p) != word_for(moved, last) {
                 p += 1;
             }
@@ -171,13 +177,13 @@ impl Table {
 
     /// Where lock-free readers find the current index and records.
     fn hint_pointers(&self) -> (*mut Index, *mut Rec) {
-        let index: *const Index = &*self.index;
+        let index: *const Index = Arc::as_ptr(&self.index);
         (index.cast_mut(), self.recs.as_ptr().cast_mut())
     }
 
     /// Puts `word` in the first empty position from its home on.
     fn place(&mut self, word: u64) {
-        let mut pos = (word >> 32) as usize;
+        let mut pos = (word >> 32) as usize & self.index.mask;
         while self.index.word(pos) != 0 {
             pos += 1;
         }
@@ -209,11 +215,15 @@ impl Table {
     fn grow(&mut self) {
         let bigger = Index::with_slots(self.index.words.len() * 2);
         let old = std::mem::replace(&mut self.index, bigger);
-        self.retired.push(old);
-        for at in 0..self.recs.len() {
-            let word = word_for(self.recs[at].hash, at);
-            self.place(word);
+        // Each word carries its tag, which is all `place` needs: read the old index
+        // sequentially instead of one line of every record.
+        for word in old.words.iter() {
+            let word = word.load(Ordering::Relaxed);
+            if word != 0 {
+                self.place(word);
+            }
         }
+        self.retired.push(old);
     }
 }
 
@@ -264,7 +274,7 @@ impl Hint {
     /// [`Hint::prefetch_index`] of the same hash has had time to land.
     pub(super) fn prefetch_record(&self, hash: u64) {
         let index = self.index();
-        let home = tag(hash) as usize;
+        let home = tag(hash) as usize & index.mask;
         // A few words at most: a longer run is rare at half load, and this is a hint.
         for pos in home..home + 4 {
             let word = index.word(pos);
@@ -354,7 +364,7 @@ mod tests {
                     Op::Put(k) => {
                         let h = weak_hash(k);
                         match table.get_mut(h, &[k]) {
-                            Some(r) => r.version = version,
+                            Some((v, _)) => *v = version,
                             None => table.insert_new(rec(h, &[k], version)),
                         }
                         model.insert(k, version);
@@ -397,6 +407,130 @@ mod tests {
         for i in 0..1000u64 {
             let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             assert_eq!(table.get(h, &i.to_le_bytes()).unwrap().version, i);
+        }
+    }
+
+    /// Structural invariants: each record named by exactly one word, each word's
+    /// tag matches its record's hash, and no empty slot between a word's home and it.
+    fn check(t: &Table) {
+        let n = t.index.words.len();
+        let mask = t.index.mask;
+        let mut seen = vec![false; t.recs.len()];
+        for pos in 0..n {
+            let w = t.index.word(pos);
+            if w == 0 {
+                continue;
+            }
+            let at = record_of(w);
+            assert!(
+                at < t.recs.len(),
+                "word at {pos} names record {at} of {}",
+                t.recs.len()
+            );
+            assert!(!seen[at], "record {at} named twice");
+            seen[at] = true;
+            assert_eq!(w >> 32, tag(t.recs[at].hash));
+            let home = (w >> 32) as usize & mask;
+            let mut p = home;
+            while p != pos {
+                assert_ne!(t.index.word(p), 0, "hole between home {home} and {pos}");
+                p = (p + 1) & mask;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert!(t.recs.len() * 2 <= n);
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    fn run(seed: u64, keys: u64, hash: impl Fn(u64) -> u64, ops: usize) {
+        let mut rng = Rng(seed);
+        let mut t = Table::default();
+        let hint = Hint::new(&t);
+        let mut model: HashMap<u64, u64> = HashMap::new();
+        for v in 1..=ops as u64 {
+            let k = rng.next() % keys;
+            let h = hash(k);
+            let key = k.to_le_bytes();
+            if rng.next() % 3 == 0 {
+                let got = t.remove(h, &key).map(|r| r.version);
+                assert_eq!(got, model.remove(&k), "remove {k}");
+            } else {
+                match t.get_mut(h, &key) {
+                    Some((version, _)) => *version = v,
+                    None => t.insert_new(rec(h, &key, v)),
+                }
+                model.insert(k, v);
+            }
+            hint.publish(&t);
+            hint.prefetch_index(h);
+            hint.prefetch_record(h);
+            if v % 97 == 0 {
+                check(&t);
+            }
+        }
+        check(&t);
+        for k in 0..keys {
+            assert_eq!(
+                t.get(hash(k), &k.to_le_bytes()).map(|r| r.version),
+                model.get(&k).copied()
+            );
+        }
+        // Drain everything, including the last record.
+        for k in 0..keys {
+            let got = t.remove(hash(k), &k.to_le_bytes()).map(|r| r.version);
+            assert_eq!(got, model.remove(&k));
+            check(&t);
+        }
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn wraps_at_the_end_of_the_index() {
+        // Tags all at the top of any power-of-two index: runs wrap past the end.
+        for seed in 1..20u64 {
+            run(
+                seed,
+                40,
+                |k| ((0xFFFF_FFFF - (k % 5)) << 32) | (k * 16),
+                3000,
+            );
+        }
+    }
+
+    #[test]
+    fn identical_hashes_and_tags() {
+        for seed in 1..20u64 {
+            // Every key the same full hash.
+            run(seed, 30, |_| 0xFFFF_FFFF_0000_0000, 2000);
+            // Same tag, different low halves.
+            run(seed, 30, |k| 0xFFFF_FFF0_0000_0000 | k, 2000);
+        }
+    }
+
+    #[test]
+    fn random_hashes_many_ops() {
+        for seed in 1..6u64 {
+            run(
+                seed,
+                3000,
+                |k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17),
+                60_000,
+            );
+            run(
+                seed,
+                500,
+                |k| (k % 61).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (k << 40),
+                20_000,
+            );
         }
     }
 }
