@@ -281,6 +281,22 @@ fn decode_pipelined(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // As the server decodes: taking each frame, so its body becomes the last field.
+    g.bench_function("get9_put1_x1000_owned", |b| {
+        let mut decoder = Decoder::new(limits.max_frame);
+        b.iter_batched(
+            || wire.clone(),
+            |mut buf| {
+                let mut n = 0;
+                while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+                    black_box(Request::decode_owned(frame, &limits).unwrap());
+                    n += 1;
+                }
+                assert_eq!(n, FRAMES);
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("frames_only_x1000", |b| {
         let mut decoder = Decoder::new(limits.max_frame);
         b.iter_batched(

@@ -141,6 +141,8 @@ proptest! {
         prop_assert_eq!(frames[0].header.request_id, RequestId(id));
         let decoded = Request::decode(&frames[0], &limits()).unwrap();
         prop_assert_eq!(&decoded, &req);
+        let owned = Request::decode_owned(frames[0].clone(), &limits()).unwrap();
+        prop_assert_eq!(&owned, &req);
         let mut again = BytesMut::new();
         decoded.encode(RequestId(id), &mut again);
         prop_assert_eq!(again, encoded);
@@ -195,7 +197,9 @@ proptest! {
             loop {
                 match decoder.decode(&mut buf) {
                     Ok(Some(frame)) => {
-                        let _ = Request::decode(&frame, &Limits::with_max_frame(max));
+                        let limits = Limits::with_max_frame(max);
+                        let borrowed = Request::decode(&frame, &limits);
+                        prop_assert_eq!(borrowed, Request::decode_owned(frame.clone(), &limits));
                         let _ = Response::decode(&frame);
                     }
                     Ok(None) => break,

@@ -399,7 +399,7 @@ impl Connection {
                 "frame version differs from the connection's",
             )
         } else {
-            match Request::decode(&frame, &self.limits.protocol) {
+            match Request::decode_owned(frame, &self.limits.protocol) {
                 Err(e) => reject(e.status, e.reason),
                 Ok(Request::Hello { .. }) if !first => reject(
                     Status::BAD_REQUEST,

@@ -5,7 +5,7 @@
 
 use crate::error::RequestError;
 use byteorder::{BigEndian, ByteOrder};
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 /// Reads fields off the front of a frame body.
 #[derive(Debug)]
@@ -53,6 +53,14 @@ impl Reader {
     pub fn bytes(&mut self, n: usize) -> Result<Bytes, RequestError> {
         let start = self.pos;
         self.take(n)?;
+        if self.pos == self.body.len() {
+            // The last field: hand over the reader's own reference to the buffer
+            // instead of taking another (two atomic operations per request saved).
+            let mut last = std::mem::take(&mut self.body);
+            last.advance(start);
+            self.pos = 0;
+            return Ok(last);
+        }
         Ok(self.body.slice(start..self.pos))
     }
 
@@ -70,8 +78,9 @@ impl Reader {
 
     /// Everything not yet read.
     pub fn rest(&mut self) -> Bytes {
-        let rest = self.body.slice(self.pos..);
-        self.pos = self.body.len();
+        let mut rest = std::mem::take(&mut self.body);
+        rest.advance(self.pos);
+        self.pos = 0;
         rest
     }
 
