@@ -215,7 +215,10 @@ pub fn check_frame(frame: &Frame, max_frame: u32) {
     let limits = Limits::with_max_frame(max_frame);
     let bytes = frame_bytes(frame);
     let h = frame.header;
-    match Request::decode(frame, &limits) {
+    let decoded = Request::decode(frame, &limits);
+    // Taking the frame (as the server does) must decide exactly the same.
+    assert_eq!(Request::decode_owned(frame.clone(), &limits), decoded);
+    match decoded {
         Ok(request) => {
             assert_eq!(request.opcode(), h.opcode);
             assert_eq!((h.flags, h.status), (Flags::NONE, Status::OK));
