@@ -5,6 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
+use switchboard::command::{self, Context};
+use switchboard::job::{ConnId, Job, JobOp};
+use switchboard::protocol::{Limits, Request, RequestId};
 use switchboard::store::Store;
 
 const KEYS: usize = 100_000;
@@ -58,28 +61,6 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    // Every key once, in an order no cache or prefetcher follows: what a pipelined GET
-    // load over the whole key space asks of memory. Groups of 32 as the server runs
-    // them, with and without warming each group first.
-    let all: Vec<Vec<u8>> = (0..KEYS).map(|i| key(i * 7_919 % KEYS)).collect();
-    let mut g = c.benchmark_group("store_cold");
-    g.throughput(Throughput::Elements(all.len() as u64));
-    let read = |group: &[Vec<u8>]| {
-        for k in group {
-            black_box(store.read(k, |v, value| v + value.len() as u64));
-        }
-    };
-    g.bench_function("read_hit", |b| b.iter(|| all.chunks(32).for_each(read)));
-    g.bench_function("read_hit_prefetched", |b| {
-        b.iter(|| {
-            for group in all.chunks(32) {
-                store.prefetch(group.iter().map(|k| &k[..]));
-                read(group);
-            }
-        })
-    });
-    g.finish();
-
     drop(store);
     let big = Store::new(0);
     let n = 1_000_000;
@@ -112,5 +93,44 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Every key once, in an order no cache or prefetcher follows: what a pipelined GET
+/// load over the whole key space asks of memory. Run as the server runs a batch, with
+/// and without `command::prefetch_ahead` before each job.
+fn cold(c: &mut Criterion) {
+    let ctx = Context::new(Limits::default(), 0, 0);
+    for i in 0..KEYS {
+        ctx.store.put(&key(i), &[b'v'; 64]).unwrap();
+    }
+    let jobs: Vec<Job> = (0..KEYS)
+        .map(|i| Job {
+            conn: ConnId {
+                index: 0,
+                generation: 0,
+            },
+            id: RequestId(i as u32),
+            op: JobOp::Request(Request::Get {
+                key: key(i * 7_919 % KEYS).into(),
+            }),
+        })
+        .collect();
+    let read = |job: &Job| {
+        if let JobOp::Request(Request::Get { key }) = &job.op {
+            black_box(ctx.store.read(key, |v, value| v + value.len() as u64));
+        }
+    };
+    let mut g = c.benchmark_group("store_cold");
+    g.throughput(Throughput::Elements(jobs.len() as u64));
+    g.bench_function("read_hit", |b| b.iter(|| jobs.iter().for_each(read)));
+    g.bench_function("read_hit_prefetched", |b| {
+        b.iter(|| {
+            for (i, job) in jobs.iter().enumerate() {
+                command::prefetch_ahead(&ctx, &jobs, i);
+                read(job);
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, cold);
 criterion_main!(benches);

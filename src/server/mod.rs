@@ -430,13 +430,11 @@ impl Server {
         // Frames held back by the in-flight limit, or left by an ended input.
         slot.conn.poll_jobs(batch);
         if self.pool.is_none() {
-            for group in batch.chunks(command::PREFETCH_DEPTH) {
-                command::prefetch(&self.ctx, group);
-                for job in group {
-                    slot.conn.complete(1, |out| {
-                        command::apply_counted(&self.ctx, job, out, &mut self.tally)
-                    });
-                }
+            for (i, job) in batch.iter().enumerate() {
+                command::prefetch_ahead(&self.ctx, batch, i);
+                slot.conn.complete(1, |out| {
+                    command::apply_counted(&self.ctx, job, out, &mut self.tally)
+                });
             }
             batch.clear();
         }
@@ -580,18 +578,16 @@ impl Server {
         let mut batch = std::mem::take(&mut self.batches[n]);
         // A connection's jobs are consecutive: write each run's answers once it is done.
         let mut last: Option<ConnId> = None;
-        for group in batch.chunks(command::PREFETCH_DEPTH) {
-            command::prefetch(&self.ctx, group);
-            for job in group {
-                if let Some(done) = last.filter(|&id| id != job.conn) {
-                    self.flush(done, now);
-                }
-                last = Some(job.conn);
-                if let Some(slot) = self.registry.get_mut(job.conn) {
-                    slot.conn.complete(1, |out| {
-                        command::apply_counted(&self.ctx, job, out, &mut self.tally)
-                    });
-                }
+        for (i, job) in batch.iter().enumerate() {
+            command::prefetch_ahead(&self.ctx, &batch, i);
+            if let Some(done) = last.filter(|&id| id != job.conn) {
+                self.flush(done, now);
+            }
+            last = Some(job.conn);
+            if let Some(slot) = self.registry.get_mut(job.conn) {
+                slot.conn.complete(1, |out| {
+                    command::apply_counted(&self.ctx, job, out, &mut self.tally)
+                });
             }
         }
         if let Some(id) = last {

@@ -19,7 +19,8 @@
 //!   two cache misses, and a lock per lookup makes each wait for the one before.
 //!   [`Store::prefetch`] takes a batch's keys and, without locking, asks the memory
 //!   system for every index line and then every record they name; the lookups that
-//!   follow find them cached. It is only a hint: results never depend on it.
+//!   follow find them cached. Batches run its two stages a group or two ahead of the
+//!   jobs (`command::prefetch_ahead`). It is only a hint: results never depend on it.
 //! * **One version counter.** A single `AtomicU64` numbers every successful write
 //!   (PUT, CAS, DELETE). A record's version is the number of the write that made it,
 //!   so versions rise on every write and never repeat for a key, even across delete
@@ -58,10 +59,6 @@ use table::Hint;
 /// Number of lock stripes. A power of two, so a hash picks one with a mask; 16 keeps
 /// lock contention negligible for a handful of workers while a SCAN merges few runs.
 pub const SHARDS: usize = 16;
-
-/// Most keys one [`Store::prefetch`] call warms: what two passes over a batch can have
-/// in flight before the first lines it asked for would be evicted again.
-pub const PREFETCH_MAX: usize = 64;
 
 /// Bytes charged per record besides keys and values too long to be stored inline: the
 /// record itself (128 bytes, holding a key of up to 30 bytes and a value of up to 70),
@@ -208,19 +205,29 @@ impl Store {
 
     /// Starts loading from memory what reading each of `keys` will touch, so that a
     /// batch's lookups find a warm cache instead of each waiting for its own misses.
-    /// Purely a hint: it takes no lock and changes nothing. Works in two passes (index
-    /// lines, then the records they name) over at most [`PREFETCH_MAX`] keys; the
-    /// rest are ignored.
-    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
-        let mut hashes = [0u64; PREFETCH_MAX];
-        let mut n = 0;
-        for key in keys.take(PREFETCH_MAX) {
+    /// Purely a hint: it takes no lock and changes nothing. The same as
+    /// [`prefetch_index`](Self::prefetch_index) then
+    /// [`prefetch_records`](Self::prefetch_records) of the same keys; a long batch does
+    /// better to run those two stages a group or two ahead of its lookups (see
+    /// `command::prefetch_ahead`), so each has time to land.
+    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]> + Clone) {
+        self.prefetch_index(keys.clone());
+        self.prefetch_records(keys);
+    }
+
+    /// First stage of [`prefetch`](Self::prefetch): the index lines `keys` hash to.
+    pub fn prefetch_index<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        for key in keys {
             let hash = self.hash(key);
             self.stripe_of(hash).hint.prefetch_index(hash);
-            hashes[n] = hash;
-            n += 1;
         }
-        for &hash in &hashes[..n] {
+    }
+
+    /// Second stage of [`prefetch`](Self::prefetch): the records the index names for
+    /// `keys`. It reads the index, so it waits for any of those lines not yet cached.
+    pub fn prefetch_records<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        for key in keys {
+            let hash = self.hash(key);
             self.stripe_of(hash).hint.prefetch_record(hash);
         }
     }

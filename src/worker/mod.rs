@@ -153,13 +153,11 @@ impl Worker {
         let mut tally = Tally::default();
         while let Ok(mut jobs) = self.jobs.recv() {
             let mut done = self.free.try_recv().unwrap_or_default();
-            for group in jobs.chunks(command::PREFETCH_DEPTH) {
-                command::prefetch(&self.ctx, group);
-                for job in group {
-                    let before = done.out.len();
-                    command::apply_counted(&self.ctx, job, &mut done.out, &mut tally);
-                    done.record(job.conn, done.out.len() - before);
-                }
+            for (i, job) in jobs.iter().enumerate() {
+                command::prefetch_ahead(&self.ctx, &jobs, i);
+                let before = done.out.len();
+                command::apply_counted(&self.ctx, job, &mut done.out, &mut tally);
+                done.record(job.conn, done.out.len() - before);
             }
             jobs.clear();
             self.ctx.stats.counters.absorb(&mut tally);
