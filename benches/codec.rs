@@ -10,11 +10,14 @@
 //! ```
 
 use bytes::{Bytes, BytesMut};
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    black_box, criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use switchboard::protocol::msg::hello::HelloReply;
 use switchboard::protocol::msg::scan::{ScanEntry, ScanPage};
 use switchboard::protocol::{
-    Decoder, Limits, Opcode, Request, RequestId, Response, ResponseBody, Status,
+    Decoder, Frame, Limits, Opcode, Request, RequestId, Response, ResponseBody, Status,
 };
 
 const KEY: &[u8] = b"key:000000000042";
@@ -266,51 +269,32 @@ fn decode_pipelined(c: &mut Criterion) {
         };
         req.encode(RequestId(i as u32), &mut wire);
     }
-    g.bench_function("get9_put1_x1000", |b| {
-        let mut decoder = Decoder::new(limits.max_frame);
-        b.iter_batched(
-            || wire.clone(),
-            |mut buf| {
-                let mut n = 0;
-                while let Some(frame) = decoder.decode(&mut buf).unwrap() {
-                    black_box(Request::decode(&frame, &limits).unwrap());
-                    n += 1;
-                }
-                assert_eq!(n, FRAMES);
-            },
-            BatchSize::SmallInput,
-        )
+    let frames = |g: &mut BenchmarkGroup<'_, WallTime>, name: &str, each: &dyn Fn(Frame)| {
+        g.bench_function(name, |b| {
+            let mut decoder = Decoder::new(limits.max_frame);
+            b.iter_batched(
+                || wire.clone(),
+                |mut buf| {
+                    let mut n = 0;
+                    while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+                        each(frame);
+                        n += 1;
+                    }
+                    assert_eq!(n, FRAMES);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    };
+    frames(&mut g, "get9_put1_x1000", &|frame| {
+        black_box(Request::decode(&frame, &limits).unwrap());
     });
     // As the server decodes: taking each frame, so its body becomes the last field.
-    g.bench_function("get9_put1_x1000_owned", |b| {
-        let mut decoder = Decoder::new(limits.max_frame);
-        b.iter_batched(
-            || wire.clone(),
-            |mut buf| {
-                let mut n = 0;
-                while let Some(frame) = decoder.decode(&mut buf).unwrap() {
-                    black_box(Request::decode_owned(frame, &limits).unwrap());
-                    n += 1;
-                }
-                assert_eq!(n, FRAMES);
-            },
-            BatchSize::SmallInput,
-        )
+    frames(&mut g, "get9_put1_x1000_owned", &|frame| {
+        black_box(Request::decode_owned(frame, &limits).unwrap());
     });
-    g.bench_function("frames_only_x1000", |b| {
-        let mut decoder = Decoder::new(limits.max_frame);
-        b.iter_batched(
-            || wire.clone(),
-            |mut buf| {
-                let mut n = 0;
-                while let Some(frame) = decoder.decode(&mut buf).unwrap() {
-                    black_box(frame.header.request_id);
-                    n += 1;
-                }
-                assert_eq!(n, FRAMES);
-            },
-            BatchSize::SmallInput,
-        )
+    frames(&mut g, "frames_only_x1000", &|frame| {
+        black_box(frame.header.request_id);
     });
     g.finish();
 }
