@@ -49,10 +49,11 @@ pub const PREFETCH_GROUP: usize = 8;
 /// loads two stages ahead of the jobs being run. Entering group `n`, it asks for the
 /// index lines of group `n + 2` and for the records of group `n + 1`, whose index
 /// lines were asked for one group earlier; by the time a job runs, its index line and
-/// record have had a whole group's execution to arrive (see [`Store::prefetch`]).
-/// Groups of 8 beat one two-pass prefetch of 32 jobs by a third on a cold store
-/// (`cargo bench --bench store -- store_cold`). A hint only: skipping it changes no
-/// result.
+/// record have had a whole group's execution to arrive (see
+/// [`Store::prefetch_index`]). Both stages over 32 jobs just before running them left
+/// the second waiting for index lines; this pipeline took the server's CPU per
+/// pipelined GET from 0.52–0.57 to 0.50–0.51 µs (BENCHMARKS.md). A hint only:
+/// skipping it changes no result.
 pub fn prefetch_ahead(ctx: &Context, jobs: &[Job], i: usize) {
     if i % PREFETCH_GROUP != 0 {
         return;

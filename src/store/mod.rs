@@ -17,10 +17,11 @@
 //!   GET's CPU.)
 //! * **Prefetched in batches.** With a store larger than the CPU caches, a lookup is
 //!   two cache misses, and a lock per lookup makes each wait for the one before.
-//!   [`Store::prefetch`] takes a batch's keys and, without locking, asks the memory
-//!   system for every index line and then every record they name; the lookups that
-//!   follow find them cached. Batches run its two stages a group or two ahead of the
-//!   jobs (`command::prefetch_ahead`). It is only a hint: results never depend on it.
+//!   [`Store::prefetch_index`] and [`Store::prefetch_records`] take a batch's keys
+//!   and, without locking, ask the memory system for every index line and then every
+//!   record they name; the lookups that follow find them cached. Batches run the two
+//!   stages a group or two ahead of the jobs (`command::prefetch_ahead`). It is only
+//!   a hint: results never depend on it.
 //! * **One version counter.** A single `AtomicU64` numbers every successful write
 //!   (PUT, CAS, DELETE). A record's version is the number of the write that made it,
 //!   so versions rise on every write and never repeat for a key, even across delete
@@ -203,19 +204,11 @@ impl Store {
         }
     }
 
-    /// Starts loading from memory what reading each of `keys` will touch, so that a
-    /// batch's lookups find a warm cache instead of each waiting for its own misses.
-    /// Purely a hint: it takes no lock and changes nothing. The same as
-    /// [`prefetch_index`](Self::prefetch_index) then
-    /// [`prefetch_records`](Self::prefetch_records) of the same keys; a long batch does
-    /// better to run those two stages a group or two ahead of its lookups (see
-    /// `command::prefetch_ahead`), so each has time to land.
-    pub fn prefetch<'k>(&self, keys: impl Iterator<Item = &'k [u8]> + Clone) {
-        self.prefetch_index(keys.clone());
-        self.prefetch_records(keys);
-    }
-
-    /// First stage of [`prefetch`](Self::prefetch): the index lines `keys` hash to.
+    /// Starts loading the index lines `keys` hash to: the first of the two stages that
+    /// let a batch's lookups find a warm cache instead of each waiting for its own
+    /// misses. Purely a hint: it takes no lock and changes nothing. Run it a group of
+    /// jobs or two ahead of [`prefetch_records`](Self::prefetch_records) for the same
+    /// keys, and that a group ahead of the lookups (`command::prefetch_ahead`).
     pub fn prefetch_index<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
         for key in keys {
             let hash = self.hash(key);
@@ -223,8 +216,9 @@ impl Store {
         }
     }
 
-    /// Second stage of [`prefetch`](Self::prefetch): the records the index names for
-    /// `keys`. It reads the index, so it waits for any of those lines not yet cached.
+    /// Starts loading the records the index names for `keys`: the second stage (see
+    /// [`prefetch_index`](Self::prefetch_index)). It reads the index, so it waits for
+    /// any of those lines not yet cached. A hint only, like the first.
     pub fn prefetch_records<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
         for key in keys {
             let hash = self.hash(key);
