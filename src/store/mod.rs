@@ -284,13 +284,12 @@ impl Store {
     /// [`WriteError::MemoryLimit`] when the record would not fit.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, WriteError> {
         let hash = self.hash(key);
-        let mut locked = self.shard_mut(hash);
-        let shard = &mut locked.shard;
-        let old = shard.cost_of(hash, key);
-        self.charge(old, record_cost(key, value))?;
-        let version = self.next_version();
-        shard.insert(hash, key, value, version);
-        Ok(version)
+        self.shard_mut(hash)
+            .shard
+            .write(hash, key, value, |_, old| {
+                self.charge(old, record_cost(key, value))?;
+                Ok(self.next_version())
+            })
     }
 
     /// Writes a record only if its version is `expected` (0 = only if absent).
@@ -300,17 +299,15 @@ impl Store {
     /// [`WriteError::MemoryLimit`].
     pub fn cas(&self, key: &[u8], expected: u64, value: &[u8]) -> Result<u64, WriteError> {
         let hash = self.hash(key);
-        let mut locked = self.shard_mut(hash);
-        let shard = &mut locked.shard;
-        let current = shard.version_of(hash, key);
-        if current != expected {
-            return Err(WriteError::VersionConflict { current });
-        }
-        let old = shard.cost_of(hash, key);
-        self.charge(old, record_cost(key, value))?;
-        let version = self.next_version();
-        shard.insert(hash, key, value, version);
-        Ok(version)
+        self.shard_mut(hash)
+            .shard
+            .write(hash, key, value, |current, old| {
+                if current != expected {
+                    return Err(WriteError::VersionConflict { current });
+                }
+                self.charge(old, record_cost(key, value))?;
+                Ok(self.next_version())
+            })
     }
 
     /// Removes a record, only at version `expected` unless it is 0; returns the number

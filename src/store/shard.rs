@@ -10,7 +10,7 @@
 
 use super::blob::{KeyBlob, ValueBlob};
 use super::table::{Rec, Table};
-use super::{record_cost, PageEntry};
+use super::{record_cost, PageEntry, WriteError};
 use std::collections::BTreeSet;
 use std::ops::Bound;
 
@@ -34,31 +34,33 @@ impl Shard {
         self.get(hash, key).map_or(0, |r| r.version)
     }
 
-    /// What the record is charged now, or 0 when there is none.
-    pub(super) fn cost_of(&self, hash: u64, key: &[u8]) -> u64 {
-        self.get(hash, key)
-            .map_or(0, |r| record_cost(key, &r.value))
-    }
-
-    pub(super) fn insert(&mut self, hash: u64, key: &[u8], value: &[u8], version: u64) {
-        let value = ValueBlob::copy_from(value);
-        match self.table.get_mut(hash, key) {
-            // Replacing keeps the stored key and leaves the ordered index alone.
-            Some((old_version, old_value)) => {
-                *old_version = version;
-                *old_value = value;
-            }
-            None => {
-                let key = KeyBlob::copy_from(key);
-                self.order.insert(key.clone());
-                self.table.insert_new(Rec {
-                    hash,
-                    version,
-                    key,
-                    value,
-                });
-            }
+    /// Creates or replaces `key`'s record with one lookup. `decide` sees the current
+    /// version (0 when there is none) and what the record is charged now (0 likewise),
+    /// and returns the new version or refuses, in which case nothing changes.
+    pub(super) fn write(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        decide: impl FnOnce(u64, u64) -> Result<u64, WriteError>,
+    ) -> Result<u64, WriteError> {
+        // Replacing keeps the stored key and leaves the ordered index alone.
+        if let Some((version, stored)) = self.table.get_mut(hash, key) {
+            let new = decide(*version, record_cost(key, stored))?;
+            *version = new;
+            *stored = ValueBlob::copy_from(value);
+            return Ok(new);
         }
+        let version = decide(0, 0)?;
+        let key = KeyBlob::copy_from(key);
+        self.order.insert(key.clone());
+        self.table.insert_new(Rec {
+            hash,
+            version,
+            key,
+            value: ValueBlob::copy_from(value),
+        });
+        Ok(version)
     }
 
     /// Removes the record; returns what it was charged.
