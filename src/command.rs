@@ -1,18 +1,22 @@
 //! Executing a job: one `match` from request to store call to encoded response.
 //!
-//! [`apply`] is the only place a request meets the store. Workers call it for each job
-//! of a batch, appending to one shared output buffer; with `--workers 0` the reactor
-//! calls it with the connection's own output buffer. Either way nothing is allocated
-//! per request except the stored copy of a written value.
+//! [`apply`] is the only place a request meets the store. The batch executor
+//! ([`exec::run_batch`](crate::exec::run_batch)) calls it for each job, with a
+//! [`Sink`] that is either a worker's batch buffer or, when the reactor runs the
+//! request, the connection's own output queue. Nothing is allocated per request
+//! except the stored copy of a written value; long values are answered by reference
+//! (see [`exec::sink`](crate::exec::sink)), never copied.
 
 use crate::config::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
 use crate::conn::SUPPORTED_FEATURES;
+use crate::exec::sink::Sink;
 use crate::job::{Job, JobOp};
-use crate::protocol::msg::{self, hello::HelloReply, scan::ScanWriter};
+use crate::protocol::msg::{self, hello::HelloReply, scan::SizedScanWriter};
 use crate::protocol::{encode, Limits, Opcode, Request, RequestId, Status, MAX_VERSION};
 use crate::stats::{Stats, Tally};
 use crate::store::{Store, WriteError};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The server's name and version, as HELLO reports it.
 pub const SERVER_NAME: &str = concat!("switchboard ", env!("CARGO_PKG_VERSION"));
@@ -28,6 +32,10 @@ pub struct Context {
     pub limits: Limits,
     /// Worker threads, reported by STATS.
     pub workers: usize,
+    /// Set when the server stops executing requests (a shutdown's deadline is near, or
+    /// a second signal came): no job starts after it, and jobs not started are
+    /// answered SHUTTING_DOWN.
+    pub cancel: AtomicBool,
 }
 
 impl Context {
@@ -38,7 +46,13 @@ impl Context {
             stats: Stats::default(),
             limits,
             workers,
+            cancel: AtomicBool::new(false),
         }
+    }
+
+    /// True once work is being cancelled (see [`cancel`](Self::cancel)).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
     }
 }
 
@@ -88,7 +102,7 @@ fn point_key(job: &Job) -> Option<&[u8]> {
 
 /// Executes one job, appends its response frame to `out`, and publishes its counts at
 /// once. Hot paths use [`apply_counted`] and publish once per batch.
-pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
+pub fn apply<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S) {
     let mut tally = Tally::default();
     apply_counted(ctx, job, out, &mut tally);
     ctx.stats.counters.absorb(&mut tally);
@@ -102,20 +116,20 @@ pub fn apply(ctx: &Context, job: &Job, out: &mut BytesMut) {
 /// the event is counted, and the thread (the reactor, or a worker holding other
 /// connections' answers) lives on. The store stays usable: its locks recover from
 /// poisoning, and a write either happened or did not.
-pub fn apply_counted(ctx: &Context, job: &Job, out: &mut BytesMut, tally: &mut Tally) {
+pub fn apply_counted<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S, tally: &mut Tally) {
     let before = out.len();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         execute(ctx, job, out, tally)
     }));
     if result.is_err() {
-        out.truncate(before);
+        out.rollback(before);
         tally.internal_errors += 1;
         let opcode = match &job.op {
             JobOp::Request(r) => r.opcode(),
             JobOp::Reject { opcode, .. } => *opcode,
         };
         encode::error(
-            out,
+            out.buf(),
             opcode,
             job.id,
             Status::INTERNAL_ERROR,
@@ -124,7 +138,7 @@ pub fn apply_counted(ctx: &Context, job: &Job, out: &mut BytesMut, tally: &mut T
     }
 }
 
-fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
+fn execute<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S, c: &mut Tally) {
     c.requests_total += 1;
     let id = job.id;
     let request = match &job.op {
@@ -139,7 +153,7 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
             } else {
                 c.request_errors += 1;
             }
-            encode::error(out, *opcode, id, *status, reason.as_bytes());
+            encode::error(out.buf(), *opcode, id, *status, reason.as_bytes());
             return;
         }
     };
@@ -149,13 +163,14 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
             tests::maybe_panic(key);
             c.cmd_get += 1;
             let found = ctx.store.read(key, |version, value| {
-                msg::get::encode_response(out, id, version, value);
+                msg::get::encode_response_head(out.buf(), id, version, value.len());
+                out.value(&value, value.shared());
             });
             match found {
                 Some(()) => c.get_hits += 1,
                 None => {
                     c.get_misses += 1;
-                    encode::not_found(out, Opcode::GET, id);
+                    encode::not_found(out.buf(), Opcode::GET, id);
                 }
             }
         }
@@ -188,7 +203,7 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
         }
         Request::Ping { payload } => {
             c.cmd_ping += 1;
-            msg::ping::encode_response(out, id, payload);
+            msg::ping::encode_response(out.buf(), id, payload);
         }
         Request::Stats => {
             c.cmd_stats += 1;
@@ -196,7 +211,7 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
             ctx.stats.counters.absorb(c);
             let store = &ctx.store;
             ctx.stats.encode(
-                out,
+                out.buf(),
                 id,
                 &[
                     ("keys", store.len()),
@@ -221,19 +236,20 @@ fn execute(ctx: &Context, job: &Job, out: &mut BytesMut, c: &mut Tally) {
                 max_value: ctx.limits.max_value,
                 server: Bytes::from_static(SERVER_NAME.as_bytes()),
             };
-            msg::hello::encode_response(out, id, &reply);
+            msg::hello::encode_response(out.buf(), id, &reply);
         }
     }
 }
 
 /// Encodes the outcome of a write.
-fn written(
+fn written<S: Sink + ?Sized>(
     c: &mut Tally,
     opcode: Opcode,
     id: RequestId,
     result: Result<u64, WriteError>,
-    out: &mut BytesMut,
+    out: &mut S,
 ) {
+    let out = out.buf();
     match result {
         Ok(version) => encode::written(out, opcode, id, version),
         Err(WriteError::NotFound) => encode::not_found(out, opcode, id),
@@ -254,14 +270,15 @@ fn written(
     }
 }
 
-/// Encodes one SCAN page, stopping early rather than passing the frame limit.
-fn scan(
+/// Encodes one SCAN page, stopping early rather than passing the frame limit. Long
+/// values go into the answer by reference, as GET's do.
+fn scan<S: Sink + ?Sized>(
     ctx: &Context,
     id: RequestId,
     prefix: &[u8],
     cursor: &[u8],
     limit: u16,
-    out: &mut BytesMut,
+    out: &mut S,
 ) {
     let limit = match limit {
         0 => DEFAULT_SCAN_LIMIT,
@@ -269,25 +286,33 @@ fn scan(
     };
     let page = ctx.store.scan(prefix, cursor, usize::from(limit));
     let max_body = ctx.limits.max_body() as usize;
-    let mut w = ScanWriter::begin(out, id, page.seq);
-    let mut last: Option<&[u8]> = None;
-    let mut cut_short = false;
+    // First decide how many entries fit, so the frame's length is known before any of
+    // it is written: always one (the limits guarantee any single record fits a frame),
+    // then more while the body, with the last key as the next cursor, stays in bounds.
+    let mut count = 0;
+    let mut entries_len = 0;
     for entry in &page.records {
-        let (key, value) = (entry.key(), entry.value());
-        let needed = w.body_len_with(out, key.len(), value.len(), key.len());
-        // Always take one entry: the limits guarantee any single record fits a frame.
-        if w.count() > 0 && needed > max_body {
-            cut_short = true;
+        let with =
+            entries_len + msg::scan::ENTRY_OVERHEAD + entry.key().len() + entry.value().len();
+        if count > 0 && msg::scan::RESPONSE_OVERHEAD + with + entry.key().len() > max_body {
             break;
         }
-        w.entry(out, key, entry.version(), value);
-        last = Some(key);
+        entries_len = with;
+        count += 1;
     }
-    let next = match last {
-        Some(key) if cut_short || page.more => key,
+    let cut_short = count < page.records.len();
+    let next: &[u8] = match count.checked_sub(1).map(|i| &page.records[i]) {
+        Some(last) if cut_short || page.more => last.key(),
         _ => &[],
     };
-    w.finish(out, next);
+    let body = msg::scan::RESPONSE_OVERHEAD + entries_len + next.len();
+    SizedScanWriter::begin(out.buf(), id, page.seq, count as u32, body);
+    for entry in &page.records[..count] {
+        let value = entry.value_ref();
+        SizedScanWriter::entry_head(out.buf(), entry.key(), entry.version(), value.len());
+        out.value(&value, value.shared());
+    }
+    SizedScanWriter::finish(out.buf(), next);
 }
 
 #[cfg(test)]
@@ -319,7 +344,7 @@ mod tests {
     #[test]
     fn a_panic_becomes_internal_error_and_the_next_job_runs() {
         let ctx = Context::new(Limits::default(), 0, 1);
-        let mut out = BytesMut::new();
+        let mut out = crate::exec::sink::Answers::default();
         apply(
             &ctx,
             &job(
@@ -345,7 +370,7 @@ mod tests {
         apply(&ctx, &job(3, Request::Get { key: "k".into() }), &mut out);
         let mut decoder = Decoder::new(Limits::MAX_MAX_FRAME);
         let mut bodies = Vec::new();
-        while let Some(frame) = decoder.decode(&mut out).unwrap() {
+        while let Some(frame) = decoder.decode(&mut out.buf).unwrap() {
             bodies.push(Response::decode(&frame).unwrap());
         }
         assert_eq!(bodies.len(), 3);

@@ -4,6 +4,7 @@
 //! hands it to [`Server`](crate::server::Server), which passes the pieces down to the
 //! decoder, the connections, the workers and the store.
 
+use crate::conn::ConnLimits;
 use crate::protocol::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,21 +17,33 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// large enough for a deep pipeline of small values, small enough that 10,000 stuck
 /// clients cannot hold more than a few GiB.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 4 << 20;
-/// Requests a connection may have decoded and not yet answered. Bounds the frames (and
-/// read buffers) a pipelining client can pin at once, and the output a client that
-/// stops reading can make the server hold: at most `max_output` plus the answers to
-/// these requests (256 GETs of 64-byte values are 21 KiB; of 1 MiB values, 256 MiB, the
-/// pathological worst case). 256 is far deeper than pipelines need to fill a link.
+/// Requests in one run of a connection's jobs (see `conn`): bounds the frames a
+/// pipelining client can have decoded at once. Executing stops at the output limit
+/// whatever this is, so it does not bound output. 256 is far deeper than pipelines need
+/// to fill a link.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
+/// Default limit on the memory all connections together hold for their clients
+/// (buffered input, pending output, decoded requests): 1 GiB, room for 250 clients
+/// each at the default output limit.
+pub const DEFAULT_MAX_CLIENT_MEMORY: usize = 1 << 30;
 /// Bytes read from one connection per loop iteration before the others get a turn.
 pub const READ_BUDGET_BYTES: usize = 256 << 10;
+/// Bytes written to one connection per loop iteration before the others get a turn:
+/// about a quarter of a millisecond of copying into the kernel.
+pub const WRITE_BUDGET_BYTES: usize = 512 << 10;
+/// Default listen backlog: Redis's default. The kernel caps it at
+/// `net.core.somaxconn` (4096 on current Linux).
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 511;
 /// Size of the reactor's read buffer: one `read` call takes at most this much.
 pub const READ_CHUNK_BYTES: usize = 64 << 10;
 /// How long a closing connection keeps discarding input so its last frame is not lost
 /// to a reset (see `conn::state`).
 pub const LINGER: Duration = Duration::from_secs(2);
+/// How long a closing connection whose client takes none of its pending output is
+/// kept before it is dropped (see `conn::timers`).
+pub const CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest batch of cheap requests the reactor runs itself instead of handing it to a
-/// worker (see `Server::inline_eligible`). A cheap request costs about 0.1 µs to execute
+/// worker (see `server::execute`). A cheap request costs about 0.1 µs to execute
 /// against a prefetched store, and handing a batch of a few hundred to a worker was
 /// measured at about as much again (wake-ups, cross-core cache traffic), plus
 /// milliseconds of tail latency when the worker waits for a core. At 1024 such requests
@@ -40,14 +53,17 @@ pub const DEFAULT_INLINE_MAX_BATCH: usize = 1024;
 pub const DEFAULT_SCAN_LIMIT: u16 = 100;
 /// Largest SCAN page the server returns, whatever the request asks.
 pub const MAX_SCAN_LIMIT: u16 = 1000;
-/// How long a graceful shutdown waits for in-flight requests before closing anyway.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a graceful stop may take: requests keep executing for most of it (see
+/// `server::shutdown`), and the rest is for telling clients.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a [`Server`](crate::server::Server) needs to start.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// The listen backlog: connections the kernel queues before they are accepted.
+    pub listen_backlog: u32,
     /// Worker threads; 0 executes requests on the reactor thread.
     pub workers: usize,
     /// Frame, key and value limits.
@@ -56,10 +72,16 @@ pub struct Config {
     pub max_connections: usize,
     /// Store memory limit in bytes (keys, values and per-record overhead); 0 = none.
     pub max_memory: u64,
-    /// Pending output past which the server stops reading a connection.
+    /// Pending output past which the server stops reading a connection and executing
+    /// its requests.
     pub max_output: usize,
-    /// Unanswered requests per connection past which the server stops decoding.
+    /// Requests in one run of a connection's jobs.
     pub max_in_flight: u32,
+    /// Memory all connections together may hold for their clients; past it the ones
+    /// holding the most are closed. 0 = no limit.
+    pub max_client_memory: usize,
+    /// How long a graceful stop may take.
+    pub shutdown_timeout: Duration,
     /// Close connections idle this long; `None` = never (Redis's default).
     pub idle_timeout: Option<Duration>,
     /// Batches of at most this many cheap requests run on the reactor even when there
@@ -75,18 +97,33 @@ impl Config {
             .unwrap_or(1)
             .max(1)
     }
+
+    /// The limits each connection enforces.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            protocol: self.limits,
+            max_output: self.max_output,
+            max_in_flight: self.max_in_flight,
+            idle_timeout: self.idle_timeout,
+            linger: LINGER,
+            closing_timeout: CLOSING_TIMEOUT,
+        }
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
             workers: Config::default_workers(),
             limits: Limits::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_memory: 0,
             max_output: DEFAULT_MAX_OUTPUT_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_client_memory: DEFAULT_MAX_CLIENT_MEMORY,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             idle_timeout: None,
             inline_max_batch: DEFAULT_INLINE_MAX_BATCH,
         }

@@ -39,6 +39,26 @@ pub struct Job {
     pub op: JobOp,
 }
 
+impl Job {
+    /// Request bytes the job holds (keys, values, payloads): what a connection counts
+    /// against its limit on decoded requests.
+    pub fn request_len(&self) -> usize {
+        match &self.op {
+            JobOp::Request(r) => match r {
+                Request::Get { key } | Request::Delete { key, .. } => key.len(),
+                Request::Put { key, value, .. } | Request::Cas { key, value, .. } => {
+                    key.len() + value.len()
+                }
+                Request::Scan { prefix, cursor, .. } => prefix.len() + cursor.len(),
+                Request::Ping { payload } => payload.len(),
+                Request::Hello { token, .. } => token.len(),
+                Request::Stats => 0,
+            },
+            JobOp::Reject { .. } => 0,
+        }
+    }
+}
+
 /// What a job asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOp {

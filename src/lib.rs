@@ -53,6 +53,7 @@ pub mod client;
 pub mod command;
 pub mod config;
 pub mod conn;
+pub mod exec;
 pub mod job;
 pub mod server;
 pub mod stats;

@@ -68,6 +68,12 @@ counters! {
     closed_idle,
     /// Connections closed by shutdown.
     closed_shutdown,
+    /// Connections closed because client buffers passed `--max-client-memory` and
+    /// they held the most (counted when the close completes).
+    closed_client_memory,
+    /// Connections chosen to be closed for `--max-client-memory` (counted at once;
+    /// their memory is freed at once, their last frame and close may take longer).
+    client_memory_evictions,
     /// Connections closed after a socket error.
     closed_io_error,
     /// Requests answered, whatever the outcome.
@@ -113,6 +119,8 @@ counters! {
 pub struct Stats {
     /// The counters.
     pub counters: Counters,
+    /// Memory all connections hold for their clients, as the reactor last summed it.
+    pub client_memory: AtomicU64,
     started: Instant,
 }
 
@@ -120,6 +128,7 @@ impl Default for Stats {
     fn default() -> Self {
         Stats {
             counters: Counters::default(),
+            client_memory: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -138,6 +147,7 @@ impl Stats {
         let mut w = StatsWriter::begin(buf, id);
         w.counter(buf, "uptime_seconds", self.started.elapsed().as_secs());
         self.counters.write(&mut w, buf);
+        w.counter(buf, "client_memory_bytes", self.client_memory.load(Relaxed));
         for (name, value) in extra {
             w.counter(buf, name, *value);
         }

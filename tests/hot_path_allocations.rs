@@ -1,6 +1,7 @@
 //! The hot path allocates nothing per request: a connection decoding pipelined GETs,
-//! PUTs of small values and PINGs, executing them and encoding the answers, measured
-//! with a counting global allocator once buffers have warmed up.
+//! PUTs of small values and PINGs, executing them through the batch executor and
+//! encoding the answers, measured with a counting global allocator once buffers have
+//! warmed up.
 //!
 //! This binary holds a single test so no other thread allocates while it counts.
 
@@ -8,10 +9,12 @@ use bytes::BytesMut;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use switchboard::command::{apply, Context};
+use switchboard::command::Context;
 use switchboard::conn::{ConnLimits, Connection};
+use switchboard::exec::{run_on, Batch, Budget, REACTOR_BUDGET_UNITS};
 use switchboard::job::ConnId;
 use switchboard::protocol::{Limits, Request, RequestId};
+use switchboard::stats::Tally;
 
 struct Counting;
 
@@ -42,6 +45,7 @@ fn pipelined_gets_and_small_puts_allocate_nothing_per_request() {
         max_in_flight: 1024,
         idle_timeout: None,
         linger: Duration::from_secs(1),
+        closing_timeout: Duration::from_secs(1),
     };
     let ctx = Context::new(limits.protocol, 0, 0);
     for i in 0..100 {
@@ -72,23 +76,26 @@ fn pipelined_gets_and_small_puts_allocate_nothing_per_request() {
         };
         request.encode(RequestId(i), &mut wire);
     }
-    let mut jobs = Vec::with_capacity(64);
-    let round = |conn: &mut Connection, jobs: &mut Vec<_>| {
+    let mut batch = Batch::default();
+    batch.jobs.reserve(64);
+    batch.runs.reserve(1);
+    let mut tally = Tally::default();
+    let mut round = |conn: &mut Connection, batch: &mut Batch| {
         conn.handle_input(now, &wire);
-        conn.poll_jobs(jobs);
-        for job in jobs.drain(..) {
-            conn.complete(1, |out| apply(&ctx, &job, out));
-        }
+        conn.poll_jobs(&mut batch.jobs);
+        let mut budget = Budget::new(REACTOR_BUDGET_UNITS);
+        let ran = run_on(&ctx, conn, batch, now, &mut budget, &mut tally);
+        assert_eq!(ran, 16, "every job ran");
         let n = conn.poll_transmit().len();
-        conn.advance_transmit(n);
+        conn.advance_transmit(now, n);
     };
     for _ in 0..100 {
-        round(&mut conn, &mut jobs);
+        round(&mut conn, &mut batch);
     }
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     let rounds = 1000;
     for _ in 0..rounds {
-        round(&mut conn, &mut jobs);
+        round(&mut conn, &mut batch);
     }
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(

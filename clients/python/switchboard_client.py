@@ -74,10 +74,17 @@ STATUSES = {
     "MEMORY_LIMIT": 0x20,
     "SERVER_FULL": 0x21,
     "SHUTTING_DOWN": 0x22,
+    "CLIENT_MEMORY_LIMIT": 0x23,
     "INTERNAL_ERROR": 0x30,
 }
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
-FATAL_STATUSES = ("UNSUPPORTED_VERSION", "FRAME_TOO_LARGE", "MALFORMED_FRAME", "SERVER_FULL")
+FATAL_STATUSES = (
+    "UNSUPPORTED_VERSION",
+    "FRAME_TOO_LARGE",
+    "MALFORMED_FRAME",
+    "SERVER_FULL",
+    "CLIENT_MEMORY_LIMIT",
+)
 
 # The fields of each request body, in wire order, as (name, kind). Kinds:
 # u8/u16/u32/u64 integers; "b16" a u16 length then bytes; "rest" the rest of the body.

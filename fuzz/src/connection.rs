@@ -9,9 +9,12 @@
 //!
 //! * **Input is bounded**: bytes are only fed while `wants_read`, and buffered input
 //!   never exceeds the frame limit minus one plus the largest read.
-//! * **Output is bounded**: no job is handed out while pending output is at or past
-//!   `max_output`, so pending output never exceeds `max_output - 1` plus what the jobs
-//!   in flight at that moment can add, `max_in_flight` responses of at most one frame.
+//! * **Output is bounded**: no run is handed out while pending output is at or past
+//!   `max_output`, and a run stops at its output credit, so pending output never
+//!   exceeds `max_output - 1` plus one answer (one frame), plus the short
+//!   SHUTTING_DOWN answers a cancellation writes.
+//! * **One run at a time**: nothing is handed out while jobs are in flight; jobs given
+//!   back unstarted come out again first, unchanged and in order.
 //! * **In order**: responses come out in the order their jobs were decoded, with the
 //!   jobs' ids and opcodes, each one a frame a client with the same limits can parse,
 //!   and nothing after a fatal error's frame.
@@ -20,6 +23,9 @@
 //!   is still open at the end.
 //! * **Lifecycle**: the close reason never changes once set, states only move forward,
 //!   and a closed connection reads, decodes, writes and schedules nothing.
+//! * **Timers cannot spin**: handling a timeout that `poll_timeout` said was due changes
+//!   the state and leaves no deadline at or before that time; a spurious one changes
+//!   nothing.
 //! * **Liveness**: `wants_decode` announces every `poll_jobs` call that can make
 //!   progress, and at the end, executing and draining everything answers every job.
 
@@ -28,11 +34,15 @@ use super::values;
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchboard::command::{apply, Context};
+use switchboard::command::Context;
 use switchboard::conn::{CloseReason, ConnLimits, Connection, State};
+use switchboard::exec::sink::Answers;
+use switchboard::exec::{self, Batch, Budget, IntoAnswers};
 use switchboard::job::{ConnId, Job, JobOp};
-use switchboard::protocol::{Decoder, Flags, Limits, Opcode, Request, RequestId, Response};
+use switchboard::protocol::{Decoder, Flags, Limits, Opcode, Request, RequestId, Response, Status};
+use switchboard::stats::Tally;
 
 /// Most operations per input, so one input cannot run for long.
 pub const MAX_OPS: usize = 512;
@@ -71,6 +81,7 @@ impl Config {
                 n => Some(Duration::from_millis(u64::from(n) * 10)),
             },
             linger: Duration::from_millis(u64::from(self.linger) * 10),
+            closing_timeout: Duration::from_millis(u64::from(self.linger) * 20 + 50),
         };
         (limits, u64::from(self.memory) * 256)
     }
@@ -87,11 +98,13 @@ pub enum Op {
     /// Deliver the next `n` bytes (0 = all) in one read, if the connection
     /// `wants_read`.
     Send(u16),
-    /// Answer the next `jobs` jobs (0 = all), one completion each or in one batch.
+    /// Execute the next `jobs` jobs in flight (0 = all) with the connection's output
+    /// credit, on a worker (answers batched) or the network thread; if the credit stops
+    /// them, the rest of the run comes back unstarted.
     Execute {
         /// How many jobs.
         jobs: u8,
-        /// One completion for all of them.
+        /// On a worker: answers in one `Answers` buffer, delivered as one completion.
         batched: bool,
     },
     /// The socket takes `n` bytes of output (0 = all).
@@ -109,6 +122,16 @@ pub enum Op {
     },
     /// A timer fired early (spurious wake-ups must be harmless).
     Timeout,
+    /// The executor hands the rest of the run back unstarted (a spent budget), or, if
+    /// `cancelled`, refuses it because the server stops executing.
+    Return {
+        /// The server is cancelling work.
+        cancelled: bool,
+    },
+    /// The server stops executing requests (`handle_cancel`).
+    Cancel,
+    /// The server needs this connection's memory (`handle_evict`).
+    Evict,
 }
 
 /// Reads an input as the target does: the configuration, then the operations.
@@ -141,6 +164,10 @@ pub fn run(config: Config, ops: Vec<Op>) {
     h.finish();
 }
 
+/// Bytes a SHUTTING_DOWN answer takes, at most: what a cancellation may add past the
+/// output bound per job.
+const NOT_EXECUTED_FRAME: usize = 128;
+
 struct Harness {
     conn: Connection,
     ctx: Context,
@@ -154,14 +181,20 @@ struct Harness {
     max_read: usize,
     /// The peer's EOF or the server's shutdown was delivered while open.
     input_ended: bool,
-    /// Jobs handed out and not yet answered, in order.
+    /// Jobs in flight (handed out, not yet answered or given back), in order.
     queued: VecDeque<Job>,
-    /// Every job handed out.
+    /// Jobs given back unstarted, which the connection holds: its next run starts
+    /// with exactly these.
+    held: VecDeque<Job>,
+    /// Every job decoded, in order (a held job counts once).
     jobs: Vec<Job>,
     /// (id, opcode) of each job whose response the client has not read yet.
     expected: VecDeque<(RequestId, Opcode)>,
-    /// Output was thrown away by a reset: answers after it are lost by design.
-    reset: bool,
+    /// Output was thrown away by a reset, a timeout or an eviction: answers after it
+    /// are lost by design.
+    lost: bool,
+    /// Bytes a cancellation's SHUTTING_DOWN answers may add past the output bound.
+    allowance: usize,
     /// The client read a fatal error frame.
     fatal_seen: bool,
     /// Bytes the client has read and not parsed yet, and its parser.
@@ -185,9 +218,11 @@ impl Harness {
             max_read: 0,
             input_ended: false,
             queued: VecDeque::new(),
+            held: VecDeque::new(),
             jobs: Vec::new(),
             expected: VecDeque::new(),
-            reset: false,
+            lost: false,
+            allowance: 0,
             fatal_seen: false,
             wire: BytesMut::new(),
             client: Decoder::new(limits.protocol.max_frame),
@@ -219,9 +254,7 @@ impl Harness {
             }
             Op::Advance(ms) => {
                 self.now += Duration::from_millis(u64::from(ms));
-                if self.conn.poll_timeout().is_some_and(|t| t <= self.now) {
-                    self.conn.handle_timeout(self.now);
-                }
+                self.fire_due_timers();
             }
             Op::PeerClosed => {
                 self.input_ended |= self.conn.state() == State::Open;
@@ -238,14 +271,78 @@ impl Harness {
                     CloseReason::Reset
                 };
                 if !self.conn.is_closed() {
-                    self.reset = true;
-                    self.expected.clear();
+                    self.lose_output();
                 }
                 self.conn.handle_reset(reason);
             }
-            Op::Timeout => self.conn.handle_timeout(self.now),
+            Op::Timeout => {
+                // Spurious unless something is due; then it must make progress.
+                if self.conn.poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.fire_due_timers();
+                } else {
+                    let state = self.conn.state();
+                    self.conn.handle_timeout(self.now);
+                    assert_eq!(self.conn.state(), state, "a timeout fired early");
+                }
+            }
+            Op::Return { cancelled } => {
+                let jobs: Vec<Job> = self.queued.drain(..).collect();
+                let cancelled = cancelled || self.ctx.cancel.load(Ordering::Relaxed);
+                if cancelled {
+                    self.ctx.cancel.store(true, Ordering::Relaxed);
+                }
+                self.give_back(jobs, cancelled);
+            }
+            Op::Cancel => self.cancel(),
+            Op::Evict => {
+                let state = self.conn.state();
+                if self.conn.takes_answers() && matches!(state, State::Open | State::Closing(_)) {
+                    // A frame the client has started to receive is completed; every
+                    // other answer is dropped, and the reason comes last.
+                    let in_progress = if self.wire.is_empty() {
+                        None
+                    } else {
+                        self.expected.front().copied()
+                    };
+                    self.lost = true;
+                    self.expected.clear();
+                    self.expected.extend(in_progress);
+                    self.expected.push_back((RequestId(0), Opcode(0)));
+                    self.held.clear();
+                }
+                self.conn.handle_evict(self.now);
+            }
         }
         self.pump();
+    }
+
+    /// Everything owed so far is thrown away: the client's expectations end here.
+    fn lose_output(&mut self) {
+        self.lost = true;
+        self.expected.clear();
+        self.wire.clear();
+        self.client = Decoder::new(self.limits.protocol.max_frame);
+    }
+
+    /// Fires the timers due now, checking that doing so makes progress.
+    fn fire_due_timers(&mut self) {
+        let Some(at) = self.conn.poll_timeout() else {
+            return;
+        };
+        if at > self.now {
+            return;
+        }
+        let state = self.conn.state();
+        let had_output = self.conn.pending_output() > 0;
+        self.conn.handle_timeout(self.now);
+        assert_ne!(self.conn.state(), state, "a due timer changed nothing");
+        assert!(
+            self.conn.poll_timeout().is_none_or(|t| t > self.now),
+            "a deadline at or before now survived its timeout"
+        );
+        if self.conn.is_closed() && had_output {
+            self.lose_output();
+        }
     }
 
     /// One read of `n` bytes, if the reactor would read now.
@@ -274,20 +371,116 @@ impl Harness {
         }
     }
 
-    /// Answers the next `k` jobs, as a worker or the inline executor would.
+    /// Executes the next `k` jobs in flight, as a worker (`batched`) or the reactor
+    /// would, with the connection's output credit. If the credit stops them, the rest
+    /// of the run comes back unstarted, as an executor returns it.
     fn execute(&mut self, k: usize, batched: bool) {
-        let jobs: Vec<Job> = self.queued.drain(..k).collect();
-        if batched {
-            let mut out = BytesMut::new();
-            for job in &jobs {
-                apply(&self.ctx, job, &mut out);
-            }
-            self.conn.handle_completion(&out, k as u32);
-        } else {
-            for job in &jobs {
-                self.conn.complete(1, |out| apply(&self.ctx, job, out));
-            }
+        if k == 0 {
+            return;
         }
+        let mut batch = Batch::default();
+        batch.jobs.extend(self.queued.drain(..k));
+        batch.end_run(ID, 0, self.conn.output_credit());
+        let mut tally = Tally::default();
+        let mut budget = Budget::UNLIMITED;
+        if batched {
+            let mut answers = Answers::default();
+            exec::run_batch(
+                &self.ctx,
+                &mut batch,
+                &mut IntoAnswers(&mut answers),
+                &mut budget,
+                &mut tally,
+            );
+            for (span, base, bytes, shared) in answers.iter() {
+                assert_eq!(span.conn, ID);
+                self.conn
+                    .handle_answers(self.now, span.answered, bytes, shared, base);
+            }
+        } else {
+            let mut route = exec::IntoConnection {
+                conn: &mut self.conn,
+                discard: Default::default(),
+                now: self.now,
+            };
+            exec::run_batch(&self.ctx, &mut batch, &mut route, &mut budget, &mut tally);
+        }
+        if !batch.is_empty() {
+            // The run stopped at its credit: everything after comes back too.
+            let mut rest: Vec<Job> = std::mem::take(&mut batch.jobs);
+            rest.extend(self.queued.drain(..));
+            // After a cancel nothing starts, and what comes back is refused.
+            let cancelled = self.ctx.cancel.load(Ordering::Relaxed);
+            self.give_back(rest, cancelled);
+        }
+    }
+
+    /// Jobs in flight come back unstarted (the whole rest of the run).
+    fn give_back(&mut self, jobs: Vec<Job>, cancelled: bool) {
+        assert!(self.queued.is_empty(), "only a run's tail comes back");
+        let keeps = !self.conn.is_closed() && self.conn.takes_answers();
+        if keeps && !cancelled {
+            self.held.extend(jobs.iter().cloned());
+        }
+        if cancelled && keeps {
+            self.allowance += jobs.len() * NOT_EXECUTED_FRAME;
+        }
+        self.conn.handle_unrun(&mut jobs.into_iter(), cancelled);
+        if !keeps || cancelled {
+            self.held.clear();
+        }
+        assert_eq!(
+            self.conn.held(),
+            self.held.len(),
+            "held jobs lost or invented"
+        );
+    }
+
+    /// The server stops executing: held jobs and whole buffered frames are answered
+    /// without running, exactly as an unlimited connection would have decoded them.
+    fn cancel(&mut self) {
+        let open = self.conn.state() == State::Open && self.conn.takes_answers();
+        let answering = matches!(self.conn.state(), State::Open | State::Closing(_))
+            && self.conn.takes_answers();
+        if answering {
+            self.allowance += self.held.len() * NOT_EXECUTED_FRAME;
+            self.held.clear();
+        }
+        if open {
+            // The frames still buffered: those an unlimited connection decodes from
+            // every accepted byte beyond the jobs already handed out.
+            let all = self.reference_jobs();
+            for job in all.into_iter().skip(self.jobs.len()) {
+                self.allowance += NOT_EXECUTED_FRAME
+                    + match &job.op {
+                        JobOp::Reject { reason, .. } => reason.len(),
+                        JobOp::Request(_) => 0,
+                    };
+                self.expected.push_back((job.id, opcode_of(&job)));
+                self.jobs.push(job);
+            }
+            self.input_ended = true;
+        }
+        self.conn.handle_cancel(self.now);
+        self.ctx.cancel.store(true, Ordering::Relaxed);
+        if answering && self.conn.in_flight() == 0 {
+            assert_eq!(self.conn.held(), 0, "held jobs not answered after a cancel");
+        }
+    }
+
+    /// The jobs an unlimited connection decodes from every accepted byte in one read.
+    fn reference_jobs(&self) -> Vec<Job> {
+        let unlimited = ConnLimits {
+            max_output: usize::MAX,
+            max_in_flight: u32::MAX,
+            idle_timeout: None,
+            ..self.limits
+        };
+        let mut reference = Connection::new(ID, unlimited, self.now);
+        let mut all = Vec::new();
+        reference.handle_input(self.now, &self.fed);
+        reference.poll_jobs(&mut all);
+        all
     }
 
     /// The socket takes up to `n` bytes; the client parses what it received.
@@ -295,7 +488,7 @@ impl Harness {
         let out = self.conn.poll_transmit();
         let n = n.min(out.len());
         self.wire.extend_from_slice(&out[..n]);
-        self.conn.advance_transmit(n);
+        self.conn.advance_transmit(self.now, n);
         loop {
             let frame = match self.client.decode(&mut self.wire) {
                 Ok(Some(frame)) => frame,
@@ -311,15 +504,23 @@ impl Harness {
                 (id, opcode),
                 "responses out of request order"
             );
-            self.fatal_seen = response.body.status().is_fatal();
+            let status = response.body.status();
+            self.fatal_seen = status.is_fatal();
+            if status == Status::SHUTTING_DOWN {
+                assert!(
+                    self.ctx.cancel.load(Ordering::Relaxed),
+                    "SHUTTING_DOWN before a cancel"
+                );
+            }
         }
     }
 
-    /// What the reactor does after every event: decode, then maybe shut down.
+    /// What the reactor does after every event: hand out a run, then maybe shut down.
     fn pump(&mut self) {
         let state = self.conn.state();
-        let output = self.conn.poll_transmit().len();
+        let output = self.conn.pending_output();
         let wanted = self.conn.wants_decode();
+        let in_flight = self.conn.in_flight();
         let mut new = Vec::new();
         let n = self.conn.poll_jobs(&mut new);
         assert_eq!(n, new.len());
@@ -330,15 +531,25 @@ impl Harness {
             "poll_jobs made progress that wants_decode did not announce"
         );
         if n > 0 {
+            assert_eq!(in_flight, 0, "a run handed out while another was in flight");
+            assert!(
+                output < self.limits.max_output,
+                "a run handed out with {output} bytes of output pending (limit {})",
+                self.limits.max_output
+            );
+        }
+        // The held jobs come out first, as they were.
+        let held = self.held.len().min(new.len());
+        for job in self.held.drain(..held) {
+            assert_eq!(Some(&job), new.first(), "a held job changed or moved");
+            new.remove(0);
+            self.queued.push_back(job);
+        }
+        if !new.is_empty() {
             assert_eq!(
                 state,
                 State::Open,
-                "jobs after the connection began closing"
-            );
-            assert!(
-                output < self.limits.max_output,
-                "decoded {n} jobs with {output} bytes of output pending (limit {})",
-                self.limits.max_output
+                "frames decoded after the connection began closing"
             );
         }
         for job in new {
@@ -353,7 +564,9 @@ impl Harness {
                     *opcode
                 }
             };
-            self.expected.push_back((job.id, opcode));
+            if !self.lost || self.conn.takes_answers() {
+                self.expected.push_back((job.id, opcode));
+            }
             self.queued.push_back(job.clone());
             self.jobs.push(job);
         }
@@ -368,27 +581,28 @@ impl Harness {
         let max_frame = self.limits.protocol.max_frame as usize;
         assert_eq!(c.in_flight() as usize, self.queued.len());
         assert!(c.in_flight() <= self.limits.max_in_flight);
+        let cancelled = self.ctx.cancel.load(Ordering::Relaxed);
+        assert!(
+            c.held() == 0 || c.in_flight() == 0 || cancelled,
+            "held jobs beside a run in flight"
+        );
         assert!(
             c.buffered_input() < max_frame + self.max_read,
             "{} bytes buffered, frame limit {max_frame}, largest read {}",
             c.buffered_input(),
             self.max_read
         );
-        let out_bound = self.limits.max_output - 1 + self.limits.max_in_flight as usize * max_frame;
+        let out_bound = self.limits.max_output - 1 + max_frame + self.allowance;
         assert!(
-            c.poll_transmit().len() <= out_bound,
+            c.pending_output() <= out_bound,
             "{} bytes of output pending, bound {out_bound}",
-            c.poll_transmit().len()
+            c.pending_output()
         );
         if c.wants_read() && c.state() == State::Open {
-            assert!(c.poll_transmit().len() < self.limits.max_output);
-            assert!(c.in_flight() < self.limits.max_in_flight);
+            assert!(c.pending_output() < self.limits.max_output);
             assert!(c.buffered_input() < max_frame);
         }
-        assert_eq!(
-            c.wants_write(),
-            !c.is_closed() && !c.poll_transmit().is_empty()
-        );
+        assert_eq!(c.wants_write(), !c.is_closed() && c.pending_output() > 0);
 
         let (old, new) = (self.state, c.state());
         let forward = match (old, new) {
@@ -405,7 +619,7 @@ impl Harness {
             assert_eq!(c.poll_timeout(), Some(until));
         }
         if c.is_closed() {
-            assert!(c.poll_transmit().is_empty() && c.buffered_input() == 0);
+            assert!(c.pending_output() == 0 && c.buffered_input() == 0 && c.held() == 0);
             assert!(!c.wants_read() && !c.wants_write());
             assert_eq!(c.poll_timeout(), None);
         }
@@ -414,19 +628,19 @@ impl Harness {
 
     /// Runs everything to quiescence, then checks liveness, splitting and closing.
     fn finish(mut self) {
-        // Each round answers every job and drains all output; a round that decodes no
-        // new job ends it. The in-flight limit bounds the jobs per round.
+        // Each round answers every job and drains all output; a round that hands out
+        // no new job ends it. The in-flight limit bounds the jobs per round.
         for _ in 0..100_000 {
             self.execute(self.queued.len(), false);
             self.drain(usize::MAX);
-            let before = self.jobs.len();
+            let before = (self.jobs.len(), self.queued.len());
             self.pump();
-            if self.jobs.len() == before {
+            if (self.jobs.len(), self.queued.len()) == before && self.queued.is_empty() {
                 break;
             }
         }
         assert!(self.queued.is_empty(), "jobs left undecided");
-        if !self.reset {
+        if !self.lost {
             assert!(
                 self.expected.is_empty(),
                 "jobs never answered: {:?}",
@@ -436,16 +650,7 @@ impl Harness {
         }
 
         // The same bytes in one read, with no limits in the way, decode to a superset.
-        let unlimited = ConnLimits {
-            max_output: usize::MAX,
-            max_in_flight: u32::MAX,
-            idle_timeout: None,
-            ..self.limits
-        };
-        let mut reference = Connection::new(ID, unlimited, self.now);
-        let mut all = Vec::new();
-        reference.handle_input(self.now, &self.fed);
-        reference.poll_jobs(&mut all);
+        let all = self.reference_jobs();
         assert!(
             self.jobs.len() <= all.len() && self.jobs[..] == all[..self.jobs.len()],
             "splitting the input changed the jobs"
@@ -469,11 +674,20 @@ impl Harness {
             self.conn
                 .handle_timeout(self.now + Duration::from_secs(3600));
             self.conn.handle_reset(CloseReason::Io);
+            self.conn.handle_cancel(self.now);
+            self.conn.handle_evict(self.now);
             let mut jobs = Vec::new();
             assert_eq!(self.conn.poll_jobs(&mut jobs), 0);
             assert!(!self.conn.poll_shutdown(self.now));
             assert_eq!(self.conn.state(), state);
-            assert!(self.conn.poll_transmit().is_empty());
+            assert_eq!(self.conn.pending_output(), 0);
         }
+    }
+}
+
+fn opcode_of(job: &Job) -> Opcode {
+    match &job.op {
+        JobOp::Request(r) => r.opcode(),
+        JobOp::Reject { opcode, .. } => *opcode,
     }
 }

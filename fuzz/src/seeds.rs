@@ -370,8 +370,9 @@ impl Writer {
     }
 
     fn op(&mut self, op: &Op) -> &mut Writer {
+        const VARIANTS: u64 = 13;
         let v = |w: &mut Writer, i| {
-            w.variant(i, 10);
+            w.variant(i, VARIANTS);
         };
         match op {
             Op::PushRaw(b) => {
@@ -398,13 +399,19 @@ impl Writer {
                 v(self, 5);
                 self.u16(*ms)
             }
-            Op::PeerClosed => self.variant(6, 10),
-            Op::Shutdown => self.variant(7, 10),
+            Op::PeerClosed => self.variant(6, VARIANTS),
+            Op::Shutdown => self.variant(7, VARIANTS),
             Op::Reset { io } => {
                 v(self, 8);
                 self.bool(*io)
             }
-            Op::Timeout => self.variant(9, 10),
+            Op::Timeout => self.variant(9, VARIANTS),
+            Op::Return { cancelled } => {
+                v(self, 10);
+                self.bool(*cancelled)
+            }
+            Op::Cancel => self.variant(11, VARIANTS),
+            Op::Evict => self.variant(12, VARIANTS),
         }
     }
 }
@@ -632,6 +639,47 @@ fn connection_seeds(out: &mut Vec<Seed>) {
         "bad_version_in_pieces",
         o.drain(0).then(Op::PeerClosed).done(),
     );
+
+    // The server stops executing with a run in flight, jobs held and frames buffered.
+    let mut o = Ops::new(4096, 2, 0, 10, 0);
+    for i in 0..5 {
+        o.request(i, &Request::Get { key: "k".into() });
+    }
+    o.raw(&frame(&reqs[3], 9)[..6]).send(0).execute(1, false);
+    o.then(Op::Return { cancelled: false })
+        .then(Op::Cancel)
+        .execute(0, true);
+    add("cancel_with_held_and_buffered", o.drain(0).done());
+
+    // A client holding the most memory is evicted while a worker runs its request.
+    let mut o = Ops::new(3000, 8, 0, 10, 0);
+    o.request(
+        1,
+        &Request::Put {
+            key: "big".into(),
+            value: Bytes::from(vec![7; 1500]),
+            ttl_ms: 0,
+        },
+    );
+    for i in 2..8 {
+        o.request(i, &Request::Get { key: "big".into() });
+    }
+    o.send(0).execute(0, true).execute(0, false);
+    o.then(Op::Evict).execute(0, true);
+    add("evict_with_run_in_flight", o.drain(0).advance(500).done());
+
+    // An executor hands a run back unstarted; it goes out again, first.
+    let mut o = Ops::new(4096, 4, 0, 10, 0);
+    for i in 0..6 {
+        o.request(i, &reqs[3]);
+    }
+    o.send(0)
+        .then(Op::Return { cancelled: false })
+        .execute(2, true);
+    add(
+        "returned_run_goes_out_again",
+        o.execute(0, false).drain(0).done(),
+    );
 }
 
 /// The reproducers of fixed bugs, for `fuzz/regressions/<target>/`: each failed its
@@ -659,6 +707,42 @@ pub fn regressions() -> Vec<Seed> {
         "decoding_pauses_at_the_output_limit".into(),
         o.done(),
     ));
+    // An idle deadline that passed while answers were unread made the timer fire
+    // without effect and re-arm at the same past deadline: the reactor spun on it.
+    let mut o = Ops::new(4096, 8, 5, 10, 0);
+    o.request(
+        1,
+        &Request::Put {
+            key: "big".into(),
+            value: Bytes::from(vec![7; 1500]),
+            ttl_ms: 0,
+        },
+    );
+    o.request(2, &Request::Get { key: "big".into() })
+        .request(3, &Request::Get { key: "big".into() });
+    o.send(0).execute(0, false).drain(10).advance(100);
+    out.push((
+        "connection",
+        "due_timer_with_unread_answers_makes_progress".into(),
+        o.done(),
+    ));
+    // A run's answers went on past the output limit: every decoded job ran, so a
+    // client that never read held the answers to its whole pipeline.
+    let mut o = Ops::new(2000, 16, 0, 10, 0);
+    o.request(
+        1,
+        &Request::Put {
+            key: "big".into(),
+            value: Bytes::from(vec![7; 1500]),
+            ttl_ms: 0,
+        },
+    );
+    o.send(0).execute(0, false).drain(0);
+    for i in 2..14 {
+        o.request(i, &Request::Get { key: "big".into() });
+    }
+    o.send(0).execute(0, true);
+    out.push(("connection", "a_run_stops_at_its_credit".into(), o.done()));
     out
 }
 

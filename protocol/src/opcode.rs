@@ -131,8 +131,11 @@ byte_codes! {
         MEMORY_LIMIT = 0x20,
         /// The server is at its connection limit; it closes after this frame.
         SERVER_FULL = 0x21,
-        /// The server is shutting down and takes no new requests.
+        /// The server is shutting down and did not execute this request.
         SHUTTING_DOWN = 0x22,
+        /// Fatal: the server's memory for client buffers is full and this connection
+        /// held the most; the server closes it after this frame.
+        CLIENT_MEMORY_LIMIT = 0x23,
         /// The server failed; the request may or may not have been applied.
         INTERNAL_ERROR = 0x30,
     }
@@ -152,6 +155,7 @@ impl Status {
                 | Status::FRAME_TOO_LARGE
                 | Status::MALFORMED_FRAME
                 | Status::SERVER_FULL
+                | Status::CLIENT_MEMORY_LIMIT
         )
     }
 }

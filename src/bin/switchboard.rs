@@ -1,6 +1,7 @@
 //! The switchboard server: flags in, `Config` out, then `Server::run`.
 
 use clap::Parser;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,13 +12,20 @@ use switchboard::server::Server;
 /// A versioned in-memory record store over a compact binary protocol.
 ///
 /// Prints `listening on HOST:PORT` once ready. SIGINT or SIGTERM stops it gracefully:
-/// it stops accepting, answers what it has read, closes every connection and exits 0.
+/// it stops accepting, answers what it has read (or, past most of
+/// --shutdown-timeout, answers SHUTTING_DOWN to what it has not started), closes every
+/// connection and exits 0. A second signal exits at once.
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version)]
 struct Flags {
     /// Address to listen on. Port 0 picks a free port (printed at start).
     #[arg(long, default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
+
+    /// Connections the kernel queues for the server before it accepts them (capped
+    /// by net.core.somaxconn).
+    #[arg(long, default_value_t = config::DEFAULT_LISTEN_BACKLOG)]
+    listen_backlog: u32,
 
     /// Worker threads executing requests (at most 256). 0 runs them on the network
     /// thread. [default: available cores - 1, at least 1]
@@ -30,6 +38,7 @@ struct Flags {
     max_frame: u32,
 
     /// Most simultaneous client connections; more are refused with SERVER_FULL.
+    /// Lowered at start (and said so) when the file descriptor limit cannot hold it.
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
@@ -39,9 +48,16 @@ struct Flags {
     max_memory: u64,
 
     /// Pending output per connection, in bytes, past which the server stops reading
-    /// that connection until the client catches up.
+    /// that connection and executing its requests until the client catches up: a
+    /// client that does not read holds at most this plus one answer.
     #[arg(long, default_value = "4m", value_parser = parse_bytes)]
     max_output: u64,
+
+    /// Memory all connections together may hold for their clients (buffered requests
+    /// and unread answers), in bytes (suffixes k, m, g). Past it, the connections
+    /// holding the most are closed with a CLIENT_MEMORY_LIMIT error. 0 = no limit.
+    #[arg(long, default_value = "1g", value_parser = parse_bytes)]
+    max_client_memory: u64,
 
     /// With workers, a loop iteration's batch of at most this many cheap requests
     /// (GET, PUT, DELETE, CAS, PING under 16 KiB) runs on the network thread, where a
@@ -49,9 +65,16 @@ struct Flags {
     #[arg(long, default_value_t = config::DEFAULT_INLINE_MAX_BATCH)]
     inline_max_batch: usize,
 
-    /// Close connections that send nothing for this many seconds. 0 = never.
+    /// Close connections that have nothing executing and moved no byte either way for
+    /// this many seconds (one that has answers it is not reading is dropped at once;
+    /// otherwise the close is graceful). 0 = never.
     #[arg(long, default_value_t = 0)]
     idle_timeout: u64,
+
+    /// Seconds a stop (SIGINT, SIGTERM) may take. Requests read before it keep
+    /// executing for most of this; the rest are answered SHUTTING_DOWN.
+    #[arg(long, default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
+    shutdown_timeout: f64,
 }
 
 fn parse_u32_bytes(text: &str) -> Result<u32, String> {
@@ -59,10 +82,39 @@ fn parse_u32_bytes(text: &str) -> Result<u32, String> {
     u32::try_from(n).map_err(|_| format!("'{text}' is over 4 GiB"))
 }
 
+/// Allocations at least this large are mapped and unmapped on their own.
+const MMAP_THRESHOLD_BYTES: i32 = 128 << 10;
+
+/// Makes freed large buffers go back to the system.
+///
+/// glibc's malloc maps large allocations on their own, but after such a block is freed
+/// it raises that threshold (up to 32 MiB) and serves later large blocks from its
+/// heaps, which rarely shrink: after a burst of clients holding megabytes of answers
+/// the server kept hundreds of MiB (measured in BENCHMARKS.md, "Memory after a burst").
+/// Fixing the threshold keeps large buffers mapped on their own, so freeing one
+/// returns it at once. mimalloc was measured too and kept more: its idle threads do not
+/// purge.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+    }
+}
+
 fn main() -> ExitCode {
+    return_freed_memory();
     let flags = Flags::parse();
+    let shutdown_timeout = match Duration::try_from_secs_f64(flags.shutdown_timeout) {
+        Ok(t) => t,
+        Err(_) => {
+            eprintln!("switchboard: --shutdown-timeout must be a number of seconds, 0 or more");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = Config {
         listen: flags.listen,
+        listen_backlog: flags.listen_backlog,
         workers: flags
             .workers
             .map_or_else(Config::default_workers, usize::from),
@@ -70,6 +122,8 @@ fn main() -> ExitCode {
         max_connections: flags.max_connections,
         max_memory: flags.max_memory,
         max_output: usize::try_from(flags.max_output).unwrap_or(usize::MAX),
+        max_client_memory: usize::try_from(flags.max_client_memory).unwrap_or(usize::MAX),
+        shutdown_timeout,
         inline_max_batch: flags.inline_max_batch,
         idle_timeout: (flags.idle_timeout > 0).then(|| Duration::from_secs(flags.idle_timeout)),
         ..Config::default()

@@ -6,50 +6,71 @@
 //!
 //! # Methods, and the order to call them
 //! * Inputs, `handle_*`: [`handle_input`](Connection::handle_input) with bytes read
-//!   from the socket; [`handle_completion`](Connection::handle_completion) (or
-//!   [`complete`](Connection::complete)) with encoded responses for `count` of its
-//!   jobs; [`handle_peer_closed`](Connection::handle_peer_closed) at end of input;
+//!   from the socket; [`handle_answered`](Connection::handle_answered) after answers
+//!   were written into [`sink`](Connection::sink) (requests run on the network
+//!   thread), or [`handle_answers`](Connection::handle_answers) with a worker's;
+//!   [`handle_unrun`](Connection::handle_unrun) with jobs an executor gave back
+//!   unstarted; [`handle_peer_closed`](Connection::handle_peer_closed) at end of input;
 //!   [`handle_reset`](Connection::handle_reset) on a reset or socket error;
 //!   [`handle_timeout`](Connection::handle_timeout) when [`poll_timeout`] passes;
-//!   [`handle_shutdown`](Connection::handle_shutdown) when the server stops.
-//! * Outputs, `poll_*`: [`poll_jobs`](Connection::poll_jobs) decodes buffered frames
-//!   into jobs; [`poll_transmit`](Connection::poll_transmit) lends the bytes to write,
-//!   and [`advance_transmit`](Connection::advance_transmit) records what the socket
-//!   took; [`poll_shutdown`](Connection::poll_shutdown) says when to shut the write
-//!   side; [`poll_timeout`] says when to call `handle_timeout`.
+//!   [`handle_shutdown`](Connection::handle_shutdown) when the server stops,
+//!   [`handle_cancel`](Connection::handle_cancel) when it stops executing, and
+//!   [`handle_evict`](Connection::handle_evict) when it needs this connection's memory.
+//! * Outputs, `poll_*`: [`poll_jobs`](Connection::poll_jobs) hands out the next run of
+//!   jobs; [`poll_transmit`](Connection::poll_transmit) (or
+//!   [`poll_transmit_vectored`](Connection::poll_transmit_vectored)) lends the bytes to
+//!   write, and [`advance_transmit`](Connection::advance_transmit) records what the
+//!   socket took; [`poll_shutdown`](Connection::poll_shutdown) says when to shut the
+//!   write side; [`poll_timeout`] says when to call `handle_timeout`.
 //! * Getters: [`wants_read`](Connection::wants_read), [`wants_write`](Connection::wants_write),
-//!   [`wants_decode`](Connection::wants_decode),
+//!   [`wants_decode`](Connection::wants_decode), [`memory`](Connection::memory),
 //!   [`is_closed`](Connection::is_closed), [`close_reason`](Connection::close_reason).
 //!
 //! After any input call `poll_jobs`, then write out `poll_transmit`, then call
 //! `poll_shutdown`, then `poll_timeout`: each may change what the next one returns.
 //!
+//! # Runs
+//! Jobs go out a *run* at a time: `poll_jobs` hands out nothing while an earlier run
+//! has jobs unanswered. A run is executed with a credit of
+//! [`output_credit`](Connection::output_credit) answer bytes; jobs it could not start
+//! come back through `handle_unrun` and are held, in order, ahead of anything decoded
+//! later, until the output drains. So one run is in flight per connection, answers
+//! arrive in request order whatever executes them, and executing stops at the output
+//! limit rather than after it.
+//!
 //! # Limits
 //! * Buffered input never exceeds the frame limit plus one read: the decoder rejects a
 //!   longer declared frame, and `wants_read` turns false while a frame-limit's worth is
 //!   buffered.
-//! * Pending output at `max_output` turns `wants_read` false and pauses decoding until
-//!   it drains, so a client that does not read cannot make the server buffer without
-//!   bound: pending output stays under `max_output` plus the answers to the jobs in
-//!   flight when it passed the limit (at most `max_in_flight` frames).
-//! * At most `max_in_flight` jobs are out at once; decoding pauses at the limit.
-//! * Frames held back by either limit are decoded by a later `poll_jobs` even if no
-//!   more bytes arrive; [`wants_decode`](Connection::wants_decode) says when to call it.
+//! * A run holds at most `max_in_flight` jobs and, beyond its first frame, less than
+//!   `max_output` bytes of requests.
+//! * Pending output at `max_output` turns `wants_read` false and stops handing out
+//!   jobs; a run stops starting jobs once its answers reach its credit. So a client
+//!   that does not read makes the server hold at most `max_output` plus one answer.
+//! * Frames and jobs held back by a limit are handed out by a later `poll_jobs` even if
+//!   no more bytes arrive; [`wants_decode`](Connection::wants_decode) says when.
 //!
 //! [`poll_timeout`]: Connection::poll_timeout
 
+mod outgoing;
 mod state;
 #[cfg(test)]
 mod tests;
+pub mod timers;
 
+pub use outgoing::Outgoing;
 pub use state::{CloseReason, State};
+pub use timers::Timer;
 
+use crate::exec::sink::Sink;
 use crate::job::{ConnId, Job, JobOp};
 use crate::protocol::{
-    features, DecodeError, Decoder, Frame, Limits, Opcode, Request, Status, BASE_VERSION,
-    MAX_VERSION,
+    encode, features, DecodeError, Decoder, Frame, Limits, Opcode, Request, RequestId, Status,
+    BASE_VERSION, MAX_VERSION, PREFIX_LEN,
 };
-use bytes::{Buf, BytesMut};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
 /// Feature bits this server grants in HELLO (none yet: pushes and TTLs are reserved).
@@ -64,19 +85,30 @@ const KEEP_BUFFER_BYTES: usize = 64 << 10;
 /// is not held up by clients that never close.
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(100);
 
+/// The message of the error frame a connection closed for the server-wide client
+/// memory limit receives.
+const EVICTED_MESSAGE: &[u8] =
+    b"closed: the server's memory for client buffers is full and this connection held the most";
+
+/// The message of a SHUTTING_DOWN answer to a request the server will not execute.
+const NOT_EXECUTED_MESSAGE: &[u8] = b"the server is shutting down; this request was not executed";
+
 /// The limits one connection enforces.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnLimits {
     /// Frame, key and value limits.
     pub protocol: Limits,
-    /// Pending output past which reading stops.
+    /// Pending output past which reading and executing stop.
     pub max_output: usize,
-    /// Jobs out at once past which decoding stops.
+    /// Jobs in one run.
     pub max_in_flight: u32,
-    /// Close after this long without input while nothing is pending.
+    /// Close after this long with no byte moving either way and nothing executing.
     pub idle_timeout: Option<Duration>,
     /// How long a server-initiated close discards input before giving up on the peer.
     pub linger: Duration,
+    /// How long a closing connection may go without the client taking any of its
+    /// pending output before it is dropped.
+    pub closing_timeout: Duration,
 }
 
 /// One client connection's protocol state. See the module doc for the call order.
@@ -86,7 +118,7 @@ pub struct Connection {
     limits: ConnLimits,
     decoder: Decoder,
     input: BytesMut,
-    output: BytesMut,
+    output: Outgoing,
     state: State,
     /// The protocol version frames must carry (the base, or what HELLO agreed).
     version: u8,
@@ -94,14 +126,24 @@ pub struct Connection {
     features: u32,
     /// True until the first frame: HELLO is only allowed then.
     awaiting_first_frame: bool,
-    /// Jobs handed out and not yet answered.
+    /// Jobs of the current run handed out and not yet answered or given back.
     in_flight: u32,
+    /// Jobs an executor gave back unstarted, in order; only while nothing is in flight.
+    held: VecDeque<Job>,
+    /// Request bytes of the jobs in flight and held.
+    request_bytes: usize,
     /// Input has ended (peer EOF or shutdown): decode what is buffered, then close.
     input_ended: Option<CloseReason>,
-    /// `poll_jobs` may have work: input or an end of input arrived since it last
-    /// stopped at a partial frame, so it stopped at a limit or has not run yet.
+    /// `poll_jobs` may have frames to decode: input or an end of input arrived since it
+    /// last stopped at a partial frame.
     decodable: bool,
-    last_input: Instant,
+    /// Answers to this connection are dropped (it was closed to free memory).
+    discard_answers: bool,
+    /// The server stopped executing: nothing is handed out any more, and held jobs are
+    /// answered SHUTTING_DOWN as soon as nothing is in flight ahead of them.
+    cancelled: bool,
+    /// The last time a byte moved either way or an answer arrived.
+    last_activity: Instant,
 }
 
 impl Connection {
@@ -112,15 +154,19 @@ impl Connection {
             limits,
             decoder: Decoder::new(limits.protocol.max_frame),
             input: BytesMut::new(),
-            output: BytesMut::new(),
+            output: Outgoing::default(),
             state: State::Open,
             version: BASE_VERSION,
             features: 0,
             awaiting_first_frame: true,
             in_flight: 0,
+            held: VecDeque::new(),
+            request_bytes: 0,
             input_ended: None,
             decodable: false,
-            last_input: now,
+            discard_answers: false,
+            cancelled: false,
+            last_activity: now,
         }
     }
 
@@ -134,14 +180,36 @@ impl Connection {
         self.state
     }
 
-    /// Jobs handed out and not yet answered.
+    /// Jobs handed out and not yet answered or given back.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
+    }
+
+    /// Jobs given back unstarted and held for a later run.
+    pub fn held(&self) -> usize {
+        self.held.len()
     }
 
     /// Bytes received and not yet decoded.
     pub fn buffered_input(&self) -> usize {
         self.input.len()
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Answer bytes the connection may still take before it is at its output limit:
+    /// the credit to execute its next run with.
+    pub fn output_credit(&self) -> usize {
+        self.limits.max_output.saturating_sub(self.output.len())
+    }
+
+    /// Memory the connection holds for its client: buffered input, pending output and
+    /// the requests it has decoded and not yet answered.
+    pub fn memory(&self) -> usize {
+        self.input.capacity() + self.output.held() + self.request_bytes
     }
 
     /// True when the reactor should read from the socket now.
@@ -150,7 +218,6 @@ impl Connection {
             State::Open => {
                 self.input_ended.is_none()
                     && self.output.len() < self.limits.max_output
-                    && self.in_flight < self.limits.max_in_flight
                     && self.input.len() < self.limits.protocol.max_frame as usize
             }
             // Lingering reads only to discard, so the peer's data cannot provoke a reset.
@@ -159,16 +226,20 @@ impl Connection {
         }
     }
 
-    /// True when [`poll_jobs`](Self::poll_jobs) has frames to decode that a limit held
+    /// True when [`poll_jobs`](Self::poll_jobs) has jobs to hand out that a limit held
     /// back and the limit has lifted: the pump must call it even if no bytes arrive.
     pub fn wants_decode(&self) -> bool {
-        self.decodable && self.may_decode()
+        self.may_release()
+            && (!self.held.is_empty() || (self.decodable && self.state == State::Open))
     }
 
-    /// Decoding is allowed: open, and under the in-flight and output limits.
-    fn may_decode(&self) -> bool {
-        self.state == State::Open
-            && self.in_flight < self.limits.max_in_flight
+    /// Jobs may be handed out: no run in flight, output under its limit, and the
+    /// connection still answering.
+    fn may_release(&self) -> bool {
+        matches!(self.state, State::Open | State::Closing(_))
+            && !self.discard_answers
+            && !self.cancelled
+            && self.in_flight == 0
             && self.output.len() < self.limits.max_output
     }
 
@@ -197,7 +268,7 @@ impl Connection {
         }
         self.input.extend_from_slice(data);
         self.decodable = true;
-        self.last_input = now;
+        self.last_activity = now;
     }
 
     /// Copying convenience for tests: `handle_input` then `poll_jobs`.
@@ -206,17 +277,30 @@ impl Connection {
         self.poll_jobs(jobs)
     }
 
-    /// Decodes buffered frames into `jobs`, one job per frame, in order; returns how
-    /// many were added. Stops at `max_in_flight`, at `max_output` bytes of pending
-    /// output, at a partial frame, or at a fatal error (which becomes the last job: its
-    /// error frame, then the close).
+    /// Hands out the next run: held jobs first, then frames decoded from the input,
+    /// one job per frame, in order; returns how many were added to `jobs`.
+    ///
+    /// Hands out nothing while a run is in flight or output is at `max_output`; a run
+    /// stops at `max_in_flight` jobs, at `max_output` bytes of requests, at a partial
+    /// frame, or at a fatal error (which becomes its last job: the error frame, then
+    /// the close).
     pub fn poll_jobs(&mut self, jobs: &mut Vec<Job>) -> usize {
         let before = jobs.len();
+        if !self.may_release() {
+            return 0;
+        }
+        let held = self.held.len() as u32;
+        jobs.extend(self.held.drain(..));
+        self.in_flight = held;
         // Answers are only owed for decoded frames, so pausing decoding is what bounds
         // the output of a peer that sends requests and never reads the answers.
-        while self.may_decode() {
+        while self.state == State::Open
+            && self.in_flight < self.limits.max_in_flight
+            && (self.in_flight == 0 || self.request_bytes < self.limits.max_output)
+        {
             match self.decoder.decode(&mut self.input) {
                 Ok(Some(frame)) => {
+                    self.request_bytes += PREFIX_LEN + frame.body.len();
                     let job = self.job_for(frame);
                     self.push_job(job, jobs);
                 }
@@ -237,36 +321,150 @@ impl Connection {
         jobs.len() - before
     }
 
-    /// Encoded responses for the next `count` of this connection's jobs.
-    pub fn handle_completion(&mut self, responses: &[u8], count: u32) {
-        self.complete(count, |out| out.extend_from_slice(responses));
+    /// True while answers to this connection are still wanted: not closed, and not
+    /// closed down for memory.
+    pub fn takes_answers(&self) -> bool {
+        !self.is_closed() && !self.discard_answers
     }
 
-    /// Like [`handle_completion`](Self::handle_completion), but lets the caller encode
-    /// straight into the output buffer (used when requests run on the reactor thread).
-    pub fn complete(&mut self, count: u32, write: impl FnOnce(&mut BytesMut)) {
+    /// Where answers to this connection's jobs are encoded when they run on the
+    /// network thread; call [`handle_answered`](Self::handle_answered) after. `None`
+    /// when its answers are no longer wanted (the executor writes them elsewhere and
+    /// drops them).
+    pub fn sink(&mut self) -> Option<&mut Outgoing> {
+        self.takes_answers().then_some(&mut self.output)
+    }
+
+    /// The next `answered` jobs in flight have their answers in [`sink`](Self::sink).
+    pub fn handle_answered(&mut self, now: Instant, answered: u32) {
         debug_assert!(
-            count <= self.in_flight,
+            answered <= self.in_flight,
             "{:?}: more answers than jobs",
             self.id
         );
-        self.in_flight = self.in_flight.saturating_sub(count);
-        if self.is_closed() {
+        self.in_flight = self.in_flight.saturating_sub(answered);
+        if answered > 0 {
+            self.last_activity = now;
+        }
+        self.settle();
+    }
+
+    /// A worker's answers to the next `answered` jobs in flight: `encoded` bytes with
+    /// `shared` values at their offsets, relative to `base` (see
+    /// [`Answers`](crate::exec::sink::Answers)).
+    pub fn handle_answers(
+        &mut self,
+        now: Instant,
+        answered: u32,
+        encoded: &[u8],
+        shared: &[(usize, Bytes)],
+        base: usize,
+    ) {
+        if let Some(out) = self.sink() {
+            out.append(encoded, shared, base);
+        }
+        self.handle_answered(now, answered);
+    }
+
+    /// Jobs in flight that an executor gave back without starting them, in order. They
+    /// are held and handed out again ahead of anything newer; when `cancelled` (or
+    /// after [`handle_cancel`](Self::handle_cancel)), the server will not execute them
+    /// and each is answered SHUTTING_DOWN instead.
+    pub fn handle_unrun(&mut self, jobs: &mut dyn Iterator<Item = Job>, cancelled: bool) {
+        let cancelled = cancelled || self.cancelled;
+        for job in jobs {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            if self.is_closed() || self.discard_answers {
+                continue;
+            }
+            if cancelled {
+                not_executed(&mut self.output, &job);
+            } else {
+                self.held.push_back(job);
+            }
+        }
+        self.settle();
+    }
+
+    /// The server stops executing requests: every whole frame still buffered is decoded
+    /// and held with the jobs already held, and all are answered SHUTTING_DOWN, in
+    /// order, after the run in flight if there is one (it comes back through
+    /// `handle_unrun`, cancelled). The connection closes once that is written.
+    pub fn handle_cancel(&mut self, now: Instant) {
+        if !matches!(self.state, State::Open | State::Closing(_)) || self.cancelled {
             return;
         }
-        write(&mut self.output);
-        self.check_invariants();
+        self.cancelled = true;
+        if self.state == State::Open {
+            // Whole frames read but not decoded are requests too: decode them as
+            // `poll_jobs` would, with no limit, to answer each in its turn.
+            while self.state == State::Open {
+                match self.decoder.decode(&mut self.input) {
+                    Ok(Some(frame)) => {
+                        let job = self.job_for(frame);
+                        self.held.push_back(job);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let job = self.fatal_job(e);
+                        self.held.push_back(job);
+                    }
+                }
+            }
+            self.input = BytesMut::new();
+            self.decodable = false;
+            self.end_input(CloseReason::Shutdown);
+            self.begin_close(CloseReason::Shutdown);
+        }
+        self.last_activity = now;
+        self.settle();
     }
 
-    /// The bytes ready to be written.
+    /// The server needs this connection's memory: its pending output (all but the rest
+    /// of a frame the client has started to receive), held jobs and input are dropped,
+    /// an error frame saying why is queued, and it closes once that is written. Answers
+    /// still arriving for it are dropped. A connection already closing keeps its close
+    /// reason.
+    pub fn handle_evict(&mut self, now: Instant) {
+        if !matches!(self.state, State::Open | State::Closing(_)) {
+            return;
+        }
+        self.output.drop_after_frame();
+        self.held.clear();
+        self.input = BytesMut::new();
+        self.decodable = false;
+        encode::error(
+            self.output.buf(),
+            Opcode(0),
+            RequestId(0),
+            Status::CLIENT_MEMORY_LIMIT,
+            EVICTED_MESSAGE,
+        );
+        self.discard_answers = true;
+        self.begin_close(CloseReason::ClientMemoryLimit);
+        self.last_activity = now;
+        self.settle();
+    }
+
+    /// The first contiguous bytes ready to be written.
     #[must_use]
     pub fn poll_transmit(&self) -> &[u8] {
-        &self.output
+        self.output.front()
     }
 
-    /// Records that the socket took `n` bytes of [`poll_transmit`](Self::poll_transmit).
-    pub fn advance_transmit(&mut self, n: usize) {
-        self.output.advance(n.min(self.output.len()));
+    /// Fills `slices` with the bytes ready to be written, in order; returns how many
+    /// slices it filled.
+    #[must_use]
+    pub fn poll_transmit_vectored<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.output.io_slices(slices)
+    }
+
+    /// Records that the socket took `n` bytes of what `poll_transmit` lent.
+    pub fn advance_transmit(&mut self, now: Instant, n: usize) {
+        if n > 0 {
+            self.output.advance(n.min(self.output.len()));
+            self.last_activity = now;
+        }
         self.release_idle_buffers();
     }
 
@@ -275,7 +473,7 @@ impl Connection {
     #[must_use]
     pub fn poll_shutdown(&mut self, now: Instant) -> bool {
         if let State::Closing(reason) = self.state {
-            if self.in_flight == 0 && self.output.is_empty() {
+            if self.in_flight == 0 && self.held.is_empty() && self.output.is_empty() {
                 if reason.server_initiated() {
                     let linger = match reason {
                         CloseReason::Shutdown => self.limits.linger.min(SHUTDOWN_LINGER),
@@ -291,32 +489,63 @@ impl Connection {
         false
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.state {
-            State::Lingering(_, until) => Some(until),
-            State::Open => self.limits.idle_timeout.map(|t| self.last_input + t),
-            State::Closing(_) | State::Closed(_) => None,
+    /// When `timer` is next due, if it is armed.
+    pub fn deadline(&self, timer: Timer) -> Option<Instant> {
+        match (timer, self.state) {
+            (Timer::Idle, State::Open) if self.in_flight == 0 => {
+                self.limits.idle_timeout.map(|t| self.last_activity + t)
+            }
+            (Timer::Closing, State::Closing(_))
+                if self.in_flight == 0 && !self.output.is_empty() =>
+            {
+                Some(self.last_activity + self.limits.closing_timeout)
+            }
+            (Timer::Linger, State::Lingering(_, until)) => Some(until),
+            _ => None,
         }
     }
 
-    /// Time has passed: ends a linger, or closes an idle connection.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    ///
+    /// Every deadline it returns belongs to a timer armed only in the current state,
+    /// and handling that timer leaves the state: once `handle_timeout(now)` has run,
+    /// this never returns a deadline at or before `now` that it returned before.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        timers::earliest(Timer::ALL.map(|t| self.deadline(t)))
+    }
+
+    /// Time has passed: handles every timer due at `now` (a call with none due changes
+    /// nothing).
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.state {
-            State::Lingering(reason, until) if now >= until => {
-                self.state = State::Closed(reason);
+        for timer in Timer::ALL {
+            if self.deadline(timer).is_none_or(|at| at > now) {
+                continue;
             }
-            State::Open => {
-                let idle = self.limits.idle_timeout;
-                let quiet = self.in_flight == 0 && self.output.is_empty();
-                if quiet && idle.is_some_and(|t| now >= self.last_input + t) {
-                    self.input.clear();
-                    self.begin_close(CloseReason::IdleTimeout);
+            match timer {
+                Timer::Idle => {
+                    if self.output.is_empty() {
+                        // Nothing owed: a graceful close that still runs held jobs.
+                        self.input.clear();
+                        self.decodable = false;
+                        self.begin_close(CloseReason::IdleTimeout);
+                    } else {
+                        // Answers are owed and the client took none for the whole
+                        // timeout: it is not reading, so nothing more can reach it.
+                        self.abort(CloseReason::IdleTimeout);
+                    }
+                }
+                Timer::Closing => {
+                    let reason = self.close_reason().unwrap_or(CloseReason::Io);
+                    self.abort(reason);
+                }
+                Timer::Linger => {
+                    let reason = self.close_reason().unwrap_or(CloseReason::Io);
+                    self.state = State::Closed(reason);
                 }
             }
-            _ => {}
         }
+        self.check_invariants();
     }
 
     /// The peer will send nothing more. Frames already buffered are still answered.
@@ -340,10 +569,17 @@ impl Connection {
     /// A connection already closing keeps its reason: a peer that resets after a
     /// protocol error or during a shutdown still counts as that error or shutdown.
     pub fn handle_reset(&mut self, reason: CloseReason) {
+        self.abort(reason);
+    }
+
+    /// Closes at once, dropping everything buffered; an existing reason is kept.
+    fn abort(&mut self, reason: CloseReason) {
         if !self.is_closed() {
             self.state = State::Closed(self.close_reason().unwrap_or(reason));
-            self.output = BytesMut::new();
+            self.output.clear();
             self.input = BytesMut::new();
+            self.held.clear();
+            self.decodable = false;
         }
     }
 
@@ -365,9 +601,35 @@ impl Connection {
         }
     }
 
+    /// Bookkeeping after answers or returned jobs: once nothing is in flight, only the
+    /// held jobs' requests remain, and after a cancel those are answered now.
+    fn settle(&mut self) {
+        if self.in_flight == 0 {
+            if self.cancelled {
+                for job in std::mem::take(&mut self.held) {
+                    if self.takes_answers() {
+                        not_executed(&mut self.output, &job);
+                    }
+                }
+            }
+            self.request_bytes = self.held.iter().map(Job::request_len).sum();
+        }
+        self.release_idle_buffers();
+        self.check_invariants();
+    }
+
     /// A fatal decode error: its error frame is the last job, then the connection closes.
     fn fail(&mut self, e: DecodeError, jobs: &mut Vec<Job>) {
-        let job = Job {
+        let job = self.fatal_job(e);
+        self.push_job(job, jobs);
+    }
+
+    /// The job answering a fatal decode error; the connection stops reading and closes
+    /// after it.
+    fn fatal_job(&mut self, e: DecodeError) -> Job {
+        self.input = BytesMut::new();
+        self.begin_close(CloseReason::ProtocolViolation(e.status()));
+        Job {
             conn: self.id,
             id: e.request_id().unwrap_or_default(),
             op: JobOp::Reject {
@@ -375,10 +637,7 @@ impl Connection {
                 status: e.status(),
                 reason: e.reason(),
             },
-        };
-        self.push_job(job, jobs);
-        self.input = BytesMut::new();
-        self.begin_close(CloseReason::ProtocolViolation(e.status()));
+        }
     }
 
     /// Turns one whole frame into its job, applying the per-connection rules: the
@@ -435,17 +694,42 @@ impl Connection {
         if self.input.is_empty() && self.input.capacity() > KEEP_BUFFER_BYTES {
             self.input = BytesMut::new();
         }
-        if self.output.is_empty() && self.output.capacity() > KEEP_BUFFER_BYTES {
-            self.output = BytesMut::new();
+        self.output.release_idle(KEEP_BUFFER_BYTES);
+        if self.held.is_empty() && self.held.capacity() > 64 {
+            self.held = VecDeque::new();
         }
     }
 
     fn check_invariants(&self) {
         debug_assert!(self.in_flight <= self.limits.max_in_flight);
         debug_assert!(
+            self.held.is_empty() || self.in_flight == 0 || self.cancelled,
+            "{:?}: jobs held while a run is in flight",
+            self.id
+        );
+        debug_assert!(
             self.state == State::Open || self.input.is_empty() || self.input_ended.is_some(),
             "{:?}: input kept after close",
             self.id
         );
+        debug_assert!(
+            !self.is_closed() || (self.output.is_empty() && self.held.is_empty()),
+            "{:?}: closed with something owed",
+            self.id
+        );
     }
+}
+
+/// Answers a job the server will not execute: a request with SHUTTING_DOWN; a frame
+/// already refused with its own error, which needs no executing.
+fn not_executed(out: &mut Outgoing, job: &Job) {
+    let (opcode, status, message) = match &job.op {
+        JobOp::Request(r) => (r.opcode(), Status::SHUTTING_DOWN, NOT_EXECUTED_MESSAGE),
+        JobOp::Reject {
+            opcode,
+            status,
+            reason,
+        } => (*opcode, *status, reason.as_bytes()),
+    };
+    encode::error(out.buf(), opcode, job.id, status, message);
 }

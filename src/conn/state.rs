@@ -1,7 +1,7 @@
 //! A connection's lifecycle and the reasons it can end.
 //!
 //! ```text
-//!   Open ──(peer EOF, fatal error, idle, shutdown)──► Closing(reason)
+//!   Open ──(peer EOF, fatal error, idle, shutdown, eviction)──► Closing(reason)
 //!     │                                                  │ in-flight answered, output flushed
 //!     │ reset / socket error                             ▼
 //!     └───────────────────────────────► Closed ◄── Lingering(reason, until)
@@ -14,6 +14,11 @@
 //! close first shuts down the write side and *lingers*, discarding input until the peer
 //! closes or [`LINGER`](crate::config::LINGER) passes. Fatal states are sticky: once
 //! closing, the reason never changes.
+//!
+//! No state can be held forever by a client that stops reading: `Closing` with output
+//! the client takes none of is dropped after the closing timeout, and an open
+//! connection with an idle timeout is dropped when the deadline passes with answers
+//! unread (see `timers`).
 
 use crate::protocol::Status;
 use std::time::Instant;
@@ -31,6 +36,9 @@ pub enum CloseReason {
     IdleTimeout,
     /// The server is shutting down.
     Shutdown,
+    /// The server's memory for client buffers was full and this connection held the
+    /// most (`--max-client-memory`).
+    ClientMemoryLimit,
     /// A socket error other than a reset.
     Io,
 }
@@ -40,7 +48,10 @@ impl CloseReason {
     pub fn server_initiated(self) -> bool {
         matches!(
             self,
-            CloseReason::ProtocolViolation(_) | CloseReason::IdleTimeout | CloseReason::Shutdown
+            CloseReason::ProtocolViolation(_)
+                | CloseReason::IdleTimeout
+                | CloseReason::Shutdown
+                | CloseReason::ClientMemoryLimit
         )
     }
 }

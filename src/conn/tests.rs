@@ -1,7 +1,7 @@
 //! The connection state machine driven directly: no socket, no thread, virtual time.
 
 use super::*;
-use crate::command::{apply, Context};
+use crate::command::Context;
 use crate::job::ConnId;
 use crate::protocol::{RequestId, Response, ResponseBody};
 
@@ -10,6 +10,7 @@ struct ConnHarness {
     conn: Connection,
     ctx: Context,
     now: Instant,
+    /// The run handed out and not yet executed.
     jobs: Vec<Job>,
     wire: BytesMut,
 }
@@ -21,6 +22,7 @@ fn limits() -> ConnLimits {
         max_in_flight: 8,
         idle_timeout: Some(Duration::from_secs(30)),
         linger: Duration::from_secs(2),
+        closing_timeout: Duration::from_secs(10),
     }
 }
 
@@ -40,22 +42,40 @@ impl ConnHarness {
         }
     }
 
+    /// Delivers bytes and takes the next run if one can go out; returns its size.
     fn feed(&mut self, bytes: &[u8]) -> usize {
         self.conn.feed(self.now, bytes, &mut self.jobs)
     }
 
-    /// Executes every queued job and answers the connection, one job at a time.
-    fn execute(&mut self) {
-        for job in self.jobs.drain(..) {
-            self.conn.complete(1, |out| apply(&self.ctx, &job, out));
-        }
+    /// Executes the run handed out, as the reactor would with its output credit;
+    /// jobs that do not fit the credit go back to the connection. Returns how many ran.
+    fn execute(&mut self) -> usize {
+        let mut batch = crate::exec::Batch {
+            jobs: std::mem::take(&mut self.jobs),
+            runs: Vec::new(),
+        };
+        crate::exec::run_on(
+            &self.ctx,
+            &mut self.conn,
+            &mut batch,
+            self.now,
+            &mut crate::exec::Budget::UNLIMITED.clone(),
+            &mut crate::stats::Tally::default(),
+        )
+    }
+
+    /// Takes the next run, if one may go out.
+    fn poll(&mut self) -> usize {
+        self.conn.poll_jobs(&mut self.jobs)
     }
 
     /// Takes everything the connection wants to write.
     fn drain_output(&mut self) -> Vec<Response> {
-        let n = self.conn.poll_transmit().len();
-        self.wire.extend_from_slice(self.conn.poll_transmit());
-        self.conn.advance_transmit(n);
+        while self.conn.wants_write() {
+            let n = self.conn.poll_transmit().len();
+            self.wire.extend_from_slice(self.conn.poll_transmit());
+            self.conn.advance_transmit(self.now, n);
+        }
         let mut decoder = Decoder::new(Limits::MAX_MAX_FRAME);
         let mut out = Vec::new();
         while let Some(frame) = decoder.decode(&mut self.wire).unwrap() {
@@ -95,9 +115,12 @@ fn frames_split_anywhere_give_the_same_jobs() {
     }
     for split in 1..stream.len() {
         let mut h = ConnHarness::new(limits());
-        h.feed(&stream[..split]);
-        h.feed(&stream[split..]);
-        let ids: Vec<u32> = h.jobs.iter().map(|j| j.id.0).collect();
+        let mut ids = Vec::new();
+        for part in [&stream[..split], &stream[split..]] {
+            h.feed(part);
+            ids.extend(h.jobs.iter().map(|j| j.id.0));
+            h.execute();
+        }
         assert_eq!(ids, vec![0, 1, 2, 3, 4], "split at {split}");
         assert_eq!(h.conn.buffered_input(), 0);
     }
@@ -111,12 +134,16 @@ fn in_flight_limit_pauses_decoding_until_answers_arrive() {
         stream.extend_from_slice(&get("k", i));
     }
     assert_eq!(h.feed(&stream), 8);
-    assert!(!h.conn.wants_read());
-    assert_eq!(h.conn.poll_jobs(&mut h.jobs), 0, "still at the limit");
+    assert_eq!(h.poll(), 0, "one run at a time");
+    assert!(!h.conn.wants_decode());
     h.execute();
-    assert_eq!(h.conn.poll_jobs(&mut h.jobs), 8);
+    assert!(
+        h.conn.wants_decode(),
+        "the rest is decodable without new input"
+    );
+    assert_eq!(h.poll(), 8);
     h.execute();
-    assert_eq!(h.conn.poll_jobs(&mut h.jobs), 4);
+    assert_eq!(h.poll(), 4);
     h.execute();
     let ids: Vec<u32> = h.drain_output().iter().map(|r| r.request_id.0).collect();
     assert_eq!(ids, (0..20).collect::<Vec<_>>());
@@ -130,47 +157,161 @@ fn output_past_the_limit_stops_reading_until_drained() {
         h.feed(&get("big", i));
         h.execute();
     }
-    assert!(h.conn.poll_transmit().len() > 64 << 10);
+    assert!(h.conn.pending_output() > 64 << 10);
     assert!(!h.conn.wants_read());
     assert_eq!(h.drain_output().len(), 4);
     assert!(h.conn.wants_read());
 }
 
 #[test]
-fn output_past_the_limit_pauses_decoding_of_frames_already_read() {
-    // A peer that pipelines many small requests for a large value and never reads:
-    // the frames are already buffered, so stopping reads alone does not bound output.
+fn a_run_stops_at_its_credit_so_output_is_the_limit_plus_one_answer() {
+    // A peer that pipelines many requests for a large value and never reads: however
+    // many are decoded, execution stops once the answers reach the output limit.
     let mut l = limits();
-    l.max_in_flight = 2;
+    l.max_in_flight = 64;
     let mut h = ConnHarness::new(l);
-    h.ctx.store.put(b"big", &[7; 20_000]).unwrap();
+    let value = 20_000;
+    h.ctx.store.put(b"big", &vec![7; value]).unwrap();
     let mut stream = BytesMut::new();
     for i in 0..40 {
         stream.extend_from_slice(&get("big", i));
     }
-    assert_eq!(h.feed(&stream), 2);
-    for _ in 0..40 {
-        h.execute();
-        h.conn.poll_jobs(&mut h.jobs);
-    }
-    let pending = h.conn.poll_transmit().len();
-    assert!(pending > l.max_output, "past the limit: {pending}");
-    assert!(
-        pending < l.max_output + 2 * 20_100,
-        "at most the answers in flight past the limit: {pending}"
-    );
+    assert_eq!(h.feed(&stream), 40);
+    let ran = h.execute();
+    let pending = h.conn.pending_output();
+    assert_eq!(ran, 4, "the fourth answer crosses 64 KiB");
+    assert!(pending >= l.max_output && pending < l.max_output + value + 100);
+    assert_eq!(h.conn.held(), 36, "the rest is held, in order");
     assert!(!h.conn.wants_decode(), "held until output drains");
-    // Draining lifts the limit: the held frames decode with no new input.
+    assert!(!h.conn.wants_read());
+    // Draining lifts the limit: the held jobs run with no new input, in order.
     let mut ids = Vec::new();
-    while ids.len() < 40 {
+    for _ in 0..100 {
         ids.extend(h.drain_output().iter().map(|r| r.request_id.0));
-        if h.conn.wants_decode() {
-            h.conn.poll_jobs(&mut h.jobs);
+        if ids.len() == 40 {
+            break;
         }
+        assert!(h.conn.wants_decode());
+        h.poll();
         h.execute();
+        assert!(h.conn.pending_output() < l.max_output + value + 100);
     }
     assert_eq!(ids, (0..40).collect::<Vec<_>>());
     assert!(!h.conn.wants_decode(), "nothing left to decode");
+}
+
+#[test]
+fn decoded_requests_are_bounded_in_bytes_as_well_as_count() {
+    let mut l = limits();
+    l.max_in_flight = 256;
+    let mut h = ConnHarness::new(l);
+    let put = |i: u32| {
+        encode(
+            Request::Put {
+                key: format!("k{i}").into(),
+                value: vec![1u8; 30_000].into(),
+                ttl_ms: 0,
+            },
+            i,
+        )
+    };
+    let mut stream = BytesMut::new();
+    for i in 0..6 {
+        stream.extend_from_slice(&put(i));
+    }
+    // 64 KiB of requests per run: the third PUT passes it and ends the run.
+    assert_eq!(h.feed(&stream), 3);
+    assert!(h.conn.memory() >= 90_000);
+    h.execute();
+    assert_eq!(h.poll(), 3);
+}
+
+#[test]
+fn jobs_given_back_go_out_again_first_or_are_refused_when_cancelled() {
+    let mut h = ConnHarness::new(limits());
+    let mut stream = BytesMut::new();
+    for i in 0..3 {
+        stream.extend_from_slice(&get("k", i));
+    }
+    h.feed(&stream);
+    // An executor hands all three back unstarted: held, then handed out again.
+    let run = std::mem::take(&mut h.jobs);
+    h.conn.handle_unrun(&mut run.into_iter(), false);
+    assert_eq!(h.conn.in_flight(), 0);
+    assert_eq!(h.conn.held(), 3);
+    h.feed(&get("k", 3));
+    let ids: Vec<u32> = h.jobs.iter().map(|j| j.id.0).collect();
+    assert_eq!(ids, [0, 1, 2, 3], "held jobs first, then the new frame");
+
+    // The server stops executing: what comes back is answered SHUTTING_DOWN.
+    let run = std::mem::take(&mut h.jobs);
+    h.conn.handle_unrun(&mut run.into_iter(), true);
+    let out = h.drain_output();
+    assert_eq!(out.len(), 4);
+    assert!(out.iter().all(|r| matches!(
+        r.body,
+        ResponseBody::Error {
+            status: Status::SHUTTING_DOWN,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn cancelling_answers_held_jobs_and_buffered_frames_then_closes() {
+    let mut l = limits();
+    l.max_in_flight = 2;
+    let mut h = ConnHarness::new(l);
+    let mut stream = BytesMut::new();
+    for i in 0..5 {
+        stream.extend_from_slice(&get("k", i));
+    }
+    stream.extend_from_slice(&get("k", 5)[..4]); // and a partial frame
+    assert_eq!(h.feed(&stream), 2);
+    h.execute();
+    h.conn.handle_cancel(h.now);
+    assert_eq!(h.poll(), 0, "nothing runs after a cancel");
+    let out = h.drain_output();
+    let ids: Vec<u32> = out.iter().map(|r| r.request_id.0).collect();
+    assert_eq!(ids, [0, 1, 2, 3, 4]);
+    assert!(matches!(out[0].body, ResponseBody::NotFound));
+    for r in &out[2..] {
+        assert!(matches!(
+            r.body,
+            ResponseBody::Error {
+                status: Status::SHUTTING_DOWN,
+                ..
+            }
+        ));
+    }
+    assert!(h.conn.poll_shutdown(h.now));
+    assert_eq!(h.conn.close_reason(), Some(CloseReason::Shutdown));
+}
+
+#[test]
+fn eviction_replaces_pending_output_with_one_error_frame() {
+    let mut h = ConnHarness::new(limits());
+    h.ctx.store.put(b"big", &[7; 20_000]).unwrap();
+    for i in 0..3 {
+        h.feed(&get("big", i));
+        h.execute();
+    }
+    h.feed(&get("big", 9));
+    assert_eq!(h.jobs.len(), 1, "a run in flight");
+    h.conn.handle_evict(h.now);
+    assert!(h.conn.memory() < 1024, "{} bytes left", h.conn.memory());
+    h.execute(); // its answer arrives and is dropped
+    let out = h.drain_output();
+    assert_eq!(out.len(), 1);
+    assert!(matches!(
+        out[0].body,
+        ResponseBody::Error {
+            status: Status::CLIENT_MEMORY_LIMIT,
+            ..
+        }
+    ));
+    assert!(h.conn.poll_shutdown(h.now));
+    assert_eq!(h.conn.close_reason(), Some(CloseReason::ClientMemoryLimit));
 }
 
 #[test]
@@ -222,9 +363,9 @@ fn closing_is_sticky() {
 #[test]
 fn a_reset_while_closing_keeps_the_close_reason() {
     let mut h = ConnHarness::new(limits());
-    h.feed(&get("k", 1));
+    h.conn.handle_input(h.now, &get("k", 1));
     h.conn.handle_shutdown();
-    h.conn.poll_jobs(&mut h.jobs);
+    h.poll();
     assert_eq!(h.conn.close_reason(), Some(CloseReason::Shutdown));
     h.conn.handle_reset(CloseReason::Reset);
     assert_eq!(h.conn.state(), State::Closed(CloseReason::Shutdown));
@@ -264,13 +405,86 @@ fn idle_connections_close_after_the_timeout_in_virtual_time() {
 }
 
 #[test]
+fn a_run_in_flight_suspends_the_idle_timeout() {
+    let mut h = ConnHarness::new(limits());
+    h.feed(&get("k", 1));
+    assert_eq!(h.conn.poll_timeout(), None, "the server's turn: not idle");
+    h.now += Duration::from_secs(100);
+    h.execute();
+    assert_eq!(
+        h.conn.poll_timeout(),
+        Some(h.now + Duration::from_secs(30)),
+        "the answer's arrival restarts the clock"
+    );
+}
+
+#[test]
+fn unread_answers_past_the_idle_timeout_close_at_once() {
+    let mut h = ConnHarness::new(limits());
+    h.feed(&get("k", 1));
+    h.execute();
+    let sent = h.conn.pending_output();
+    // The socket takes part of it, then nothing for the whole timeout.
+    h.conn.advance_transmit(h.now, sent / 2);
+    h.advance(Duration::from_secs(29));
+    assert_eq!(h.conn.state(), State::Open, "taking bytes is activity");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.conn.state(), State::Closed(CloseReason::IdleTimeout));
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn a_closing_connection_whose_client_takes_nothing_is_dropped() {
+    let mut l = limits();
+    l.idle_timeout = None;
+    let mut h = ConnHarness::new(l);
+    h.feed(&get("k", 1));
+    h.execute();
+    h.conn.handle_shutdown();
+    h.poll();
+    assert_eq!(h.conn.state(), State::Closing(CloseReason::Shutdown));
+    h.advance(Duration::from_secs(9));
+    assert!(!h.conn.is_closed());
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.conn.state(), State::Closed(CloseReason::Shutdown));
+}
+
+/// The property the reactor's timer loop relies on: whatever the state, handling the
+/// timeouts due at a deadline leaves no deadline at or before it.
+#[test]
+fn handling_a_due_timeout_never_leaves_a_deadline_in_the_past() {
+    let mut h = ConnHarness::new(limits());
+    h.ctx.store.put(b"big", &[7; 20_000]).unwrap();
+    let mut stream = BytesMut::new();
+    for i in 0..20 {
+        stream.extend_from_slice(&get("big", i));
+    }
+    h.feed(&stream);
+    h.execute();
+    for step in 0..1000 {
+        let Some(at) = h.conn.poll_timeout() else {
+            break;
+        };
+        assert!(step < 10, "still armed after {step} timeouts");
+        h.now = h.now.max(at);
+        let before = h.conn.state();
+        h.conn.handle_timeout(h.now);
+        assert_ne!(h.conn.state(), before, "a due timer changed nothing");
+        assert!(h.conn.poll_timeout().is_none_or(|t| t > h.now));
+        let _ = h.conn.poll_shutdown(h.now);
+    }
+    assert!(h.conn.is_closed());
+}
+
+#[test]
 fn peer_eof_answers_what_was_read_then_closes_without_lingering() {
     let mut h = ConnHarness::new(limits());
     let mut bytes = get("a", 1);
     bytes.extend_from_slice(&get("b", 2)[..5]); // half a frame
     h.feed(&bytes);
     h.conn.handle_peer_closed();
-    h.conn.poll_jobs(&mut h.jobs);
+    h.execute();
+    h.poll();
     assert_eq!(h.conn.state(), State::Closing(CloseReason::PeerClosed));
     h.execute();
     assert_eq!(h.drain_output().len(), 1);
@@ -286,8 +500,8 @@ fn hello_is_only_allowed_first_and_ttl_needs_the_feature() {
         features: u32::MAX,
         token: "".into(),
     };
-    h.feed(&encode(hello.clone(), 1));
-    h.feed(&encode(hello, 2));
+    h.conn.handle_input(h.now, &encode(hello.clone(), 1));
+    h.conn.handle_input(h.now, &encode(hello, 2));
     h.feed(&encode(
         Request::Put {
             key: "k".into(),

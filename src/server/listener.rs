@@ -1,21 +1,30 @@
-//! The listening socket: accepts drained to `WouldBlock`, with a back-off when the
-//! process runs out of descriptors.
+//! The listening socket: accepts drained to `WouldBlock`; connections past the limit
+//! refused with SERVER_FULL; and a reserve descriptor so that running out of
+//! descriptors refuses clients instead of leaving them waiting.
 //!
-//! When `accept` fails with EMFILE, ENFILE, ENOBUFS or ENOMEM, retrying at once fails
-//! again and would spin the reactor. The listener pauses for [`ACCEPT_BACKOFF`]
-//! instead; pending connections wait in the kernel's backlog meanwhile, and since no
-//! new edge may come for them, the reactor retries when the pause ends.
+//! The connection limit is fitted to the descriptor limit at startup (see `fds`), so
+//! the limit check refuses clients before descriptors run out. When they run out
+//! anyway (EMFILE or ENFILE, from descriptors used elsewhere), the listener gives up
+//! its reserve descriptor for a moment, accepts the waiting client, tells it
+//! SERVER_FULL, closes it and takes the reserve back, as nginx and libuv do: a client
+//! never sits in the kernel's queue unanswered. Without a reserve, or when accept fails
+//! for lack of memory, retrying at once would fail again and spin the reactor, so the
+//! listener pauses for [`ACCEPT_BACKOFF`]; pending connections wait in the backlog
+//! meanwhile, and since no new edge may come for them, the reactor retries when the
+//! pause ends.
 
 use crate::protocol::{encode, Opcode, RequestId, Status};
 use crate::stats::{Counters, Stats};
 use bytes::BytesMut;
 use mio::net::{TcpListener, TcpStream};
 use mio::Interest;
+use std::fs::File;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// How long accepting pauses after the process ran out of descriptors or memory.
+/// How long accepting pauses after the process ran out of descriptors or memory with
+/// no reserve descriptor to answer with.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
@@ -25,11 +34,31 @@ pub(super) struct Listener {
     paused_until: Option<Instant>,
     /// Set while accepts keep failing, so the failure is logged once per streak.
     failing: bool,
+    /// A descriptor held in reserve, released to refuse a client when none are left.
+    reserve: Option<File>,
+}
+
+/// Opens the reserve descriptor.
+fn reserve() -> Option<File> {
+    File::open("/dev/null").ok()
 }
 
 impl Listener {
-    pub(super) fn bind(addr: SocketAddr, registry: &mio::Registry) -> io::Result<Listener> {
-        let mut inner = TcpListener::bind(addr)?;
+    /// Binds `addr` with a listen backlog of `backlog` (the kernel caps it at
+    /// `net.core.somaxconn`).
+    pub(super) fn bind(
+        addr: SocketAddr,
+        backlog: u32,
+        registry: &mio::Registry,
+    ) -> io::Result<Listener> {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // As every server does: a restart may bind while old connections linger.
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+        let mut inner = TcpListener::from_std(socket.into());
         registry.register(&mut inner, super::registry::LISTENER, Interest::READABLE)?;
         Ok(Listener {
             inner,
@@ -37,6 +66,7 @@ impl Listener {
             ready: true,
             paused_until: None,
             failing: false,
+            reserve: reserve(),
         })
     }
 
@@ -54,9 +84,15 @@ impl Listener {
         self.paused_until
     }
 
-    /// The next accepted connection (with `TCP_NODELAY` set), or `None` once the
-    /// backlog is drained or accepting is paused.
-    pub(super) fn accept(&mut self, now: Instant, counters: &Counters) -> Option<TcpStream> {
+    /// The next accepted connection to serve (with `TCP_NODELAY` set), or `None` once
+    /// the backlog is drained or accepting is paused. While `full`, every accepted
+    /// connection is refused with SERVER_FULL instead.
+    pub(super) fn accept(
+        &mut self,
+        now: Instant,
+        counters: &Counters,
+        full: bool,
+    ) -> Option<TcpStream> {
         if let Some(until) = self.paused_until {
             if now < until {
                 return None;
@@ -67,11 +103,15 @@ impl Listener {
         while self.ready {
             match self.inner.accept() {
                 Ok((stream, _)) => {
-                    // Responses are written whole; Nagle would only delay them.
-                    let _ = stream.set_nodelay(true);
                     if std::mem::take(&mut self.failing) {
                         eprintln!("switchboard: accepting connections again");
                     }
+                    if full {
+                        refuse(stream, counters);
+                        continue;
+                    }
+                    // Responses are written whole; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
                     return Some(stream);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.ready = false,
@@ -82,6 +122,10 @@ impl Listener {
                     ) => {}
                 Err(e) => {
                     Stats::incr(&counters.accept_errors);
+                    let exhausted = super::socket::is_descriptor_exhaustion(&e);
+                    if exhausted && self.refuse_with_reserve(counters) {
+                        continue;
+                    }
                     if !std::mem::replace(&mut self.failing, true) {
                         let what = if super::socket::is_resource_exhaustion(&e) {
                             "out of descriptors or memory"
@@ -100,14 +144,33 @@ impl Listener {
         }
         None
     }
+
+    /// Out of descriptors: frees the reserve, accepts one waiting client and refuses
+    /// it with SERVER_FULL, then takes the reserve back. False when there was no
+    /// reserve or no client could be accepted with it.
+    fn refuse_with_reserve(&mut self, counters: &Counters) -> bool {
+        if self.reserve.take().is_none() {
+            return false;
+        }
+        let refused = match self.inner.accept() {
+            Ok((stream, _)) => {
+                refuse(stream, counters);
+                true
+            }
+            Err(_) => false,
+        };
+        self.reserve = reserve();
+        refused
+    }
 }
 
-/// Tells a connection over the limit why it is refused, then closes it.
+/// Tells a connection it cannot be served, then closes it.
 ///
 /// The frame is a few dozen bytes written into a fresh socket's empty send buffer, so
 /// the non-blocking write completes whole; if it somehow does not, the close alone
 /// still tells the client.
-pub(super) fn reject_full(mut stream: TcpStream) {
+fn refuse(mut stream: TcpStream, counters: &Counters) {
+    Stats::incr(&counters.connections_rejected);
     let mut frame = BytesMut::with_capacity(64);
     encode::error(
         &mut frame,

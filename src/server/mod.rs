@@ -7,12 +7,15 @@
 //! 2. **note readiness** — each event marks its connection readable/writable and
 //!    queues it; the listener and signals set flags;
 //! 3. **accept** — drain the listener to `WouldBlock`;
-//! 4. **service** — for each queued connection: read (up to the read budget), decode
-//!    into the batch of its worker (or execute inline), write what is pending;
-//! 5. **dispatch** — hand each worker its batch, one channel send per worker;
-//! 6. **complete** — copy finished batches' responses into their connections and
-//!    write them out;
-//! 7. **timers** — idle and linger deadlines, and the accept back-off.
+//! 4. **service** — for each queued connection: read (up to the read budget), hand out
+//!    its next run of jobs (executed at once with `--workers 0`), write what is
+//!    pending (up to the write budget);
+//! 5. **dispatch** — run the iteration's cheap runs on this thread, within a budget,
+//!    and hand each worker its batch, one channel send per worker (`execute`);
+//! 6. **complete** — append finished batches' answers to their connections and write
+//!    them out;
+//! 7. **timers** — the deadlines due now (`timers`), then the client memory limit
+//!    (`memory`) and a stop in progress (`shutdown`).
 //!
 //! # Readiness
 //! mio is edge-triggered: an event means "something changed", so the reactor remembers
@@ -22,81 +25,57 @@
 //! receive queue at that moment, and any later arrival raises a new edge (the rule
 //! discussed in tokio-rs/mio#1611). It is not applied when the event reported the
 //! peer's side closed, because then no further edge would announce the EOF. A
-//! connection stopped by its read budget stays queued and the next `poll` does not
-//! block, so a busy client cannot starve the others nor lose its readiness.
+//! connection stopped by its read or write budget stays queued and the next `poll`
+//! does not block, so a busy client cannot starve the others nor lose its readiness.
+//!
+//! # Budgets
+//! No connection holds the loop for long while others wait: per turn it reads at most
+//! [`READ_BUDGET_BYTES`], writes at most [`WRITE_BUDGET_BYTES`], and requests run on
+//! this thread spend at most [`REACTOR_BUDGET_UNITS`](crate::exec::REACTOR_BUDGET_UNITS)
+//! (about a quarter of a millisecond of copying) per connection turn with `--workers
+//! 0`, or per iteration for the cheap runs of all connections together. Long values
+//! are answered by reference, so a large GET costs no copying here at all.
 //!
 //! # Backpressure
-//! A connection stops being read while its output is over the limit, its in-flight
-//! jobs are at the limit, or a frame limit's worth of input is buffered; its readiness
-//! is remembered and it is serviced again once the condition clears. WRITABLE interest
-//! is registered only while output is pending.
+//! A connection stops being read while its output is over the limit or a frame limit's
+//! worth of input is buffered, and gets no new run while a run is in flight or its
+//! output is over the limit; its readiness is remembered and it is serviced again once
+//! the condition clears. WRITABLE interest is registered only while output is pending.
 
+mod execute;
+mod fds;
 mod listener;
+mod memory;
 pub mod registry;
+mod service;
+mod shutdown;
 pub mod socket;
 #[cfg(test)]
 mod tests;
+mod timers;
 pub mod wake;
 
-use crate::command::{self, Context};
-use crate::config::{Config, LINGER, READ_BUDGET_BYTES, READ_CHUNK_BYTES, SHUTDOWN_GRACE};
-use crate::conn::{CloseReason, ConnLimits, State};
-use crate::job::{ConnId, Job, JobOp};
-use crate::protocol::Request;
-use crate::stats::{Stats, Tally};
+use crate::command::Context;
+use crate::config::{Config, READ_CHUNK_BYTES};
+use crate::conn::{ConnLimits, Outgoing};
+use crate::exec::Batch;
+use crate::job::ConnId;
+use crate::stats::Tally;
 use crate::worker::Pool;
 use listener::Listener;
 use mio::{Events, Interest, Poll, Token};
 use registry::{Registry, SIGNAL, WAKER};
+use shutdown::Stopping;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use socket::{ReadOutcome, WriteOutcome};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wake::ReactorWake;
 
-/// Payload bytes a batch run on the reactor may copy in all (PUT, CAS and PING bodies):
-/// with up to `--inline-max-batch` requests of up to 16 KiB each, the count alone would
-/// let one batch keep every other connection waiting while megabytes are copied.
-const INLINE_MAX_PAYLOAD: usize = 256 << 10;
-
-/// The request bytes executing `job` copies.
-fn payload_len(job: &Job) -> usize {
-    match &job.op {
-        JobOp::Request(Request::Put { value, .. } | Request::Cas { value, .. }) => value.len(),
-        JobOp::Request(Request::Ping { payload }) => payload.len(),
-        _ => 0,
-    }
-}
-
-/// Requests whose execution is cheap enough to run on the reactor in a batch.
-fn cheap(job: &Job) -> bool {
-    const SMALL: usize = 16 << 10;
-    match &job.op {
-        JobOp::Reject { .. } => true,
-        JobOp::Request(r) => match r {
-            Request::Get { .. } | Request::Delete { .. } | Request::Hello { .. } => true,
-            Request::Ping { payload } => payload.len() <= SMALL,
-            Request::Put { value, .. } | Request::Cas { value, .. } => value.len() <= SMALL,
-            Request::Scan { .. } | Request::Stats => false,
-        },
-    }
-}
-
-/// True when a batch is small and cheap enough to run on the reactor: at most
-/// `max_jobs` jobs, every one [`cheap`], copying at most [`INLINE_MAX_PAYLOAD`] bytes.
-/// (The reactor also checks that no earlier job of those connections is at a worker.)
-fn fits_inline(batch: &[Job], max_jobs: usize) -> bool {
-    !batch.is_empty()
-        && batch.len() <= max_jobs
-        && batch.iter().all(cheap)
-        && batch.iter().map(payload_len).sum::<usize>() <= INLINE_MAX_PAYLOAD
-}
+pub use crate::config::{READ_BUDGET_BYTES, WRITE_BUDGET_BYTES};
 
 /// Readiness events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;
@@ -152,15 +131,27 @@ pub struct Server {
     inline_max_batch: usize,
     /// Connections to service this iteration.
     queue: Vec<ConnId>,
-    /// Connections to service next iteration (read budget spent, or still readable).
+    /// Connections to service next iteration (a budget spent, or still readable).
     again: Vec<ConnId>,
-    /// One batch of jobs per worker (one batch in total when running inline).
-    batches: Vec<Vec<Job>>,
-    /// Emptied job vectors come back from workers; kept for the next batches.
-    spare: Vec<Vec<Job>>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    /// This iteration's runs cheap enough to execute here (see `execute`).
+    inline: Batch,
+    /// Per worker, a batch of jobs for each of its lanes (see `worker`).
+    batches: Vec<[Batch; 2]>,
+    /// Emptied batches come back from workers; kept for the next batches.
+    spare: Vec<Batch>,
+    /// Where answers to connections that closed meanwhile are written, and dropped.
+    discard: Outgoing,
+    /// The deadline heap (see `timers`).
+    timers: timers::Heap,
     read_buf: Box<[u8]>,
-    shutdown_deadline: Option<Instant>,
+    /// Set once a stop began: its deadlines (see `shutdown`).
+    stopping: Option<Stopping>,
+    /// Memory all connections hold for their clients, as last reported by each.
+    client_memory: usize,
+    /// The limit on `client_memory` (see `memory`); 0 = none.
+    max_client_memory: usize,
+    /// How long a stop may take (see `shutdown`).
+    shutdown_timeout: Duration,
     /// Counts of requests run on this thread, published once per loop iteration.
     tally: Tally,
 }
@@ -181,8 +172,8 @@ impl Server {
     /// See [`ServerError`].
     pub fn bind(config: &Config) -> Result<Server, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
-        let listener =
-            Listener::bind(config.listen, poll.registry()).map_err(|source| ServerError::Bind {
+        let listener = Listener::bind(config.listen, config.listen_backlog, poll.registry())
+            .map_err(|source| ServerError::Bind {
                 addr: config.listen,
                 source,
             })?;
@@ -204,35 +195,38 @@ impl Server {
             0 => None,
             n => Some(Pool::start(n, ctx.clone(), wake.clone()).map_err(ServerError::Spawn)?),
         };
-        let conn_limits = ConnLimits {
-            protocol: config.limits,
-            max_output: config.max_output,
-            max_in_flight: config.max_in_flight,
-            idle_timeout: config.idle_timeout,
-            linger: LINGER,
-        };
+        // Counted now that the poller, listener and its reserve are open.
+        let (max_connections, note) = fds::fit_connection_limit(config.max_connections);
+        if let Some(note) = note {
+            eprintln!("switchboard: {note}");
+        }
         Ok(Server {
             poll,
             listener: Some(listener),
             local_addr,
-            registry: Registry::with_capacity(config.max_connections.min(1024)),
+            registry: Registry::with_capacity(max_connections.min(1024)),
             ctx,
-            batches: vec![Vec::new(); config.workers.max(1)],
+            batches: (0..config.workers).map(|_| Default::default()).collect(),
             pool,
             wake,
             stop: Arc::new(AtomicBool::new(false)),
             stop_waker: waker,
             signals,
-            conn_limits,
-            max_connections: config.max_connections,
+            conn_limits: config.conn_limits(),
+            max_connections,
             inline_max_batch: config.inline_max_batch,
             queue: Vec::new(),
             again: Vec::new(),
+            inline: Batch::default(),
             spare: Vec::new(),
-            timers: BinaryHeap::new(),
+            discard: Outgoing::default(),
+            timers: timers::Heap::default(),
             read_buf: vec![0; READ_CHUNK_BYTES].into_boxed_slice(),
-            shutdown_deadline: None,
+            stopping: None,
+            client_memory: 0,
+            max_client_memory: config.max_client_memory,
             tally: Tally::default(),
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -255,7 +249,9 @@ impl Server {
     }
 
     /// Runs until SIGINT, SIGTERM or the shutdown handle; then stops accepting,
-    /// answers what was read, closes every connection and joins the workers.
+    /// answers what was read (or, past the execution deadline, tells the client it
+    /// was not executed), closes every connection and joins the workers. A second
+    /// signal returns at once.
     ///
     /// # Errors
     /// Only when `poll` itself fails.
@@ -285,8 +281,9 @@ impl Server {
                     }
                     SIGNAL => {
                         if self.signals.pending().next().is_some() {
-                            if self.shutdown_deadline.is_some() {
+                            if self.stopping.is_some() {
                                 eprintln!("switchboard: second signal; stopping now");
+                                self.ctx.cancel.store(true, Ordering::Relaxed);
                                 return Ok(());
                             }
                             self.begin_shutdown(now);
@@ -300,17 +297,10 @@ impl Server {
             self.dispatch(now);
             self.complete(now);
             self.fire_timers(now);
-            self.ctx.stats.counters.absorb(&mut self.tally);
-            if let Some(deadline) = self.shutdown_deadline {
-                if self.registry.is_empty() || now >= deadline {
-                    if !self.registry.is_empty() {
-                        eprintln!(
-                            "switchboard: closing {} connection(s) still open after the grace period",
-                            self.registry.len()
-                        );
-                    }
-                    return Ok(());
-                }
+            self.enforce_client_memory(now);
+            self.publish(now);
+            if self.stopped(now) {
+                return Ok(());
             }
         }
     }
@@ -318,7 +308,10 @@ impl Server {
     /// How long `poll` may block: not at all when work is waiting, else until the
     /// next deadline. Announces the sleep to workers (see `wake`).
     fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty() || self.batches.iter().any(|b| !b.is_empty()) {
+        if !self.again.is_empty()
+            || !self.inline.is_empty()
+            || self.batches.iter().flatten().any(|b| !b.is_empty())
+        {
             return Some(Duration::ZERO);
         }
         if let Some(pool) = &self.pool {
@@ -329,9 +322,8 @@ impl Server {
             }
         }
         let listener = self.listener.as_ref().and_then(|l| l.resume_at());
-        let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
-        let shutdown = self.shutdown_deadline;
-        [listener, timer, shutdown]
+        let stopping = self.stopping.as_ref().map(|s| s.next_deadline());
+        [listener, self.timers.next(), stopping]
             .into_iter()
             .flatten()
             .min()
@@ -348,6 +340,9 @@ impl Server {
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             slot.readable = true;
         }
+        if event.is_writable() || event.is_error() {
+            slot.write_blocked = false;
+        }
         slot.read_closed |= event.is_read_closed() || event.is_error();
         if !slot.queued {
             slot.queued = true;
@@ -358,12 +353,11 @@ impl Server {
     fn accept(&mut self, now: Instant) {
         let ctx = self.ctx.clone();
         let counters = &ctx.stats.counters;
-        while let Some(stream) = self.listener.as_mut().and_then(|l| l.accept(now, counters)) {
-            if self.registry.len() >= self.max_connections {
-                listener::reject_full(stream);
-                Stats::incr(&counters.connections_rejected);
-                continue;
-            }
+        while let Some(stream) = self
+            .listener
+            .as_mut()
+            .and_then(|l| l.accept(now, counters, self.registry.len() >= self.max_connections))
+        {
             let (id, token) = self.registry.insert(stream, self.conn_limits, now);
             let slot = self.registry.get_mut(id).expect("just inserted");
             if let Err(e) =
@@ -375,307 +369,19 @@ impl Server {
                 self.registry.remove(id);
                 continue;
             }
-            Stats::incr(&counters.connections_total);
-            Stats::incr(&counters.connections_current);
+            counters.connections_total.fetch_add(1, Ordering::Relaxed);
+            counters.connections_current.fetch_add(1, Ordering::Relaxed);
             let deadline = slot.conn.poll_timeout();
-            self.arm_timer(id, deadline);
+            self.arm_timer(id, deadline, now);
         }
     }
 
-    /// Services every queued connection once, then queues those with work left.
-    fn service_queue(&mut self, now: Instant) {
-        let mut queue = std::mem::take(&mut self.queue);
-        queue.append(&mut self.again);
-        for id in queue.drain(..) {
-            self.service(id, now);
-        }
-        self.queue = queue;
-    }
-
-    /// Reads, decodes, executes (inline) or batches, and writes one connection.
-    fn service(&mut self, id: ConnId, now: Instant) {
-        let Some(slot) = self.registry.get_mut(id) else {
-            return;
-        };
-        slot.queued = false;
-        let counters = &self.ctx.stats.counters;
-        let batch = match &self.pool {
-            Some(pool) => &mut self.batches[pool.worker_for(id)],
-            None => &mut self.batches[0],
-        };
-        let mut budget = READ_BUDGET_BYTES;
-        while slot.readable && slot.conn.wants_read() && budget > 0 {
-            let want = budget.min(self.read_buf.len());
-            match socket::read(&mut slot.stream, &mut self.read_buf[..want]) {
-                ReadOutcome::Data(n) => {
-                    counters.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-                    slot.conn.handle_input(now, &self.read_buf[..n]);
-                    slot.conn.poll_jobs(batch);
-                    budget -= n;
-                    if n < want && !slot.read_closed {
-                        slot.readable = false;
-                    }
-                }
-                ReadOutcome::WouldBlock => slot.readable = false,
-                ReadOutcome::Eof => {
-                    slot.readable = false;
-                    slot.conn.handle_peer_closed();
-                }
-                ReadOutcome::Failed(reason) => {
-                    slot.readable = false;
-                    slot.conn.handle_reset(reason);
-                }
-            }
-        }
-        // Frames held back by the in-flight limit, or left by an ended input.
-        slot.conn.poll_jobs(batch);
-        if self.pool.is_none() {
-            for (i, job) in batch.iter().enumerate() {
-                command::prefetch_ahead(&self.ctx, batch, i);
-                slot.conn.complete(1, |out| {
-                    command::apply_counted(&self.ctx, job, out, &mut self.tally)
-                });
-            }
-            batch.clear();
-        }
-        self.flush(id, now);
-    }
-
-    /// Writes what a connection has pending, updates its interest, and retires it once
-    /// closed. Queues it for next iteration if it can still read.
-    fn flush(&mut self, id: ConnId, now: Instant) {
-        let Some(slot) = self.registry.get_mut(id) else {
-            return;
-        };
-        let counters = &self.ctx.stats.counters;
-        while slot.conn.wants_write() {
-            match socket::write(&mut slot.stream, slot.conn.poll_transmit()) {
-                WriteOutcome::Wrote(n) => {
-                    counters
-                        .bytes_written
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    slot.conn.advance_transmit(n);
-                }
-                WriteOutcome::WouldBlock => break,
-                WriteOutcome::Failed(reason) => slot.conn.handle_reset(reason),
-            }
-        }
-        if slot.conn.poll_shutdown(now) {
-            let _ = slot.stream.shutdown(Shutdown::Write);
-        }
-        if slot.conn.is_closed() {
-            self.close(id);
-            return;
-        }
-        let want_write = slot.conn.wants_write();
-        if want_write != slot.write_interest {
-            let interest = if want_write {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let token = Registry::token(id);
-            if self
-                .poll
-                .registry()
-                .reregister(&mut slot.stream, token, interest)
-                .is_ok()
-            {
-                slot.write_interest = want_write;
-            }
-        }
-        // Frames held back by the output or in-flight limit wait for this connection's
-        // next service, even if the socket has nothing new to read.
-        let more = (slot.readable && slot.conn.wants_read()) || slot.conn.wants_decode();
-        if more && !slot.queued {
-            slot.queued = true;
-            self.again.push(id);
-        }
-        let deadline = slot.conn.poll_timeout();
-        self.arm_timer(id, deadline);
-    }
-
-    fn close(&mut self, id: ConnId) {
-        let Some(slot) = self.registry.remove(id) else {
-            return;
-        };
-        let c = &self.ctx.stats.counters;
-        c.connections_current.fetch_sub(1, Ordering::Relaxed);
-        let counter = match slot.conn.close_reason() {
-            Some(CloseReason::PeerClosed | CloseReason::Reset) => &c.closed_by_peer,
-            Some(CloseReason::ProtocolViolation(_)) => &c.closed_protocol_error,
-            Some(CloseReason::IdleTimeout) => &c.closed_idle,
-            Some(CloseReason::Shutdown) => &c.closed_shutdown,
-            Some(CloseReason::Io) | None => &c.closed_io_error,
-        };
-        Stats::incr(counter);
-        // Dropping the stream closes the socket, which also removes it from the poller.
-    }
-
-    /// Hands each worker its batch; a full queue keeps the batch for next iteration.
-    /// A batch of cheap requests runs here instead (see `run_inline`).
-    fn dispatch(&mut self, now: Instant) {
-        if self.pool.is_none() {
-            return;
-        }
-        for n in 0..self.batches.len() {
-            if self.inline_eligible(n) {
-                self.run_inline(n, now);
-            }
-        }
-        let Some(pool) = &self.pool else {
-            return;
-        };
-        for (n, batch) in self.batches.iter_mut().enumerate() {
-            if batch.is_empty() {
-                continue;
-            }
-            let next = self.spare.pop().unwrap_or_default();
-            let full = std::mem::replace(batch, next);
-            if let Err(back) = pool.try_send(n, full) {
-                let empty = std::mem::replace(batch, back);
-                self.spare.push(empty);
-            }
-        }
-    }
-
-    /// True when worker `n`'s batch is cheaper to run on the reactor than to hand off.
-    ///
-    /// A hand-off costs a wake-up each way, cache lines moving between cores and, when
-    /// the worker has to wait for a core, milliseconds of latency; a small GET or PUT
-    /// costs about 0.1 µs. Up to `inline_max_batch` such requests the hand-off is most
-    /// of the work. Larger batches still go to the worker, where they run in parallel
-    /// with the reactor's I/O, and so do expensive requests (SCAN, STATS, large
-    /// values) and batches copying more than [`INLINE_MAX_PAYLOAD`] bytes, which would
-    /// stall every connection if run here.
-    ///
-    /// A connection's jobs may run here only if none of its earlier jobs are still at
-    /// the worker: otherwise its answers could overtake each other.
-    fn inline_eligible(&mut self, n: usize) -> bool {
-        let batch = &self.batches[n];
-        if !fits_inline(batch, self.inline_max_batch) {
-            return false;
-        }
-        let mut i = 0;
-        while let Some(first) = batch.get(i) {
-            let run = batch[i..]
-                .iter()
-                .take_while(|j| j.conn == first.conn)
-                .count();
-            if let Some(slot) = self.registry.get_mut(first.conn) {
-                // Every unanswered job of this connection is in this run.
-                if slot.conn.in_flight() as usize != run {
-                    return false;
-                }
-            }
-            i += run;
-        }
-        true
-    }
-
-    /// Executes worker `n`'s batch on the reactor and writes the answers out.
-    fn run_inline(&mut self, n: usize, now: Instant) {
-        let mut batch = std::mem::take(&mut self.batches[n]);
-        // A connection's jobs are consecutive: write each run's answers once it is done.
-        let mut last: Option<ConnId> = None;
-        for (i, job) in batch.iter().enumerate() {
-            command::prefetch_ahead(&self.ctx, &batch, i);
-            if let Some(done) = last.filter(|&id| id != job.conn) {
-                self.flush(done, now);
-            }
-            last = Some(job.conn);
-            if let Some(slot) = self.registry.get_mut(job.conn) {
-                slot.conn.complete(1, |out| {
-                    command::apply_counted(&self.ctx, job, out, &mut self.tally)
-                });
-            }
-        }
-        if let Some(id) = last {
-            self.flush(id, now);
-        }
-        batch.clear();
-        self.batches[n] = batch;
-    }
-
-    /// Delivers finished batches to their connections and writes them out.
-    fn complete(&mut self, now: Instant) {
-        let Some(pool) = &self.pool else {
-            return;
-        };
-        let mut touched = std::mem::take(&mut self.queue);
-        while let Some(mut done) = pool.try_recv() {
-            for (span, bytes) in done.iter() {
-                // A connection that closed meanwhile is gone, and so are its answers.
-                if let Some(slot) = self.registry.get_mut(span.conn) {
-                    slot.conn.handle_completion(bytes, span.count);
-                    if !slot.queued {
-                        slot.queued = true;
-                        touched.push(span.conn);
-                    }
-                }
-            }
-            self.spare.push(std::mem::take(&mut done.jobs));
-            pool.recycle(done);
-        }
-        self.queue = touched;
-        // Servicing writes the answers, and decodes anything the in-flight limit held.
-        self.service_queue(now);
-    }
-
-    fn arm_timer(&mut self, id: ConnId, deadline: Option<Instant>) {
-        let Some(at) = deadline else {
-            return;
-        };
-        let Some(slot) = self.registry.get_mut(id) else {
-            return;
-        };
-        if slot.timer.is_none_or(|t| at < t) {
-            slot.timer = Some(at);
-            self.timers.push(Reverse((at, id.index, id.generation)));
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some(Reverse((at, index, generation))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            let id = ConnId { index, generation };
-            let Some(slot) = self.registry.get_mut(id) else {
-                continue;
-            };
-            if slot.timer != Some(at) {
-                continue; // superseded by an earlier deadline
-            }
-            slot.timer = None;
-            slot.conn.handle_timeout(now);
-            self.flush(id, now);
-        }
-    }
-
-    fn begin_shutdown(&mut self, now: Instant) {
-        if self.shutdown_deadline.is_some() {
-            return;
-        }
-        self.shutdown_deadline = Some(now + SHUTDOWN_GRACE);
-        eprintln!(
-            "switchboard: shutting down; answering what {} connection(s) sent \
-             (up to {} s; a second signal stops at once)",
-            self.registry.len(),
-            SHUTDOWN_GRACE.as_secs()
-        );
-        // Dropping the listener closes it: new connections are refused from here on.
-        self.listener = None;
-        for id in self.registry.ids() {
-            if let Some(slot) = self.registry.get_mut(id) {
-                slot.conn.handle_shutdown();
-                if slot.conn.state() == State::Open && !slot.queued {
-                    slot.queued = true;
-                    self.queue.push(id);
-                }
-            }
-        }
-        self.service_queue(now);
+    /// Publishes the reactor's gauges and this iteration's counts.
+    fn publish(&mut self, _now: Instant) {
+        let stats = &self.ctx.stats;
+        stats.counters.absorb(&mut self.tally);
+        stats
+            .client_memory
+            .store(self.client_memory as u64, Ordering::Relaxed);
     }
 }

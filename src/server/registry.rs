@@ -35,6 +35,10 @@ pub struct Slot {
     pub read_closed: bool,
     /// WRITABLE is part of the registered interest.
     pub write_interest: bool,
+    /// The last write returned `WouldBlock`: wait for a writable edge.
+    pub write_blocked: bool,
+    /// What the connection reported holding at its last flush (see `memory`).
+    pub memory: usize,
     /// The slot is on the reactor's list of connections to service.
     pub queued: bool,
     /// The deadline this connection has in the timer heap, if any.
@@ -89,6 +93,8 @@ impl Registry {
             readable: false,
             read_closed: false,
             write_interest: false,
+            write_blocked: false,
+            memory: 0,
             queued: false,
             timer: None,
         });
@@ -119,6 +125,11 @@ impl Registry {
         let slot = self.slab.try_remove(index)?;
         self.generations[index] = self.generations[index].wrapping_add(1);
         Some(slot)
+    }
+
+    /// Every live connection's slot.
+    pub fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.slab.iter().map(|(_, slot)| slot)
     }
 
     /// Every live connection's id.

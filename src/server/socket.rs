@@ -43,10 +43,10 @@ pub fn read(stream: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
     }
 }
 
-/// Writes once from `buf`, retrying on `Interrupted`.
-pub fn write(stream: &mut impl Write, buf: &[u8]) -> WriteOutcome {
+/// Writes once from `bufs` in order (one `writev`), retrying on `Interrupted`.
+pub fn write_vectored(stream: &mut impl Write, bufs: &[std::io::IoSlice<'_>]) -> WriteOutcome {
     loop {
-        return match stream.write(buf) {
+        return match stream.write_vectored(bufs) {
             Ok(0) => WriteOutcome::Failed(CloseReason::Reset),
             Ok(n) => WriteOutcome::Wrote(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -69,16 +69,11 @@ fn classify(e: &io::Error) -> CloseReason {
 /// True for `accept` errors that mean "out of descriptors or memory": retrying at once
 /// would fail the same way, so the listener pauses instead of spinning.
 pub fn is_resource_exhaustion(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc_codes::EMFILE | libc_codes::ENFILE | libc_codes::ENOBUFS | libc_codes::ENOMEM)
-    )
+    is_descriptor_exhaustion(e) || matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
 }
 
-/// The Linux error numbers `accept` reports when resources run out.
-mod libc_codes {
-    pub(super) const ENOMEM: i32 = 12;
-    pub(super) const ENFILE: i32 = 23;
-    pub(super) const EMFILE: i32 = 24;
-    pub(super) const ENOBUFS: i32 = 105;
+/// True for `accept` errors that mean "out of descriptors", for the process or the
+/// system: releasing one descriptor lets one accept succeed.
+pub fn is_descriptor_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }

@@ -69,55 +69,94 @@ fn held_frames_are_answered_with_workers() {
     pipelined_gets_are_all_answered(1);
 }
 
-/// What the reactor runs itself: up to the count limit of cheap requests, and no
-/// batch that would copy more than the payload budget however few requests it has.
+/// An idle deadline that passes while a client has answers it is not reading must not
+/// freeze the loop: another client keeps being answered, and the stuck one is closed.
+fn idle_deadline_with_unread_answers(workers: usize) {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        idle_timeout: Some(Duration::from_millis(200)),
+        ..Config::default()
+    };
+    let server = Server::bind(&config).unwrap();
+    let addr = server.local_addr();
+    let stop = server.shutdown_handle();
+    let ctx = server.context();
+    ctx.store.put(b"big", &[7; 256 << 10]).unwrap();
+    let reactor = std::thread::spawn(move || server.run());
+
+    let mut wire = BytesMut::new();
+    for id in 0..100 {
+        Request::Get { key: "big".into() }.encode(RequestId(id), &mut wire);
+    }
+    let mut stuck = TcpStream::connect(addr).unwrap();
+    stuck.write_all(&wire).unwrap();
+
+    let mut other = crate::client::Client::connect(addr).unwrap();
+    other.set_timeout(Some(Duration::from_millis(250))).unwrap();
+    // Past the stuck client's idle deadline several times over.
+    for round in 0..40 {
+        other
+            .ping()
+            .unwrap_or_else(|e| panic!("PING {round} unanswered: {e}"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let closed_idle = || {
+        ctx.stats
+            .counters
+            .closed_idle
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(closed_idle() >= 1, "the stuck client was closed");
+    // Its socket is closed: reading ends (after whatever the kernel still held).
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = vec![0; 1 << 16];
+    let mut total = 0usize;
+    loop {
+        match stuck.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        assert!(
+            total < 100 * (256 << 10),
+            "the stuck client got every answer"
+        );
+    }
+    stop.shutdown();
+    reactor.join().unwrap().unwrap();
+}
+
 #[test]
-fn batches_run_inline_only_within_count_cost_and_bytes() {
-    use super::{fits_inline, INLINE_MAX_PAYLOAD};
-    use crate::job::{ConnId, Job, JobOp};
-    use bytes::Bytes;
+fn idle_deadline_with_unread_answers_inline() {
+    idle_deadline_with_unread_answers(0);
+}
 
-    let job = |request: Request| Job {
-        conn: ConnId {
-            index: 3,
-            generation: 1,
-        },
-        id: RequestId(1),
-        op: JobOp::Request(request),
+#[test]
+fn idle_deadline_with_unread_answers_with_workers() {
+    idle_deadline_with_unread_answers(1);
+}
+
+/// Bursts of connects wait in the listen backlog rather than being dropped: with the
+/// default backlog (511) 400 connects complete before the server accepts any.
+#[test]
+fn the_listen_backlog_holds_a_burst_of_connects() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 0,
+        ..Config::default()
     };
-    let get = || job(Request::Get { key: "k".into() });
-    let put = |len: usize| {
-        job(Request::Put {
-            key: "k".into(),
-            value: Bytes::from(vec![b'v'; len]),
-            ttl_ms: 0,
+    assert_eq!(config.listen_backlog, 511);
+    let server = Server::bind(&config).unwrap();
+    let addr = server.local_addr();
+    // The server does not run: only the kernel's queue takes these.
+    let streams: Vec<TcpStream> = (0..400)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+                .unwrap_or_else(|e| panic!("connect {i} not queued: {e}"))
         })
-    };
-    let gets = |n: usize| (0..n).map(|_| get()).collect::<Vec<_>>();
-
-    assert!(!fits_inline(&[], 1024), "nothing to run");
-    assert!(fits_inline(&gets(1024), 1024));
-    assert!(!fits_inline(&gets(1025), 1024), "over the count");
-    assert!(
-        !fits_inline(&gets(10), 0),
-        "a limit of 0 hands every batch off"
-    );
-
-    let small = 16 << 10;
-    let under: Vec<Job> = (0..INLINE_MAX_PAYLOAD / small)
-        .map(|_| put(small))
         .collect();
-    assert!(fits_inline(&under, 1024));
-    let mut over = under.clone();
-    over.push(put(1));
-    assert!(!fits_inline(&over, 1024), "over the payload budget");
-    assert!(!fits_inline(&[put(small + 1)], 1024), "one large value");
-
-    let mut with_scan = gets(3);
-    with_scan.push(job(Request::Scan {
-        prefix: Bytes::new(),
-        cursor: Bytes::new(),
-        limit: 10,
-    }));
-    assert!(!fits_inline(&with_scan, 1024), "an expensive request");
+    assert_eq!(streams.len(), 400);
+    drop(server);
 }

@@ -52,6 +52,14 @@ impl<const N: usize> Blob<N> {
         }
     }
 
+    /// The shared heap buffer behind a long blob; `None` for one stored inline.
+    pub(crate) fn shared(&self) -> Option<&Bytes> {
+        match self {
+            Blob::Inline { .. } => None,
+            Blob::Shared(b) => Some(b),
+        }
+    }
+
     /// Heap bytes a blob of `len` bytes holds beyond its own size.
     pub(crate) const fn heap_len_for(len: usize) -> usize {
         if len <= N {

@@ -128,6 +128,37 @@ impl PageEntry {
     pub fn value(&self) -> &[u8] {
         &self.value
     }
+
+    /// The record's value, with its shared buffer when it has one.
+    pub fn value_ref(&self) -> Value<'_> {
+        Value(&self.value)
+    }
+}
+
+/// A stored value lent by [`Store::read`] or a [`PageEntry`]: its bytes, and the
+/// reference-counted buffer behind them when the value is too long to be stored
+/// inline, so an answer can carry a long value without copying it.
+#[derive(Clone, Copy, Debug)]
+pub struct Value<'a>(&'a ValueBlob);
+
+impl<'a> Value<'a> {
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// The shared buffer holding the value, if it lives on the heap; a clone of it
+    /// keeps the bytes alive after the record changes.
+    pub fn shared(&self) -> Option<&'a Bytes> {
+        self.0.shared()
+    }
+}
+
+impl std::ops::Deref for Value<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0
+    }
 }
 
 /// One lock stripe and the lock-free prefetch pointers into it.
@@ -271,11 +302,11 @@ impl Store {
     /// Lends a record's version and value to `f` under the shard lock; returns what
     /// `f` returns, or `None` when the key has no record. Keep `f` short: it holds
     /// the lock.
-    pub fn read<R>(&self, key: &[u8], f: impl FnOnce(u64, &[u8]) -> R) -> Option<R> {
+    pub fn read<R>(&self, key: &[u8], f: impl FnOnce(u64, Value<'_>) -> R) -> Option<R> {
         let hash = self.hash(key);
         self.shard(hash)
             .get(hash, key)
-            .map(|r| f(r.version, &r.value))
+            .map(|r| f(r.version, Value(&r.value)))
     }
 
     /// Creates or replaces a record; returns its new version.

@@ -1,66 +1,31 @@
-//! The units that cross between the reactor and a worker: one batch of jobs per loop
-//! iteration going out, one batch of encoded responses coming back.
+//! What crosses back from a worker to the reactor: one [`DoneBatch`] per job batch.
 //!
-//! Both are recycled: a worker returns the emptied job `Vec` inside its `DoneBatch`, and
-//! the reactor returns each `DoneBatch` after copying its responses out, so a steady
-//! load allocates no batches at all.
+//! Both directions are recycled: the reactor sends a [`Batch`] and gets it back inside
+//! the `DoneBatch`, holding the jobs the worker did not start (none, unless the server
+//! is cancelling work or a connection's output credit ran out); it returns each
+//! `DoneBatch` after delivering its answers, so a steady load allocates no batches.
 
-use crate::job::{ConnId, Job};
-use bytes::BytesMut;
+use crate::exec::sink::Answers;
+use crate::exec::Batch;
 
-/// Responses for a run of consecutive jobs of one connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Span {
-    /// The connection.
-    pub conn: ConnId,
-    /// Bytes of `DoneBatch::out` the run's responses take.
-    pub len: usize,
-    /// How many jobs the run answers.
-    pub count: u32,
-}
+/// Recycled answer buffers larger than this are dropped rather than kept, so a burst
+/// of large answers does not leave every pooled batch holding its peak for good.
+pub const KEEP_ANSWER_BYTES: usize = 64 << 10;
 
-/// Encoded responses for one batch of jobs, grouped by connection in job order.
+/// A worker's answers to one job batch, and what it did not run.
 #[derive(Debug, Default)]
 pub struct DoneBatch {
-    /// Every response, back to back.
-    pub out: BytesMut,
-    /// Which bytes belong to which connection, in order.
-    pub spans: Vec<Span>,
-    /// The job batch's `Vec`, emptied, for the reactor to fill again.
-    pub jobs: Vec<Job>,
+    /// The answers, in spans by connection, in job order.
+    pub answers: Answers,
+    /// The jobs not started, in order, as runs; empty otherwise, and the reactor reuses
+    /// it as its next job batch.
+    pub unrun: Batch,
 }
 
 impl DoneBatch {
-    /// Records that the last `len` bytes of `out` answer one job of `conn`, merging with
-    /// the previous span when it is the same connection.
-    pub fn record(&mut self, conn: ConnId, len: usize) {
-        match self.spans.last_mut() {
-            Some(span) if span.conn == conn => {
-                span.len += len;
-                span.count += 1;
-            }
-            _ => self.spans.push(Span {
-                conn,
-                len,
-                count: 1,
-            }),
-        }
-    }
-
-    /// Empties the batch, keeping its allocations.
+    /// Empties the batch, keeping its allocations up to [`KEEP_ANSWER_BYTES`].
     pub fn clear(&mut self) {
-        self.out.clear();
-        self.spans.clear();
-        self.jobs.clear();
-    }
-
-    /// Yields each span with its bytes.
-    pub fn iter(&self) -> impl Iterator<Item = (Span, &[u8])> + '_ {
-        let mut at = 0;
-        self.spans.iter().map(move |span| {
-            let bytes = &self.out[at..at + span.len];
-            at += span.len;
-            (*span, bytes)
-        })
+        self.answers.clear(KEEP_ANSWER_BYTES);
+        self.unrun.clear();
     }
 }

@@ -1,8 +1,8 @@
 //! `Pool`: the worker threads that execute jobs against the store.
 //!
 //! ```text
-//!   reactor ──JobBatch──► [bounded channel, one per worker] ──► worker N
-//!      ▲                                                          │ command::apply_counted
+//!   reactor ──Batch──► [bounded channel, one per worker] ──► worker N
+//!      ▲                                                       │ exec::run_batch
 //!      └──── ReactorWake::wake() ◄── DoneBatch ◄── [shared channel] ◄┘
 //! ```
 //!
@@ -12,28 +12,43 @@
 //! * **Batches, not requests, cross threads.** The reactor sends at most one batch per
 //!   worker per loop iteration and a worker answers each with one `DoneBatch`: the
 //!   ~9 µs cost of waking a parked thread is paid per batch, not per request.
-//! * **Cheap batches stay home.** The reactor runs a batch of up to
-//!   `--inline-max-batch` cheap requests itself rather than pay a hand-off that costs
-//!   about as much as the requests (`Server::inline_eligible`); the pool sees expensive
-//!   requests (SCAN, STATS, large values) and very large batches, where running
-//!   beside the reactor's I/O pays.
+//! * **Cheap batches stay home.** The reactor runs up to `--inline-max-batch` cheap
+//!   requests an iteration itself rather than pay a hand-off that costs about as much
+//!   as the requests (`server::execute`); the pool sees expensive requests (SCAN,
+//!   STATS, large values) and iterations with more cheap requests than that, where
+//!   running beside the reactor's I/O pays.
+//! * **Two lanes.** Each worker has a [`Lane::Cheap`] queue and a [`Lane::Heavy`] one
+//!   and takes cheap batches first, even in the middle of a heavy batch: between two
+//!   runs of a heavy batch it stops if cheap work is waiting and hands the rest back
+//!   unstarted. So a PING is never queued behind a thousand SCANs. This reorders
+//!   nothing a client can see: a connection has one run in flight at a time.
 //! * **Parking.** A worker blocks in `recv` (crossbeam spins briefly, then parks). It
 //!   does not spin longer: on two cores a spinning worker takes the core the clients
 //!   need, and its spinning would count in the server's CPU per request.
-//! * **Bounds.** Job channels hold [`JOB_QUEUE_BATCHES`] batches; when one is full the
+//! * **Bounds.** Each lane holds [`JOB_QUEUE_BATCHES`] batches; when one is full the
 //!   reactor keeps the batch and retries next iteration (nothing is dropped). The done
 //!   channel needs no bound of its own: each job batch yields exactly one done batch.
-//! * **Shutdown.** Dropping the pool closes the job channels; each worker finishes
-//!   what it holds and exits, and the drop joins them.
+//! * **Credits.** Each run in a batch carries its connection's output credit; the
+//!   worker stops a run whose answers reach it and returns the rest unstarted, so a
+//!   client that does not read cannot make a worker produce more than its limit.
+//! * **Shares.** A batch's work is bounded ([`WORKER_BATCH_UNITS`](exec::WORKER_BATCH_UNITS))
+//!   and shared evenly by its runs, each getting at least one job: a client with a
+//!   thousand SCANs in its pipeline does not keep the other clients of the batch
+//!   waiting for theirs, and answers go out batch by batch.
+//! * **Shutdown.** When the server cancels work ([`Context::cancel`]) a worker starts
+//!   no further job and returns every batch it holds unstarted, at once. Dropping the
+//!   pool cancels, closes the job channels and joins the workers, so it takes at most
+//!   one request's time.
 
 pub mod batch;
 
-use crate::command::{self, Context};
-use crate::job::{ConnId, Job};
+use crate::command::Context;
+use crate::exec::{self, Batch, Budget};
+use crate::job::ConnId;
 use crate::server::wake::ReactorWake;
 use crate::stats::Tally;
 use batch::DoneBatch;
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -41,15 +56,26 @@ use std::thread::JoinHandle;
 pub const JOB_QUEUE_BATCHES: usize = 64;
 
 /// Done batches kept for reuse; extras are dropped.
-const FREE_BATCHES: usize = 64;
+const FREE_BATCHES: usize = 16;
+
+/// Which of a worker's queues a batch goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Requests cheap enough for the reactor, sent here when there are too many for it:
+    /// taken first.
+    Cheap = 0,
+    /// Expensive requests: taken when no cheap batch waits.
+    Heavy = 1,
+}
 
 /// The worker threads and the reactor's ends of their channels.
 #[derive(Debug)]
 pub struct Pool {
-    jobs: Vec<Sender<Vec<Job>>>,
+    jobs: Vec<[Sender<Batch>; 2]>,
     done: Receiver<DoneBatch>,
     free: Sender<DoneBatch>,
     threads: Vec<JoinHandle<()>>,
+    ctx: Arc<Context>,
 }
 
 impl Pool {
@@ -70,12 +96,15 @@ impl Pool {
             done: done_rx,
             free: free_tx,
             threads: Vec::with_capacity(workers),
+            ctx: ctx.clone(),
         };
         for n in 0..workers.max(1) {
-            let (job_tx, job_rx) = bounded(JOB_QUEUE_BATCHES);
+            let (cheap_tx, cheap_rx) = bounded(JOB_QUEUE_BATCHES);
+            let (heavy_tx, heavy_rx) = bounded(JOB_QUEUE_BATCHES);
             let worker = Worker {
                 ctx: ctx.clone(),
-                jobs: job_rx,
+                cheap: cheap_rx,
+                heavy: heavy_rx,
                 done: done_tx.clone(),
                 free: free_rx.clone(),
                 wake: wake.clone(),
@@ -83,7 +112,7 @@ impl Pool {
             let thread = std::thread::Builder::new()
                 .name(format!("switchboard-worker-{n}"))
                 .spawn(move || worker.run())?;
-            pool.jobs.push(job_tx);
+            pool.jobs.push([cheap_tx, heavy_tx]);
             pool.threads.push(thread);
         }
         Ok(pool)
@@ -104,14 +133,16 @@ impl Pool {
         conn.index as usize % self.jobs.len()
     }
 
-    /// Hands a batch to worker `n` without blocking.
+    /// Hands a batch to worker `n`'s `lane` without blocking.
     ///
     /// # Errors
-    /// Gives the batch back when the worker's queue is full (or the worker is gone).
-    pub fn try_send(&self, n: usize, batch: Vec<Job>) -> Result<(), Vec<Job>> {
-        self.jobs[n].try_send(batch).map_err(|e| match e {
-            TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
-        })
+    /// Gives the batch back when the queue is full (or the worker is gone).
+    pub fn try_send(&self, n: usize, lane: Lane, batch: Batch) -> Result<(), Batch> {
+        self.jobs[n][lane as usize]
+            .try_send(batch)
+            .map_err(|e| match e {
+                TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
+            })
     }
 
     /// A finished batch, if one is waiting.
@@ -133,6 +164,10 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        // Whatever is still queued is not run: a stop must not wait for it.
+        self.ctx
+            .cancel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.jobs.clear();
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -142,7 +177,8 @@ impl Drop for Pool {
 
 struct Worker {
     ctx: Arc<Context>,
-    jobs: Receiver<Vec<Job>>,
+    cheap: Receiver<Batch>,
+    heavy: Receiver<Batch>,
     done: Sender<DoneBatch>,
     free: Receiver<DoneBatch>,
     wake: Arc<ReactorWake>,
@@ -151,21 +187,62 @@ struct Worker {
 impl Worker {
     fn run(self) {
         let mut tally = Tally::default();
-        while let Ok(mut jobs) = self.jobs.recv() {
+        while let Some(mut batch) = self.next_batch() {
             let mut done = self.free.try_recv().unwrap_or_default();
-            for (i, job) in jobs.iter().enumerate() {
-                command::prefetch_ahead(&self.ctx, &jobs, i);
-                let before = done.out.len();
-                command::apply_counted(&self.ctx, job, &mut done.out, &mut tally);
-                done.record(job.conn, done.out.len() - before);
-            }
-            jobs.clear();
+            let mut route = WorkerRoute {
+                answers: &mut done.answers,
+                cheap: &self.cheap,
+            };
+            let mut budget = Budget::shared(
+                exec::WORKER_BATCH_UNITS,
+                batch.runs.len(),
+                exec::WORKER_RUN_UNITS,
+            );
+            exec::run_batch(&self.ctx, &mut batch, &mut route, &mut budget, &mut tally);
             self.ctx.stats.counters.absorb(&mut tally);
-            done.jobs = jobs;
+            done.unrun = batch;
             if self.done.send(done).is_err() {
                 return;
             }
             self.wake.wake();
         }
+    }
+
+    /// The next batch: a cheap one if any waits, else whichever comes first. `None`
+    /// once the pool is gone.
+    fn next_batch(&self) -> Option<Batch> {
+        match self.cheap.try_recv() {
+            Ok(batch) => Some(batch),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => select! {
+                recv(self.cheap) -> batch => batch.ok(),
+                recv(self.heavy) -> batch => batch.ok(),
+            },
+        }
+    }
+}
+
+/// A worker's route: answers into its batch buffer; a run boundary is where a heavy
+/// batch gives way to cheap work waiting.
+struct WorkerRoute<'a> {
+    answers: &'a mut crate::exec::sink::Answers,
+    cheap: &'a Receiver<Batch>,
+}
+
+impl exec::Route for WorkerRoute<'_> {
+    type Sink = crate::exec::sink::Answers;
+
+    fn sink(&mut self, _conn: ConnId) -> &mut Self::Sink {
+        self.answers
+    }
+
+    fn finish(&mut self, conn: ConnId, answered: u32) {
+        if answered > 0 {
+            self.answers.end_span(conn, answered);
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        !self.cheap.is_empty()
     }
 }

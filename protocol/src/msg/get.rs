@@ -27,13 +27,19 @@ pub fn encode_request(buf: &mut BytesMut, id: RequestId, key: &[u8]) {
 
 /// Appends an OK response carrying a record.
 pub fn encode_response(buf: &mut BytesMut, id: RequestId, version: u64, value: &[u8]) {
+    encode_response_head(buf, id, version, value.len());
+    buf.put_slice(value);
+}
+
+/// Appends an OK response up to its value: the caller sends exactly `value_len` bytes
+/// of value after it (from another buffer, so a long value need not be copied here).
+pub fn encode_response_head(buf: &mut BytesMut, id: RequestId, version: u64, value_len: usize) {
     header(
         buf,
         response_header(Opcode::GET, Status::OK, id),
-        8 + value.len(),
+        8 + value_len,
     );
     buf.put_u64(version);
-    buf.put_slice(value);
 }
 
 /// Parses the body of an OK response to GET.

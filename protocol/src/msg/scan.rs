@@ -24,6 +24,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// Bytes an entry takes besides its key and value.
 pub const ENTRY_OVERHEAD: usize = 2 + 8 + 4;
 
+/// Bytes an OK response body takes besides its entries and next cursor: `seq`,
+/// `count` and the cursor's length.
+pub const RESPONSE_OVERHEAD: usize = 8 + 4 + 2;
+
 /// One record in a SCAN page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
@@ -144,6 +148,49 @@ impl ScanWriter {
     }
 }
 
+/// Body length of an OK response holding entries of these `(key_len, value_len)`
+/// sizes and a next cursor of `cursor_len` bytes.
+pub fn response_body_len(
+    entries: impl IntoIterator<Item = (usize, usize)>,
+    cursor_len: usize,
+) -> usize {
+    let entries: usize = entries
+        .into_iter()
+        .map(|(key, value)| ENTRY_OVERHEAD + key + value)
+        .sum();
+    RESPONSE_OVERHEAD + entries + cursor_len
+}
+
+/// Writes an OK response to SCAN whose size is known before it starts, so that long
+/// values can follow their entry heads from other buffers instead of being copied.
+///
+/// Call [`begin`](Self::begin) with the entry count and the body length from
+/// [`response_body_len`], then for each entry [`entry_head`](Self::entry_head)
+/// followed by exactly its value's bytes, then [`finish`](Self::finish).
+#[derive(Debug)]
+pub struct SizedScanWriter;
+
+impl SizedScanWriter {
+    /// Appends the header, `seq` and `count`.
+    pub fn begin(buf: &mut BytesMut, id: RequestId, seq: u64, count: u32, body_len: usize) {
+        header(buf, response_header(Opcode::SCAN, Status::OK, id), body_len);
+        buf.put_u64(seq);
+        buf.put_u32(count);
+    }
+
+    /// Appends an entry up to its value; the caller appends `value_len` bytes next.
+    pub fn entry_head(buf: &mut BytesMut, key: &[u8], version: u64, value_len: usize) {
+        put_bytes_u16(buf, key);
+        buf.put_u64(version);
+        buf.put_u32(value_len as u32);
+    }
+
+    /// Appends the next cursor, ending the frame.
+    pub fn finish(buf: &mut BytesMut, next_cursor: &[u8]) {
+        put_bytes_u16(buf, next_cursor);
+    }
+}
+
 /// Appends a whole OK response to SCAN.
 pub fn encode_response(buf: &mut BytesMut, id: RequestId, page: &ScanPage) {
     let mut w = ScanWriter::begin(buf, id, page.seq);
@@ -206,6 +253,34 @@ mod tests {
         f.extend_from_slice(&0u16.to_be_bytes());
         f.extend_from_slice(trailing);
         f
+    }
+
+    #[test]
+    fn the_sized_writer_writes_what_the_streaming_writer_writes() {
+        use super::{response_body_len, ScanWriter, SizedScanWriter};
+        use crate::RequestId;
+        let entries: [(&[u8], u64, &[u8]); 3] =
+            [(b"a", 1, b""), (b"bb", 2, b"value"), (b"c", 9, &[7; 300])];
+        for take in 0..=entries.len() {
+            let page = &entries[..take];
+            let cursor: &[u8] = if take == 3 { b"" } else { b"bb" };
+            let mut streamed = BytesMut::new();
+            let mut w = ScanWriter::begin(&mut streamed, RequestId(5), 77);
+            for (key, version, value) in page {
+                w.entry(&mut streamed, key, *version, value);
+            }
+            w.finish(&mut streamed, cursor);
+
+            let mut sized = BytesMut::new();
+            let len = response_body_len(page.iter().map(|e| (e.0.len(), e.2.len())), cursor.len());
+            SizedScanWriter::begin(&mut sized, RequestId(5), 77, take as u32, len);
+            for (key, version, value) in page {
+                SizedScanWriter::entry_head(&mut sized, key, *version, value.len());
+                sized.extend_from_slice(value);
+            }
+            SizedScanWriter::finish(&mut sized, cursor);
+            assert_eq!(sized, streamed, "{take} entries");
+        }
     }
 
     #[test]

@@ -1,0 +1,36 @@
+//! A connection's timers: which deadlines it has, when each is due, and the rule that
+//! keeps a due timer from firing forever.
+//!
+//! Deadlines are not stored but derived from the connection's state each time they
+//! are asked for, so they cannot go stale. Each timer is armed only in a state that its
+//! firing leaves: [`Timer::Idle`] only while open, [`Timer::Closing`] only while
+//! closing, [`Timer::Linger`] only while lingering. So handling a due timer always
+//! changes the state, and `poll_timeout` never returns the same past deadline twice: a
+//! pump that fires every due timer cannot spin. The fuzz target and the reactor's tests
+//! check this; the reactor also refuses to re-arm a deadline that is not in the future.
+
+use std::time::Instant;
+
+/// One of a connection's deadlines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Open with nothing at an executor, and no byte moved either way for the idle
+    /// timeout: close (gracefully if nothing is owed, else at once, since the client is
+    /// not reading what it is owed).
+    Idle,
+    /// Closing with output the client has not taken any of for the closing timeout:
+    /// drop the connection.
+    Closing,
+    /// Lingering after a server-initiated close: the linger is over.
+    Linger,
+}
+
+impl Timer {
+    /// Every timer, in the order a due set is handled.
+    pub const ALL: [Timer; 3] = [Timer::Idle, Timer::Closing, Timer::Linger];
+}
+
+/// The earliest of several optional deadlines.
+pub(super) fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    deadlines.into_iter().flatten().min()
+}

@@ -1,0 +1,213 @@
+//! One connection's turn: read, hand out its next run of jobs, write, and keep the
+//! reactor's bookkeeping about it (interest, queueing, deadline, memory).
+
+use super::execute::RegistryRoute;
+use super::socket::{self, ReadOutcome, WriteOutcome};
+use super::{Server, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES};
+use crate::conn::CloseReason;
+use crate::exec::{self, cost, Budget, REACTOR_BUDGET_UNITS};
+use crate::job::ConnId;
+use crate::stats::Stats;
+use crate::worker::Lane;
+use mio::Interest;
+use std::io::IoSlice;
+use std::net::Shutdown;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// I/O vectors handed to one `writev`: enough for a pipeline of long values.
+const WRITE_SLICES: usize = 64;
+
+impl Server {
+    /// Services every queued connection once, then queues those with work left.
+    pub(super) fn service_queue(&mut self, now: Instant) {
+        let mut queue = std::mem::take(&mut self.queue);
+        queue.append(&mut self.again);
+        for id in queue.drain(..) {
+            self.service(id, now);
+        }
+        self.queue = queue;
+    }
+
+    /// Reads, hands out the next run (executing it here with `--workers 0`, else
+    /// adding it to this iteration's batches), and writes one connection.
+    pub(super) fn service(&mut self, id: ConnId, now: Instant) {
+        let Some(slot) = self.registry.get_mut(id) else {
+            return;
+        };
+        slot.queued = false;
+        let mut read_budget = READ_BUDGET_BYTES;
+        // With --workers 0 requests run between reads, within a budget per turn.
+        let mut exec_budget = Budget::new(REACTOR_BUDGET_UNITS);
+        self.read_some(id, now, &mut read_budget);
+        while self.take_run(id, now, &mut exec_budget) {
+            self.read_some(id, now, &mut read_budget);
+        }
+        // A run handed to an executor: buffer what else has arrived meanwhile.
+        self.read_some(id, now, &mut read_budget);
+        self.flush(id, now);
+    }
+
+    /// Reads while the connection wants input, the socket has some and `budget` lasts.
+    fn read_some(&mut self, id: ConnId, now: Instant, budget: &mut usize) {
+        let Some(slot) = self.registry.get_mut(id) else {
+            return;
+        };
+        let counters = &self.ctx.stats.counters;
+        while slot.readable && slot.conn.wants_read() && *budget > 0 {
+            let want = (*budget).min(self.read_buf.len());
+            match socket::read(&mut slot.stream, &mut self.read_buf[..want]) {
+                ReadOutcome::Data(n) => {
+                    counters.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                    slot.conn.handle_input(now, &self.read_buf[..n]);
+                    *budget -= n;
+                    if n < want && !slot.read_closed {
+                        slot.readable = false;
+                    }
+                }
+                ReadOutcome::WouldBlock => slot.readable = false,
+                ReadOutcome::Eof => {
+                    slot.readable = false;
+                    slot.conn.handle_peer_closed();
+                }
+                ReadOutcome::Failed(reason) => {
+                    slot.readable = false;
+                    slot.conn.handle_reset(reason);
+                }
+            }
+        }
+    }
+
+    /// Hands out `id`'s next run: with `--workers 0` runs it now, within `budget`;
+    /// otherwise adds it to this iteration's inline runs if it is cheap, else to its
+    /// worker's batch. Returns true when the run was executed here, all of it, so the
+    /// connection may take another in this turn.
+    fn take_run(&mut self, id: ConnId, now: Instant, budget: &mut Budget) -> bool {
+        let Some(slot) = self.registry.get_mut(id) else {
+            return false;
+        };
+        if !slot.conn.wants_decode() || budget.is_spent() {
+            return false;
+        }
+        let credit = slot.conn.output_credit();
+        let start = self.inline.jobs.len();
+        if slot.conn.poll_jobs(&mut self.inline.jobs) == 0 {
+            return false;
+        }
+        self.inline.end_run(id, start, credit);
+        let Some(pool) = &self.pool else {
+            let mut route = RegistryRoute {
+                registry: &mut self.registry,
+                discard: &mut self.discard,
+                now,
+            };
+            exec::run_batch(
+                &self.ctx,
+                &mut self.inline,
+                &mut route,
+                budget,
+                &mut self.tally,
+            );
+            let ran_all = self.inline.is_empty();
+            self.return_unrun_inline();
+            return ran_all;
+        };
+        let cheap =
+            self.inline_max_batch > 0 && self.inline.jobs[start..].iter().all(cost::is_cheap);
+        if !cheap {
+            let worker = pool.worker_for(id);
+            self.inline
+                .move_last_run(&mut self.batches[worker][Lane::Heavy as usize]);
+        }
+        false
+    }
+
+    /// Writes what a connection has pending (up to the write budget), updates its
+    /// interest, deadline and memory, and retires it once closed. Queues it for the
+    /// next iteration if it can still read, decode or write.
+    pub(super) fn flush(&mut self, id: ConnId, now: Instant) {
+        let Some(slot) = self.registry.get_mut(id) else {
+            return;
+        };
+        let counters = &self.ctx.stats.counters;
+        let mut written = 0;
+        while slot.conn.wants_write() && written < WRITE_BUDGET_BYTES && !slot.write_blocked {
+            let outcome = {
+                let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+                let n = slot.conn.poll_transmit_vectored(&mut slices);
+                socket::write_vectored(&mut slot.stream, &slices[..n])
+            };
+            match outcome {
+                WriteOutcome::Wrote(n) => {
+                    counters
+                        .bytes_written
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                    slot.conn.advance_transmit(now, n);
+                    written += n;
+                }
+                WriteOutcome::WouldBlock => slot.write_blocked = true,
+                WriteOutcome::Failed(reason) => slot.conn.handle_reset(reason),
+            }
+        }
+        if slot.conn.poll_shutdown(now) {
+            let _ = slot.stream.shutdown(Shutdown::Write);
+        }
+        let memory = slot.conn.memory();
+        self.client_memory = self.client_memory - slot.memory + memory;
+        slot.memory = memory;
+        if slot.conn.is_closed() {
+            self.close(id);
+            return;
+        }
+        let want_write = slot.conn.wants_write();
+        if !want_write {
+            slot.write_blocked = false;
+        }
+        if want_write != slot.write_interest {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = super::registry::Registry::token(id);
+            if self
+                .poll
+                .registry()
+                .reregister(&mut slot.stream, token, interest)
+                .is_ok()
+            {
+                slot.write_interest = want_write;
+            }
+        }
+        // Work a limit or a budget held back waits for this connection's next turn,
+        // even if the socket reports nothing new.
+        let more = (slot.readable && slot.conn.wants_read())
+            || slot.conn.wants_decode()
+            || (want_write && !slot.write_blocked);
+        if more && !slot.queued {
+            slot.queued = true;
+            self.again.push(id);
+        }
+        let deadline = slot.conn.poll_timeout();
+        self.arm_timer(id, deadline, now);
+    }
+
+    pub(super) fn close(&mut self, id: ConnId) {
+        let Some(slot) = self.registry.remove(id) else {
+            return;
+        };
+        self.client_memory -= slot.memory;
+        let c = &self.ctx.stats.counters;
+        c.connections_current.fetch_sub(1, Ordering::Relaxed);
+        let counter = match slot.conn.close_reason() {
+            Some(CloseReason::PeerClosed | CloseReason::Reset) => &c.closed_by_peer,
+            Some(CloseReason::ProtocolViolation(_)) => &c.closed_protocol_error,
+            Some(CloseReason::IdleTimeout) => &c.closed_idle,
+            Some(CloseReason::Shutdown) => &c.closed_shutdown,
+            Some(CloseReason::ClientMemoryLimit) => &c.closed_client_memory,
+            Some(CloseReason::Io) | None => &c.closed_io_error,
+        };
+        Stats::incr(counter);
+        // Dropping the stream closes the socket, which also removes it from the poller.
+    }
+}
