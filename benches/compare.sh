@@ -12,6 +12,13 @@
 # Usage: benches/compare.sh            (about 5-6 minutes; hard limit 10)
 # Environment: DURATION=2s RATE_DURATION=5s WARMUP=1s REPEAT=3 CONNECTIONS=50
 #              KEYS=100000 VALUE=64
+#              BASELINE=path/to/an/earlier/switchboard: also runs that build
+#              (--workers 0 and 1), for a before/after in the same run (about 8
+#              minutes; hard limit 14).
+#
+# Every shape runs round-robin over the servers, REPEAT times, so a burst of load
+# from elsewhere on the machine lands on one run of each server rather than on all
+# runs of one, and the medians compare like with like.
 #
 # Never installs anything. Needs: redis-server, redis-benchmark, memcached, jq.
 set -euo pipefail
@@ -26,7 +33,12 @@ REPEAT=${REPEAT:-3}
 CONNECTIONS=${CONNECTIONS:-50}
 KEYS=${KEYS:-100000}
 VALUE=${VALUE:-64}
-BUDGET_S=${BUDGET_S:-570}
+BASELINE=${BASELINE:-}
+if [[ -n $BASELINE ]]; then
+    BUDGET_S=${BUDGET_S:-830}
+else
+    BUDGET_S=${BUDGET_S:-570}
+fi
 
 missing=()
 for tool in redis-server redis-benchmark memcached jq; do
@@ -121,6 +133,13 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 SERVERS=(switchboard-w0 switchboard-w1 floor redis memcached)
 declare -A ADDRS PIDOF PROTO
+if [[ -n $BASELINE ]]; then
+    SERVERS=(baseline-w0 baseline-w1 "${SERVERS[@]}")
+    start_printing baseline-w0 "$BASELINE" --listen 127.0.0.1:0 --workers 0
+    ADDRS[baseline-w0]=$ADDR PIDOF[baseline-w0]=$PID PROTO[baseline-w0]=switchboard
+    start_printing baseline-w1 "$BASELINE" --listen 127.0.0.1:0 --workers 1
+    ADDRS[baseline-w1]=$ADDR PIDOF[baseline-w1]=$PID PROTO[baseline-w1]=switchboard
+fi
 start_printing switchboard-w0 target/release/switchboard --listen 127.0.0.1:0 --workers 0
 ADDRS[switchboard-w0]=$ADDR PIDOF[switchboard-w0]=$PID PROTO[switchboard-w0]=switchboard
 start_printing switchboard-w1 target/release/switchboard --listen 127.0.0.1:0 --workers 1
@@ -175,23 +194,36 @@ preload() {
 
 declare -A RESULT
 RATE=""
-run_server() {
-    local server=$1 shape name args runs
-    preload "$server"
+
+# The closed-loop shapes, each round-robin over every server REPEAT times.
+run_shapes_interleaved() {
+    local shape name server i
+    local -a args
+    for server in "${SERVERS[@]}"; do
+        preload "$server"
+    done
     for shape in "${SHAPES[@]}"; do
         name=${shape%%|*}
         read -r -a args <<<"${shape#*|}"
-        # The fixed-rate shape runs later, interleaved across servers.
+        # The fixed-rate shape runs later, once Redis's throughput sets the rate.
         [[ $name == rate ]] && continue
-        if over_budget; then
-            echo "compare.sh: time budget spent, skipping $server $name" >&2
-            continue
-        fi
-        runs=()
+        declare -A runs=()
         for i in $(seq 1 "$REPEAT"); do
-            runs+=("$(one_run "$server" "$WORK/$server-$i.json" "${args[@]}")")
+            for server in "${SERVERS[@]}"; do
+                if over_budget; then
+                    echo "compare.sh: time budget spent, skipping $server $name" >&2
+                    continue
+                fi
+                runs[$server]+="$(one_run "$server" "$WORK/$server-$i.json" "${args[@]}")"$'\n'
+            done
         done
-        keep_median "$server" "$name" 1 "${runs[@]}"
+        for server in "${SERVERS[@]}"; do
+            [[ -n ${runs[$server]:-} ]] || continue
+            local -a lines
+            mapfile -t lines < <(printf '%s' "${runs[$server]}")
+            keep_median "$server" "$name" 1 "${lines[@]}"
+        done
+        unset runs
     done
 }
 
@@ -205,9 +237,7 @@ keep_median() {
     echo "  $server $name: ${RESULT[$server,$name]}" >&2
 }
 
-# The fixed rate, round-robin over the servers REPEAT times: a burst of load from
-# elsewhere on the machine then lands on one run of every server rather than on all
-# runs of one, so the medians compare like with like.
+# The fixed rate, round-robin over the servers REPEAT times, like the other shapes.
 run_rate_interleaved() {
     local server i
     local -a args
@@ -230,12 +260,9 @@ run_rate_interleaved() {
 }
 
 echo "running shapes (median of $REPEAT, $WARMUP warm-up + $DURATION each)..." >&2
-run_server redis
+run_shapes_interleaved
 redis_p1=$(cut -f1 <<<"${RESULT[redis,mix90/10-p1]}")
 RATE=$(awk -v t="$redis_p1" 'BEGIN { printf "%d", t / 2 }')
-for server in switchboard-w0 switchboard-w1 floor memcached; do
-    run_server "$server"
-done
 echo "fixed rate $RATE ops/s, servers interleaved..." >&2
 run_rate_interleaved
 

@@ -5,37 +5,38 @@
 //! ```text
 //!                 ┌──────────────────────── reactor thread ────────────────────────┐
 //!   clients ◄────►│ mio Poll ─► Registry (Slab<Slot>) ─► Connection (sans-IO)      │
-//!   (TCP)         │   ▲ waker        │ read, decode          ▲ responses, in order │
-//!                 └───┼──────────────┼───────────────────────┼─────────────────────┘
-//!                     │              │ one Vec<Job> per      │ one DoneBatch per
-//!                     │              ▼ worker per iteration  │ job batch
-//!                     │     [crossbeam channels: bounded jobs, done]
-//!                     │              │                       ▲
-//!                 ┌───┴──────────────▼── worker threads ─────┴─────────────────────┐
-//!                 │ command::apply(job) ──► Store (16 lock-striped hash tables)     │
+//!   (TCP)         │   ▲ waker     │ one run of jobs at a time, with a credit       │
+//!                 │   │           ├─► cheap runs: exec::run_batch here ─► Outgoing │
+//!                 └───┼───────────┼──────────────────────────────────▲─────────────┘
+//!                     │           │ Batch per worker and lane        │ DoneBatch
+//!                     │           ▼ (cheap lane first)               │
+//!                 ┌───┴──────────────── worker threads ──────────────┴─────────────┐
+//!                 │ exec::run_batch ──► command::apply ──► Store (16 stripes)       │
 //!                 └─────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! * **Reactor** ([`server`]): owns every socket, the listener and the connection
 //!   slab. It blocks only in `poll`. Each iteration it reads what is ready, lets each
-//!   [`conn::Connection`] decode frames into [`job::Job`]s, sends every worker at most
-//!   one batch, then writes out the responses workers have returned.
-//! * **Workers** ([`worker`]): block only on their job channel. Each executes its
-//!   batch against the shared [`store::Store`] with [`command::apply`], encodes all the
-//!   responses into one buffer, sends it back, and wakes the reactor only if it is
-//!   asleep ([`server::wake`]). A connection always maps to the same worker, so its
-//!   responses come back in request order.
-//! * With `--workers 0` the reactor executes jobs itself: no hand-off at all. With
-//!   workers, an iteration's batch of at most `--inline-max-batch` cheap requests also
-//!   runs on the reactor (when none of those connections has requests at a worker):
-//!   for small requests the hand-off costs about as much as the work. Workers take
-//!   expensive requests and very large batches.
+//!   [`conn::Connection`] hand out its next run of [`job::Job`]s, runs the cheap runs
+//!   itself within a budget ([`exec`]), sends every worker at most one batch per lane,
+//!   and writes out the answers.
+//! * **Workers** ([`worker`]): block only on their job channels. Each executes its
+//!   batch with [`exec::run_batch`], writing answers into one buffer (long values by
+//!   reference), sends it back with the jobs it did not start, and wakes the reactor
+//!   only if it is asleep ([`server::wake`]).
+//! * With `--workers 0` the reactor executes every run itself, within a budget per
+//!   connection turn.
+//!
+//! A connection has one run in flight, so answers come back in request order whatever
+//! executes them; a run stops at its connection's output credit, so a client that
+//! does not read holds at most its output limit plus one answer.
 //!
 //! # Modules
 //! * [`protocol`]: the wire format (the `switchboard-protocol` crate), sans-IO.
 //! * [`conn`]: one connection's state machine, sans-IO: bytes in, jobs and bytes out.
+//! * [`exec`]: the batch executor, the per-opcode cost table, answer sinks.
 //! * [`server`]: the mio reactor, listener, socket helpers, slab registry, waker.
-//! * [`worker`]: the pool and its batches.
+//! * [`worker`]: the pool, its lanes and its batches.
 //! * [`command`]: executing one job against the store.
 //! * [`store`]: the versioned record map.
 //! * [`client`]: a blocking client with pipelining, used by the CLI and tests.

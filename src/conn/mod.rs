@@ -289,9 +289,10 @@ impl Connection {
         if !self.may_release() {
             return 0;
         }
-        let held = self.held.len() as u32;
-        jobs.extend(self.held.drain(..));
-        self.in_flight = held;
+        if !self.held.is_empty() {
+            self.in_flight = self.held.len() as u32;
+            jobs.extend(self.held.drain(..));
+        }
         // Answers are only owed for decoded frames, so pausing decoding is what bounds
         // the output of a peer that sends requests and never reads the answers.
         while self.state == State::Open
@@ -459,6 +460,12 @@ impl Connection {
         self.output.io_slices(slices)
     }
 
+    /// True when everything pending is one contiguous slice
+    /// ([`poll_transmit`](Self::poll_transmit)): one plain write can take it all.
+    pub fn transmit_is_contiguous(&self) -> bool {
+        self.output.is_contiguous()
+    }
+
     /// Records that the socket took `n` bytes of what `poll_transmit` lent.
     pub fn advance_transmit(&mut self, now: Instant, n: usize) {
         if n > 0 {
@@ -512,7 +519,13 @@ impl Connection {
     /// this never returns a deadline at or before `now` that it returned before.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        timers::earliest(Timer::ALL.map(|t| self.deadline(t)))
+        // Each state arms at most one timer: ask only that one.
+        match self.state {
+            State::Open => self.deadline(Timer::Idle),
+            State::Closing(_) => self.deadline(Timer::Closing),
+            State::Lingering(..) => self.deadline(Timer::Linger),
+            State::Closed(_) => None,
+        }
     }
 
     /// Time has passed: handles every timer due at `now` (a call with none due changes
@@ -614,7 +627,6 @@ impl Connection {
             }
             self.request_bytes = self.held.iter().map(Job::request_len).sum();
         }
-        self.release_idle_buffers();
         self.check_invariants();
     }
 
@@ -691,11 +703,11 @@ impl Connection {
     }
 
     fn release_idle_buffers(&mut self) {
-        if self.input.is_empty() && self.input.capacity() > KEEP_BUFFER_BYTES {
+        if self.input.capacity() > KEEP_BUFFER_BYTES && self.input.is_empty() {
             self.input = BytesMut::new();
         }
         self.output.release_idle(KEEP_BUFFER_BYTES);
-        if self.held.is_empty() && self.held.capacity() > 64 {
+        if self.held.capacity() > 64 && self.held.is_empty() {
             self.held = VecDeque::new();
         }
     }

@@ -47,6 +47,11 @@ impl Outgoing {
         }
     }
 
+    /// True when everything pending is in one slice ([`front`](Self::front)).
+    pub fn is_contiguous(&self) -> bool {
+        self.queue.is_empty() || (self.queue.len() == 1 && self.tail.is_empty())
+    }
+
     /// Fills `out` with the pending bytes in order, as many segments as fit; returns
     /// how many it filled.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
@@ -168,7 +173,7 @@ impl Outgoing {
     /// When nothing is pending, lets go of a tail buffer larger than `keep` bytes, so
     /// one burst does not leave the connection holding a large buffer for its life.
     pub fn release_idle(&mut self, keep: usize) {
-        if self.is_empty() && self.tail.capacity() > keep {
+        if self.tail.capacity() > keep && self.is_empty() {
             self.tail = BytesMut::new();
         }
     }

@@ -9,8 +9,6 @@
 //! pump that fires every due timer cannot spin. The fuzz target and the reactor's tests
 //! check this; the reactor also refuses to re-arm a deadline that is not in the future.
 
-use std::time::Instant;
-
 /// One of a connection's deadlines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timer {
@@ -28,9 +26,4 @@ pub enum Timer {
 impl Timer {
     /// Every timer, in the order a due set is handled.
     pub const ALL: [Timer; 3] = [Timer::Idle, Timer::Closing, Timer::Linger];
-}
-
-/// The earliest of several optional deadlines.
-pub(super) fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
-    deadlines.into_iter().flatten().min()
 }

@@ -43,12 +43,20 @@ pub const COSTS: &[(Opcode, Cost)] = &[
     (Opcode::SCAN, Cost::Heavy),
 ];
 
+/// [`COSTS`] indexed by opcode byte, built at compile time: a lookup per request.
+const BY_OPCODE: [Cost; 256] = {
+    let mut table = [Cost::Fixed; 256];
+    let mut i = 0;
+    while i < COSTS.len() {
+        table[COSTS[i].0 .0 as usize] = COSTS[i].1;
+        i += 1;
+    }
+    table
+};
+
 /// The cost class of an opcode.
 pub fn cost_of(opcode: Opcode) -> Cost {
-    COSTS
-        .iter()
-        .find(|(op, _)| *op == opcode)
-        .map_or(Cost::Fixed, |(_, cost)| *cost)
+    BY_OPCODE[usize::from(opcode.0)]
 }
 
 /// The payload bytes a request carries (its value, or PING's echo), which

@@ -11,7 +11,7 @@
 //! hold until they may run again (or to answer with SHUTTING_DOWN).
 //!
 //! Where answers go is the caller's [`Route`]: a connection's own output queue when
-//! the reactor runs the batch, a worker's [`Answers`](sink::Answers) buffer otherwise.
+//! the reactor runs the batch, a worker's [`sink::Answers`] buffer otherwise.
 //! Which requests are cheap enough for the reactor is decided by [`cost`].
 
 pub mod cost;
@@ -124,7 +124,6 @@ impl Batch {
 pub struct Budget {
     units: usize,
     per_run: usize,
-    run_left: usize,
 }
 
 impl Budget {
@@ -132,7 +131,6 @@ impl Budget {
     pub const UNLIMITED: Budget = Budget {
         units: usize::MAX,
         per_run: usize::MAX,
-        run_left: usize::MAX,
     };
 
     /// A budget of `units` in all (see [`REACTOR_BUDGET_UNITS`]), with no limit per run.
@@ -140,7 +138,6 @@ impl Budget {
         Budget {
             units,
             per_run: usize::MAX,
-            run_left: usize::MAX,
         }
     }
 
@@ -148,31 +145,15 @@ impl Budget {
     /// run gets its first job whatever the others spent, so no run is starved: the
     /// batch spends at most about `units`, plus one job per run.
     pub fn shared(units: usize, runs: usize, run_cap: usize) -> Budget {
-        let per_run = (units / runs.max(1)).min(run_cap);
         Budget {
             units: usize::MAX,
-            per_run,
-            run_left: per_run,
+            per_run: (units / runs.max(1)).min(run_cap),
         }
     }
 
     /// True once spent: no further job may start.
     pub fn is_spent(&self) -> bool {
         self.units == 0
-    }
-
-    fn start_run(&mut self) {
-        self.run_left = self.per_run;
-    }
-
-    /// True once the current run's share is spent (checked after its first job).
-    fn run_is_spent(&self) -> bool {
-        self.run_left == 0
-    }
-
-    fn charge(&mut self, units: usize) {
-        self.units = self.units.saturating_sub(units);
-        self.run_left = self.run_left.saturating_sub(units);
     }
 }
 
@@ -220,21 +201,32 @@ pub fn run_batch<R: Route>(
         if !stopped && !budget.is_spent() && !ctx.cancelled() {
             let sink = route.sink(run.conn);
             let base = sink.len();
-            budget.start_run();
+            let mut shared = sink.shared_len();
+            // Units this run may still spend: its share, and never more than the total.
+            let mut left = budget.per_run.min(budget.units);
+            let mut spent = 0;
+            let prefetch = batch.jobs.len() > 1;
             while next < end
+                && (next == start || left > 0)
                 && sink.len() - base < run.credit
-                && !budget.is_spent()
-                && (next == start || !budget.run_is_spent())
                 && !ctx.cancelled()
             {
-                command::prefetch_ahead(ctx, &batch.jobs, next);
+                if prefetch {
+                    command::prefetch_ahead(ctx, &batch.jobs, next);
+                }
                 let job = &batch.jobs[next];
-                budget.charge(cost::units_before(job));
-                let (len, shared) = (sink.len(), sink.shared_len());
+                let len = sink.len();
                 command::apply_counted(ctx, job, sink, tally);
-                budget.charge((sink.len() - len) - (sink.shared_len() - shared));
+                // Charged: a heavy request's flat units, and the bytes it copied (long
+                // values are shared, not copied).
+                let now_shared = sink.shared_len();
+                let units = cost::units_before(job) + (sink.len() - len) - (now_shared - shared);
+                shared = now_shared;
+                left = left.saturating_sub(units);
+                spent += units;
                 next += 1;
             }
+            budget.units = budget.units.saturating_sub(spent);
             route.finish(run.conn, (next - start) as u32);
         }
         if next < end {

@@ -15,8 +15,18 @@ use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// I/O vectors handed to one `writev`: enough for a pipeline of long values.
-const WRITE_SLICES: usize = 64;
+/// What [`Server::take_run`] did with a connection's next run.
+enum Took {
+    /// Nothing to hand out (a limit, a budget, or no whole frame).
+    Nothing,
+    /// Executed here, all of it.
+    Ran,
+    /// Left for this iteration's inline batch or a worker.
+    Handed,
+}
+
+/// I/O vectors handed to one `writev`: a pipeline's worth of long values.
+const WRITE_SLICES: usize = 32;
 
 impl Server {
     /// Services every queued connection once, then queues those with work left.
@@ -40,11 +50,18 @@ impl Server {
         // With --workers 0 requests run between reads, within a budget per turn.
         let mut exec_budget = Budget::new(REACTOR_BUDGET_UNITS);
         self.read_some(id, now, &mut read_budget);
-        while self.take_run(id, now, &mut exec_budget) {
-            self.read_some(id, now, &mut read_budget);
+        loop {
+            match self.take_run(id, now, &mut exec_budget) {
+                // Executed here, all of it: the connection may take another run.
+                Took::Ran => self.read_some(id, now, &mut read_budget),
+                // At an executor: buffer what else has arrived meanwhile.
+                Took::Handed => {
+                    self.read_some(id, now, &mut read_budget);
+                    break;
+                }
+                Took::Nothing => break,
+            }
         }
-        // A run handed to an executor: buffer what else has arrived meanwhile.
-        self.read_some(id, now, &mut read_budget);
         self.flush(id, now);
     }
 
@@ -80,19 +97,18 @@ impl Server {
 
     /// Hands out `id`'s next run: with `--workers 0` runs it now, within `budget`;
     /// otherwise adds it to this iteration's inline runs if it is cheap, else to its
-    /// worker's batch. Returns true when the run was executed here, all of it, so the
-    /// connection may take another in this turn.
-    fn take_run(&mut self, id: ConnId, now: Instant, budget: &mut Budget) -> bool {
+    /// worker's batch.
+    fn take_run(&mut self, id: ConnId, now: Instant, budget: &mut Budget) -> Took {
         let Some(slot) = self.registry.get_mut(id) else {
-            return false;
+            return Took::Nothing;
         };
         if !slot.conn.wants_decode() || budget.is_spent() {
-            return false;
+            return Took::Nothing;
         }
         let credit = slot.conn.output_credit();
         let start = self.inline.jobs.len();
         if slot.conn.poll_jobs(&mut self.inline.jobs) == 0 {
-            return false;
+            return Took::Nothing;
         }
         self.inline.end_run(id, start, credit);
         let Some(pool) = &self.pool else {
@@ -108,9 +124,11 @@ impl Server {
                 budget,
                 &mut self.tally,
             );
-            let ran_all = self.inline.is_empty();
+            if self.inline.is_empty() {
+                return Took::Ran;
+            }
             self.return_unrun_inline();
-            return ran_all;
+            return Took::Nothing;
         };
         let cheap =
             self.inline_max_batch > 0 && self.inline.jobs[start..].iter().all(cost::is_cheap);
@@ -119,7 +137,7 @@ impl Server {
             self.inline
                 .move_last_run(&mut self.batches[worker][Lane::Heavy as usize]);
         }
-        false
+        Took::Handed
     }
 
     /// Writes what a connection has pending (up to the write budget), updates its
@@ -132,7 +150,9 @@ impl Server {
         let counters = &self.ctx.stats.counters;
         let mut written = 0;
         while slot.conn.wants_write() && written < WRITE_BUDGET_BYTES && !slot.write_blocked {
-            let outcome = {
+            let outcome = if slot.conn.transmit_is_contiguous() {
+                socket::write(&mut slot.stream, slot.conn.poll_transmit())
+            } else {
                 let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
                 let n = slot.conn.poll_transmit_vectored(&mut slices);
                 socket::write_vectored(&mut slot.stream, &slices[..n])

@@ -56,6 +56,19 @@ pub fn write_vectored(stream: &mut impl Write, bufs: &[std::io::IoSlice<'_>]) ->
     }
 }
 
+/// Writes once from `buf`, retrying on `Interrupted`.
+pub fn write(stream: &mut impl Write, buf: &[u8]) -> WriteOutcome {
+    loop {
+        return match stream.write(buf) {
+            Ok(0) => WriteOutcome::Failed(CloseReason::Reset),
+            Ok(n) => WriteOutcome::Wrote(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => WriteOutcome::WouldBlock,
+            Err(e) => WriteOutcome::Failed(classify(&e)),
+        };
+    }
+}
+
 fn classify(e: &io::Error) -> CloseReason {
     match e.kind() {
         io::ErrorKind::ConnectionReset
