@@ -478,6 +478,7 @@ impl Connection {
     /// True once, when everything owed is written and the server-initiated close should
     /// shut the socket's write side and start lingering.
     #[must_use]
+    #[inline]
     pub fn poll_shutdown(&mut self, now: Instant) -> bool {
         if let State::Closing(reason) = self.state {
             if self.in_flight == 0 && self.held.is_empty() && self.output.is_empty() {
@@ -625,7 +626,11 @@ impl Connection {
                     }
                 }
             }
-            self.request_bytes = self.held.iter().map(Job::request_len).sum();
+            self.request_bytes = if self.held.is_empty() {
+                0
+            } else {
+                self.held.iter().map(Job::request_len).sum()
+            };
         }
         self.check_invariants();
     }

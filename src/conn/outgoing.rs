@@ -72,7 +72,9 @@ impl Outgoing {
     pub fn advance(&mut self, n: usize) {
         if n >= self.len() {
             // Everything went: what is left starts a frame.
-            self.advance_bytes(self.len());
+            self.queue.clear();
+            self.queued = 0;
+            self.tail.clear();
             self.cut = 0;
             return;
         }

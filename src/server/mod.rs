@@ -308,10 +308,11 @@ impl Server {
     /// How long `poll` may block: not at all when work is waiting, else until the
     /// next deadline. Announces the sleep to workers (see `wake`).
     fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
-        if !self.again.is_empty()
-            || !self.inline.is_empty()
-            || self.batches.iter().flatten().any(|b| !b.is_empty())
-        {
+        let batched = self
+            .batches
+            .iter()
+            .any(|[cheap, heavy]| !cheap.is_empty() || !heavy.is_empty());
+        if !self.again.is_empty() || !self.inline.is_empty() || batched {
             return Some(Duration::ZERO);
         }
         if let Some(pool) = &self.pool {

@@ -45,21 +45,18 @@ pub fn read(stream: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
 
 /// Writes once from `bufs` in order (one `writev`), retrying on `Interrupted`.
 pub fn write_vectored(stream: &mut impl Write, bufs: &[std::io::IoSlice<'_>]) -> WriteOutcome {
-    loop {
-        return match stream.write_vectored(bufs) {
-            Ok(0) => WriteOutcome::Failed(CloseReason::Reset),
-            Ok(n) => WriteOutcome::Wrote(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => WriteOutcome::WouldBlock,
-            Err(e) => WriteOutcome::Failed(classify(&e)),
-        };
-    }
+    write_with(|| stream.write_vectored(bufs))
 }
 
 /// Writes once from `buf`, retrying on `Interrupted`.
 pub fn write(stream: &mut impl Write, buf: &[u8]) -> WriteOutcome {
+    write_with(|| stream.write(buf))
+}
+
+/// Classifies one write, retrying it on `Interrupted`.
+fn write_with(mut write: impl FnMut() -> io::Result<usize>) -> WriteOutcome {
     loop {
-        return match stream.write(buf) {
+        return match write() {
             Ok(0) => WriteOutcome::Failed(CloseReason::Reset),
             Ok(n) => WriteOutcome::Wrote(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
