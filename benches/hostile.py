@@ -11,10 +11,15 @@ stops it, and prints one line of figures. Standard library only.
     benches/hostile.py biggets BINARY|redis [server flags...]
         4 clients pipelining GETs of a 1 MB value (16 at a time, reading them), and
         a PING on a fresh connection every 25 ms: its latency, median and worst of 40.
+    benches/hostile.py scans BINARY [server flags...]
+        50 clients each pipeline 100 SCANs (page limit 1,000, over 20,000 records)
+        and read every answer: the time until all are answered and the server's CPU
+        per SCAN page.
     benches/hostile.py stop BINARY [server flags...]
         50 clients each pipeline 100 SCANs (page limit 1,000, over 20,000 records),
-        then SIGTERM: how long the server took to exit, its status, and how many
-        requests were answered OK, answered SHUTTING_DOWN, or not answered.
+        then, half a second later, SIGTERM: how long the server took to exit, its
+        status, and how many requests were answered OK, answered SHUTTING_DOWN, or
+        not answered.
 """
 
 import os
@@ -203,32 +208,18 @@ def nonreaders(binary, flags):
 def biggets(binary, flags):
     redis = binary == "redis"
     p, addr = start(binary, flags)
-    s = socket.create_connection(addr)
-    value = b"v" * (1 << 20)
-    if redis:
-        s.sendall(resp(b"SET", b"big", value))
-        resp_read_one(s, bytearray())
-    else:
-        s.sendall(sb_put(b"big", value))
-        Frames(s).next()
-    stop = threading.Event()
-
-    def load():
-        c = socket.create_connection(addr)
-        req = (resp(b"GET", b"big") if redis else sb_get(b"big")) * 16
-        buf = bytearray()
-        frames = Frames(c)
-        while not stop.is_set():
-            c.sendall(req)
-            for _ in range(16):
-                if redis:
-                    resp_read_one(c, buf)
-                else:
-                    frames.next()
-
-    threads = [threading.Thread(target=load, daemon=True) for _ in range(4)]
-    for t in threads:
-        t.start()
+    load = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release",
+                        "switchboard-load")
+    common = [load, "--addr", "%s:%d" % addr, "--protocol", "resp" if redis else "switchboard",
+              "--keys", "1", "--value-size", str(1 << 20), "--quiet"]
+    # One 1 MB value, then four connections reading GETs of it, 16 in flight each: the
+    # load runs in its own process, so the PINGs below are timed without contention
+    # in this one.
+    subprocess.run(common + ["--mix", "put=1", "--requests", "1", "--warmup", "0s",
+                             "--connections", "1"], check=True, stdout=subprocess.DEVNULL)
+    loader = subprocess.Popen(common + ["--mix", "get=1", "--connections", "4", "--pipeline",
+                                        "16", "--duration", "4s", "--warmup", "0s"],
+                              stdout=subprocess.DEVNULL)
     time.sleep(0.3)
     lat = []
     for _ in range(40):
@@ -243,9 +234,7 @@ def biggets(binary, flags):
         lat.append((time.time() - t0) * 1000)
         c.close()
         time.sleep(0.025)
-    stop.set()
-    for t in threads:
-        t.join(timeout=5)
+    loader.wait()
     p.terminate()
     p.wait()
     lat.sort()
@@ -253,18 +242,48 @@ def biggets(binary, flags):
           f"median {lat[20]:.1f} ms, worst of 40 {lat[-1]:.1f} ms")
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scans(binary, flags):
+    p, addr = start(binary, flags)
+    fill(addr, 20_000, b"v")
+
+    def client():
+        c = socket.create_connection(addr)
+        c.sendall(b"".join(sb_scan(b"scan:", j) for j in range(100)))
+        frames = Frames(c)
+        for _ in range(100):
+            frames.next()
+
+    cpu = cpu_seconds(p.pid)
+    t0 = time.time()
+    threads = [threading.Thread(target=client) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.time() - t0
+    cpu = cpu_seconds(p.pid) - cpu
+    p.terminate()
+    p.wait()
+    print(f"scans {binary} {' '.join(flags)}: 5000 SCAN pages answered in {took:.2f} s; "
+          f"server CPU {cpu * 1e6 / 5000:.0f} us per page")
+
+
 def stop_scenario(binary, flags):
     p, addr = start(binary, flags)
     fill(addr, 20_000, b"v")
     results = []
-    got_first = threading.Semaphore(0)
 
     def client():
         c = socket.create_connection(addr)
         c.sendall(b"".join(sb_scan(b"scan:", j) for j in range(100)))
         frames = Frames(c)
         ok = refused = 0
-        first = True
         while True:
             try:
                 got = frames.next()
@@ -272,9 +291,6 @@ def stop_scenario(binary, flags):
                 got = None
             if got is None:
                 break
-            if first:
-                got_first.release()
-                first = False
             if got[0] == 0x00:
                 ok += 1
             elif got[0] == 0x22:
@@ -284,8 +300,8 @@ def stop_scenario(binary, flags):
     threads = [threading.Thread(target=client) for _ in range(50)]
     for t in threads:
         t.start()
-    for _ in range(50):
-        got_first.acquire(timeout=30)
+    # Every pipeline is written and, a moment later, read by the server.
+    time.sleep(0.5)
     t0 = time.time()
     p.send_signal(signal.SIGTERM)
     try:
@@ -307,4 +323,5 @@ if __name__ == "__main__":
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     scenario, binary, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
-    {"nonreaders": nonreaders, "biggets": biggets, "stop": stop_scenario}[scenario](binary, flags)
+    scenarios = {"nonreaders": nonreaders, "biggets": biggets, "scans": scans, "stop": stop_scenario}
+    scenarios[scenario](binary, flags)

@@ -74,26 +74,39 @@ impl Shard {
         }
     }
 
-    /// Appends up to `limit` records under `prefix` after `cursor`, in key order.
-    pub(super) fn scan_into(
+    /// Appends up to `limit` keys under `prefix`, in order, starting after `after` (or
+    /// at the prefix when `after` is `None`); returns true when it stopped at the limit
+    /// (more such keys may follow).
+    pub(super) fn scan_keys_into(
         &self,
         prefix: &[u8],
-        cursor: &[u8],
+        after: Option<&[u8]>,
         limit: usize,
+        out: &mut Vec<KeyBlob>,
+    ) -> bool {
+        let start: Bound<&[u8]> = match after {
+            Some(key) if key >= prefix => Bound::Excluded(key),
+            _ => Bound::Included(prefix),
+        };
+        let before = out.len();
+        out.extend(
+            self.order
+                .range::<[u8], _>((start, Bound::Unbounded))
+                .take_while(|k| k.starts_with(prefix))
+                .take(limit)
+                .cloned(),
+        );
+        out.len() - before == limit
+    }
+
+    /// Appends the records of `keys` that still exist, as page entries.
+    pub(super) fn entries_into(
+        &self,
+        keys: &[KeyBlob],
         hash_of: impl Fn(&[u8]) -> u64,
         out: &mut Vec<PageEntry>,
     ) {
-        let start: Bound<&[u8]> = if cursor.is_empty() || cursor < prefix {
-            Bound::Included(prefix)
-        } else {
-            Bound::Excluded(cursor)
-        };
-        let keys = self
-            .order
-            .range::<[u8], _>((start, Bound::Unbounded))
-            .take_while(|k| k.starts_with(prefix))
-            .take(limit);
-        out.extend(keys.filter_map(|k| {
+        out.extend(keys.iter().filter_map(|k| {
             let stored = self.table.get(hash_of(k), k)?;
             Some(PageEntry {
                 key: k.clone(),
