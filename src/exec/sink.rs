@@ -100,6 +100,27 @@ impl Answers {
         })
     }
 
+    /// Appends everything in `self` to `other` by reference, in order, leaving `self`
+    /// empty with a new buffer: encoded bytes become shared parts of `other`, so they
+    /// are not copied again and keep only their own allocation alive.
+    pub fn move_into(&mut self, other: &mut Answers) {
+        let mut consumed = 0;
+        for (offset, bytes) in self.shared.drain(..) {
+            let piece = self.buf.split_to(offset - consumed).freeze();
+            consumed = offset;
+            if !piece.is_empty() {
+                other.share(piece);
+            }
+            other.share(bytes);
+        }
+        let rest = std::mem::take(&mut self.buf).freeze();
+        if !rest.is_empty() {
+            other.share(rest);
+        }
+        self.shared_bytes = 0;
+        self.spans.clear();
+    }
+
     /// Empties the batch, keeping its buffers unless they grew past `keep` bytes, so a
     /// burst of large answers does not leave every recycled batch holding its peak.
     pub fn clear(&mut self, keep: usize) {
@@ -191,6 +212,25 @@ mod tests {
         assert_eq!(spans[0].0.answered, 2);
         assert_eq!((spans[1].1, spans[1].2), (10, &b"only2"[..]));
         assert!(spans[1].3.is_empty());
+    }
+
+    #[test]
+    fn moving_a_runs_buffer_keeps_its_bytes_in_order_by_reference() {
+        let mut own = Answers::default();
+        own.buf().extend_from_slice(b"head");
+        own.share(Bytes::from_static(b"VALUE"));
+        own.buf().extend_from_slice(b"tail");
+        let mut batch = Answers::default();
+        batch.buf().extend_from_slice(b"other");
+        batch.end_span(A, 1);
+        own.move_into(&mut batch);
+        batch.end_span(B, 2);
+        assert!(own.is_empty() && own.shared.is_empty());
+        let spans: Vec<_> = batch.iter().collect();
+        assert_eq!(spans[1].2, b"", "no encoded bytes copied into the batch");
+        let parts: Vec<&[u8]> = spans[1].3.iter().map(|(_, b)| &b[..]).collect();
+        assert_eq!(parts, [&b"head"[..], b"VALUE", b"tail"]);
+        assert_eq!(batch.len(), 5 + 13);
     }
 
     #[test]

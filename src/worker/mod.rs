@@ -43,6 +43,7 @@
 pub mod batch;
 
 use crate::command::Context;
+use crate::exec::sink::Answers;
 use crate::exec::{self, Batch, Budget};
 use crate::job::ConnId;
 use crate::server::wake::ReactorWake;
@@ -187,10 +188,11 @@ struct Worker {
 impl Worker {
     fn run(self) {
         let mut tally = Tally::default();
-        while let Some(mut batch) = self.next_batch() {
+        while let Some((lane, mut batch)) = self.next_batch() {
             let mut done = self.free.try_recv().unwrap_or_default();
             let mut route = WorkerRoute {
                 answers: &mut done.answers,
+                own: (lane == Lane::Heavy).then(Answers::default),
                 cheap: &self.cheap,
             };
             let mut budget = Budget::shared(
@@ -208,15 +210,15 @@ impl Worker {
         }
     }
 
-    /// The next batch: a cheap one if any waits, else whichever comes first. `None`
-    /// once the pool is gone.
-    fn next_batch(&self) -> Option<Batch> {
+    /// The next batch and its lane: a cheap one if any waits, else whichever comes
+    /// first. `None` once the pool is gone.
+    fn next_batch(&self) -> Option<(Lane, Batch)> {
         match self.cheap.try_recv() {
-            Ok(batch) => Some(batch),
+            Ok(batch) => Some((Lane::Cheap, batch)),
             Err(TryRecvError::Disconnected) => None,
             Err(TryRecvError::Empty) => select! {
-                recv(self.cheap) -> batch => batch.ok(),
-                recv(self.heavy) -> batch => batch.ok(),
+                recv(self.cheap) -> batch => batch.ok().map(|b| (Lane::Cheap, b)),
+                recv(self.heavy) -> batch => batch.ok().map(|b| (Lane::Heavy, b)),
             },
         }
     }
@@ -224,19 +226,32 @@ impl Worker {
 
 /// A worker's route: answers into its batch buffer; a run boundary is where a heavy
 /// batch gives way to cheap work waiting.
+///
+/// On the heavy lane each run is encoded into a buffer of its own, which joins the
+/// batch's answers by reference: a SCAN page reaches the connection's queue without
+/// being copied again, and it pins no other connection's bytes. Cheap answers are small
+/// and share the batch's buffer; the reactor copies them once into each connection's.
 struct WorkerRoute<'a> {
-    answers: &'a mut crate::exec::sink::Answers,
+    answers: &'a mut Answers,
+    /// The current run's own buffer, on the heavy lane.
+    own: Option<Answers>,
     cheap: &'a Receiver<Batch>,
 }
 
 impl exec::Route for WorkerRoute<'_> {
-    type Sink = crate::exec::sink::Answers;
+    type Sink = Answers;
 
-    fn sink(&mut self, _conn: ConnId) -> &mut Self::Sink {
-        self.answers
+    fn sink(&mut self, _conn: ConnId) -> &mut Answers {
+        match &mut self.own {
+            Some(own) => own,
+            None => self.answers,
+        }
     }
 
     fn finish(&mut self, conn: ConnId, answered: u32) {
+        if let Some(own) = &mut self.own {
+            own.move_into(self.answers);
+        }
         if answered > 0 {
             self.answers.end_span(conn, answered);
         }
