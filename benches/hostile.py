@@ -8,6 +8,10 @@ stops it, and prints one line of figures. Standard library only.
         16 clients that pipeline 300 requests and never read (8 GETs of a 512 KiB
         value, 8 SCANs of 1,000 records), a PING every 50 ms from another client;
         resident memory before, during and after, and the PINGs' latency.
+    benches/hostile.py idle BINARY --idle-timeout 1 [server flags...]
+        One client pipelines 300 GETs of a 512 KiB value and never reads; another
+        PINGs every 50 ms for 3 s, past the first one's idle deadline: the PINGs'
+        worst latency, or how many went unanswered within 2 s.
     benches/hostile.py biggets BINARY|redis [server flags...]
         4 clients pipelining GETs of a 1 MB value (16 at a time, reading them), and
         a PING on a fresh connection every 25 ms: its latency, median and worst of 40.
@@ -205,6 +209,33 @@ def nonreaders(binary, flags):
           f"PING p50 {lat[20]:.1f} ms, worst {lat[-1]:.1f} ms")
 
 
+def idle(binary, flags):
+    p, addr = start(binary, flags)
+    s = socket.create_connection(addr)
+    s.sendall(sb_put(b"big", b"v" * (512 << 10)))
+    Frames(s).next()
+    stuck = socket.create_connection(addr)
+    stuck.sendall(b"".join(sb_get(b"big", j) for j in range(300)))
+    pinger = socket.create_connection(addr)
+    pinger.settimeout(2)
+    frames = Frames(pinger)
+    worst, lost = 0.0, 0
+    end = time.time() + 3
+    while time.time() < end and lost == 0:
+        t0 = time.time()
+        pinger.sendall(SB_PING)
+        try:
+            frames.next()
+            worst = max(worst, (time.time() - t0) * 1000)
+        except socket.timeout:
+            lost += 1
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    verdict = f"a PING unanswered after 2 s (the server froze)" if lost else f"worst PING {worst:.1f} ms"
+    print(f"idle {binary} {' '.join(flags)}: {verdict}")
+
+
 def biggets(binary, flags):
     redis = binary == "redis"
     p, addr = start(binary, flags)
@@ -323,5 +354,11 @@ if __name__ == "__main__":
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
     scenario, binary, flags = sys.argv[1], sys.argv[2], sys.argv[3:]
-    scenarios = {"nonreaders": nonreaders, "biggets": biggets, "scans": scans, "stop": stop_scenario}
+    scenarios = {
+        "idle": idle,
+        "nonreaders": nonreaders,
+        "biggets": biggets,
+        "scans": scans,
+        "stop": stop_scenario,
+    }
     scenarios[scenario](binary, flags)
