@@ -743,6 +743,11 @@ pub fn regressions() -> Vec<Seed> {
     }
     o.send(0).execute(0, true);
     out.push(("connection", "a_run_stops_at_its_credit".into(), o.done()));
+    // A second eviction while the first one's error frame was half written queued a
+    // second fatal frame after it.
+    let mut o = Ops::new(4096, 6, 0, 10, 0);
+    o.then(Op::Evict).drain(30).then(Op::Evict);
+    out.push(("connection", "evicted_once".into(), o.done()));
     out
 }
 

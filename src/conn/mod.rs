@@ -427,7 +427,7 @@ impl Connection {
     /// still arriving for it are dropped. A connection already closing keeps its close
     /// reason.
     pub fn handle_evict(&mut self, now: Instant) {
-        if !matches!(self.state, State::Open | State::Closing(_)) {
+        if !matches!(self.state, State::Open | State::Closing(_)) || self.discard_answers {
             return;
         }
         self.output.drop_after_frame();
