@@ -62,7 +62,7 @@ pub struct Config {
     pub max_in_flight: u8,
     /// Idle timeout in units of 10 ms; 0 = none.
     pub idle: u8,
-    /// Linger in units of 10 ms.
+    /// Linger in units of 10 ms; the closing timeout is twice the linger plus 50 ms.
     pub linger: u8,
     /// Store memory limit in units of 256 bytes; 0 = none.
     pub memory: u8,
@@ -295,8 +295,7 @@ impl Harness {
             }
             Op::Cancel => self.cancel(),
             Op::Evict => {
-                let state = self.conn.state();
-                if self.conn.takes_answers() && matches!(state, State::Open | State::Closing(_)) {
+                if self.conn.evictable() {
                     // A frame the client has started to receive is completed; every
                     // other answer is dropped, and the reason comes last.
                     let in_progress = if self.wire.is_empty() {

@@ -748,6 +748,21 @@ pub fn regressions() -> Vec<Seed> {
     let mut o = Ops::new(4096, 6, 0, 10, 0);
     o.then(Op::Evict).drain(30).then(Op::Evict);
     out.push(("connection", "evicted_once".into(), o.done()));
+    // Evicting a connection closing for a protocol error, its error frame half
+    // written, queued a second fatal frame after it.
+    let mut o = Ops::new(4096, 8, 0, 10, 0);
+    let mut bad = frame(&Request::Get { key: "k".into() }, 1);
+    bad[4] = 2;
+    o.raw(&bad)
+        .send(0)
+        .execute(0, false)
+        .drain(1)
+        .then(Op::Evict);
+    out.push((
+        "connection",
+        "only_open_connections_are_evicted".into(),
+        o.done(),
+    ));
     out
 }
 

@@ -421,13 +421,20 @@ impl Connection {
         self.settle();
     }
 
+    /// True when [`handle_evict`](Self::handle_evict) would act: the connection is
+    /// open. One already closing is on its way out, holding only what it owes, and is
+    /// dropped by the closing timeout if its client does not take it.
+    pub fn evictable(&self) -> bool {
+        self.state == State::Open && !self.discard_answers
+    }
+
     /// The server needs this connection's memory: its pending output (all but the rest
     /// of a frame the client has started to receive), held jobs and input are dropped,
     /// an error frame saying why is queued, and it closes once that is written. Answers
-    /// still arriving for it are dropped. A connection already closing keeps its close
-    /// reason.
+    /// still arriving for it are dropped. Only an open connection is evicted (see
+    /// [`evictable`](Self::evictable)).
     pub fn handle_evict(&mut self, now: Instant) {
-        if !matches!(self.state, State::Open | State::Closing(_)) || self.discard_answers {
+        if !self.evictable() {
             return;
         }
         self.output.drop_after_frame();

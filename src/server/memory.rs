@@ -1,6 +1,9 @@
 //! The server-wide limit on memory held for clients (`--max-client-memory`), as
 //! Redis's `maxmemory-clients`.
 //!
+//! Only open connections are closed this way: one already closing holds only what it
+//! owes and is dropped by its closing timeout if its client does not take it.
+//!
 //! Each connection reports what it holds ([`Connection::memory`]: buffered input,
 //! pending output, decoded requests not yet answered) whenever it is flushed, and the
 //! reactor keeps the sum. Per-connection limits bound each client; this bounds many of
@@ -27,7 +30,7 @@ impl Server {
         let mut holders: Vec<(usize, crate::job::ConnId)> = self
             .registry
             .iter()
-            .filter(|slot| slot.memory > 0 && slot.conn.takes_answers())
+            .filter(|slot| slot.memory > 0 && slot.conn.evictable())
             .map(|slot| (slot.memory, slot.conn.id()))
             .collect();
         holders.sort_unstable_by_key(|&(memory, _)| std::cmp::Reverse(memory));
