@@ -286,11 +286,13 @@ impl Harness {
                 }
             }
             Op::Return { cancelled } => {
-                let jobs: Vec<Job> = self.queued.drain(..).collect();
-                let cancelled = cancelled || self.ctx.cancel.load(Ordering::Relaxed);
-                if cancelled {
-                    self.ctx.cancel.store(true, Ordering::Relaxed);
+                // An executor refuses work only once the server has cancelled it, which
+                // it does on every connection first.
+                if cancelled && !self.ctx.cancel.load(Ordering::Relaxed) {
+                    self.cancel();
                 }
+                let jobs: Vec<Job> = self.queued.drain(..).collect();
+                let cancelled = self.ctx.cancel.load(Ordering::Relaxed);
                 self.give_back(jobs, cancelled);
             }
             Op::Cancel => self.cancel(),
