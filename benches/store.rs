@@ -108,6 +108,7 @@ fn cold(c: &mut Criterion) {
                 generation: 0,
             },
             id: RequestId(i as u32),
+            version: switchboard::protocol::BASE_VERSION,
             op: JobOp::Request(Request::Get {
                 key: key(i * 7_919 % KEYS).into(),
             }),

@@ -11,8 +11,9 @@ use crate::config::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
 use crate::conn::SUPPORTED_FEATURES;
 use crate::exec::sink::Sink;
 use crate::job::{Job, JobOp};
+use crate::protocol::encode::ReplyTo;
 use crate::protocol::msg::{self, hello::HelloReply, scan::SizedScanWriter};
-use crate::protocol::{encode, Limits, Opcode, Request, RequestId, Status, MAX_VERSION};
+use crate::protocol::{encode, Limits, Opcode, Request, Status, MAX_VERSION};
 use crate::stats::{Stats, Tally};
 use crate::store::{Store, WriteError};
 use bytes::Bytes;
@@ -131,7 +132,7 @@ pub fn apply_counted<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S, ta
         encode::error(
             out.buf(),
             opcode,
-            job.id,
+            job.reply_to(),
             Status::INTERNAL_ERROR,
             b"internal error; the request may or may not have been applied",
         );
@@ -140,7 +141,7 @@ pub fn apply_counted<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S, ta
 
 fn execute<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S, c: &mut Tally) {
     c.requests_total += 1;
-    let id = job.id;
+    let id = job.reply_to();
     let request = match &job.op {
         JobOp::Request(request) => request,
         JobOp::Reject {
@@ -245,7 +246,7 @@ fn execute<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S, c: &mut Tall
 fn written<S: Sink + ?Sized>(
     c: &mut Tally,
     opcode: Opcode,
-    id: RequestId,
+    id: ReplyTo,
     result: Result<u64, WriteError>,
     out: &mut S,
 ) {
@@ -274,7 +275,7 @@ fn written<S: Sink + ?Sized>(
 /// values go into the answer by reference, as GET's do.
 fn scan<S: Sink + ?Sized>(
     ctx: &Context,
-    id: RequestId,
+    id: ReplyTo,
     prefix: &[u8],
     cursor: &[u8],
     limit: u16,
@@ -319,7 +320,7 @@ fn scan<S: Sink + ?Sized>(
 mod tests {
     use super::*;
     use crate::job::ConnId;
-    use crate::protocol::{Decoder, Response, ResponseBody};
+    use crate::protocol::{Decoder, RequestId, Response, ResponseBody};
 
     /// The key that makes a GET panic, standing in for a bug.
     const PANIC_KEY: &[u8] = b"\xffpanic";
@@ -337,6 +338,7 @@ mod tests {
                 generation: 0,
             },
             id: RequestId(id),
+            version: crate::protocol::BASE_VERSION,
             op: JobOp::Request(request),
         }
     }

@@ -6,6 +6,7 @@
 //! keeps every connection's responses in request order while some are being executed
 //! elsewhere.
 
+use crate::protocol::encode::ReplyTo;
 use crate::protocol::{Opcode, Request, RequestId, Status};
 use std::fmt;
 
@@ -35,11 +36,22 @@ pub struct Job {
     pub conn: ConnId,
     /// The request id to echo.
     pub id: RequestId,
+    /// The protocol version of the connection when the request arrived: its answer is
+    /// written in it.
+    pub version: u8,
     /// What to do.
     pub op: JobOp,
 }
 
 impl Job {
+    /// Where the answer goes: the request id, in the connection's version.
+    pub fn reply_to(&self) -> ReplyTo {
+        ReplyTo {
+            version: self.version,
+            request_id: self.id,
+        }
+    }
+
     /// Request bytes the job holds (keys, values, payloads): what a connection counts
     /// against its limit on decoded requests.
     pub fn request_len(&self) -> usize {

@@ -20,10 +20,10 @@
 //!   [`conn::Connection`] hand out its next run of [`job::Job`]s, runs the cheap runs
 //!   itself within a budget ([`exec`]), sends every worker at most one batch per lane,
 //!   and writes out the answers.
-//! * **Workers** ([`worker`]): block only on their job channels. Each executes its
+//! * **Workers** (`worker`): block only on their job channels. Each executes its
 //!   batch with [`exec::run_batch`], writing answers into one buffer (long values by
 //!   reference), sends it back with the jobs it did not start, and wakes the reactor
-//!   only if it is asleep ([`server::wake`]).
+//!   only if it is asleep (`wake`).
 //! * With `--workers 0` the reactor executes every run itself, within a budget per
 //!   connection turn.
 //!
@@ -36,7 +36,8 @@
 //! * [`conn`]: one connection's state machine, sans-IO: bytes in, jobs and bytes out.
 //! * [`exec`]: the batch executor, the per-opcode cost table, answer sinks.
 //! * [`server`]: the mio reactor, listener, socket helpers, slab registry, waker.
-//! * [`worker`]: the pool, its lanes and its batches.
+//! * `worker`: the pool, its lanes and its batches.
+//! * `wake`: how other threads wake the reactor, at most once per sleep.
 //! * [`command`]: executing one job against the store.
 //! * [`store`]: the versioned record map.
 //! * [`client`]: a blocking client with pipelining, used by the CLI and tests.
@@ -46,7 +47,7 @@
 //! Every bound lives in [`config`] (server) or [`protocol::Limits`] (wire), with
 //! the outcome of passing it: an error frame, a refused write, a paused read, or a
 //! closed connection. Nothing grows without bound and nothing on an input path panics.
-#![warn(missing_docs, missing_debug_implementations)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub use switchboard_protocol as protocol;
 
@@ -59,4 +60,5 @@ pub mod job;
 pub mod server;
 pub mod stats;
 pub mod store;
-pub mod worker;
+mod wake;
+mod worker;

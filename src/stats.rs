@@ -4,8 +4,8 @@
 //! never used to order other memory. Workers add to the request counters; the reactor
 //! adds to the connection counters.
 
+use crate::protocol::encode::ReplyTo;
 use crate::protocol::msg::stats::StatsWriter;
-use crate::protocol::RequestId;
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
@@ -143,7 +143,7 @@ impl Stats {
 
     /// Appends a whole STATS response: uptime, the counters, and the `extra` gauges
     /// (store size, memory, sequence) the caller reads at the same moment.
-    pub fn encode(&self, buf: &mut BytesMut, id: RequestId, extra: &[(&str, u64)]) {
+    pub fn encode(&self, buf: &mut BytesMut, id: ReplyTo, extra: &[(&str, u64)]) {
         let mut w = StatsWriter::begin(buf, id);
         w.counter(buf, "uptime_seconds", self.started.elapsed().as_secs());
         self.counters.write(&mut w, buf);

@@ -24,14 +24,37 @@ pub fn header(buf: &mut BytesMut, header: Header, body_len: usize) {
     buf.put_slice(&h);
 }
 
-/// The header of a response in the base version.
-pub fn response_header(opcode: Opcode, status: Status, request_id: RequestId) -> Header {
+/// Who a response answers: the request's id, and the protocol version its connection
+/// agreed on (frames of a connection all carry that version, responses included).
+///
+/// Every response encoder takes `impl Into<ReplyTo>`: a bare [`RequestId`] stands for
+/// a reply in the base version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    /// The version byte to write.
+    pub version: u8,
+    /// The request id to echo.
+    pub request_id: RequestId,
+}
+
+impl From<RequestId> for ReplyTo {
+    fn from(request_id: RequestId) -> ReplyTo {
+        ReplyTo {
+            version: BASE_VERSION,
+            request_id,
+        }
+    }
+}
+
+/// The header of a response.
+pub fn response_header(opcode: Opcode, status: Status, to: impl Into<ReplyTo>) -> Header {
+    let to = to.into();
     Header {
-        version: BASE_VERSION,
+        version: to.version,
         opcode,
         flags: Flags::NONE,
         status,
-        request_id,
+        request_id: to.request_id,
     }
 }
 
@@ -74,13 +97,13 @@ impl FrameStart {
 }
 
 /// Appends a NOT_FOUND response (empty body).
-pub fn not_found(buf: &mut BytesMut, opcode: Opcode, id: RequestId) {
+pub fn not_found(buf: &mut BytesMut, opcode: Opcode, id: impl Into<ReplyTo>) {
     header(buf, response_header(opcode, Status::NOT_FOUND, id), 0);
 }
 
 /// Appends a VERSION_CONFLICT response carrying the record's current version
 /// (0 when the key has no record).
-pub fn version_conflict(buf: &mut BytesMut, opcode: Opcode, id: RequestId, current: u64) {
+pub fn version_conflict(buf: &mut BytesMut, opcode: Opcode, id: impl Into<ReplyTo>, current: u64) {
     header(
         buf,
         response_header(opcode, Status::VERSION_CONFLICT, id),
@@ -90,13 +113,19 @@ pub fn version_conflict(buf: &mut BytesMut, opcode: Opcode, id: RequestId, curre
 }
 
 /// Appends an OK response whose body is one version number (PUT, CAS, DELETE).
-pub fn written(buf: &mut BytesMut, opcode: Opcode, id: RequestId, version: u64) {
+pub fn written(buf: &mut BytesMut, opcode: Opcode, id: impl Into<ReplyTo>, version: u64) {
     header(buf, response_header(opcode, Status::OK, id), 8);
     buf.put_u64(version);
 }
 
 /// Appends an error response: `status` in the header, `message` (UTF-8) as the body.
-pub fn error(buf: &mut BytesMut, opcode: Opcode, id: RequestId, status: Status, message: &[u8]) {
+pub fn error(
+    buf: &mut BytesMut,
+    opcode: Opcode,
+    id: impl Into<ReplyTo>,
+    status: Status,
+    message: &[u8],
+) {
     header(buf, response_header(opcode, status, id), message.len());
     buf.put_slice(message);
 }

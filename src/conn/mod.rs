@@ -656,6 +656,7 @@ impl Connection {
         Job {
             conn: self.id,
             id: e.request_id().unwrap_or_default(),
+            version: self.version,
             op: JobOp::Reject {
                 opcode: e.opcode().unwrap_or(Opcode(0)),
                 status: e.status(),
@@ -668,6 +669,9 @@ impl Connection {
     /// negotiated version, HELLO only first, features that were not granted.
     fn job_for(&mut self, frame: Frame) -> Job {
         let h = frame.header;
+        // Answered in the version the connection spoke when the request came, HELLO's
+        // answer included.
+        let version = self.version;
         let first = std::mem::replace(&mut self.awaiting_first_frame, false);
         let reject = |status, reason| JobOp::Reject {
             opcode: h.opcode,
@@ -710,6 +714,7 @@ impl Connection {
         Job {
             conn: self.id,
             id: h.request_id,
+            version,
             op,
         }
     }
@@ -755,5 +760,5 @@ fn not_executed(out: &mut Outgoing, job: &Job) {
             reason,
         } => (*opcode, *status, reason.as_bytes()),
     };
-    encode::error(out.buf(), opcode, job.id, status, message);
+    encode::error(out.buf(), opcode, job.reply_to(), status, message);
 }

@@ -106,6 +106,7 @@ mod tests {
                 generation: 1,
             },
             id: RequestId(1),
+            version: crate::protocol::BASE_VERSION,
             op: JobOp::Request(request),
         }
     }

@@ -18,6 +18,7 @@ fn get(c: u32, id: u32, key: &'static str) -> Job {
     Job {
         conn: conn(c),
         id: RequestId(id),
+        version: crate::protocol::BASE_VERSION,
         op: JobOp::Request(Request::Get {
             key: Bytes::from_static(key.as_bytes()),
         }),

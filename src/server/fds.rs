@@ -10,7 +10,7 @@ use std::io;
 
 /// Descriptors kept free beyond those open at startup and one per connection: for the
 /// listener's reserve, log files and whatever a later version opens.
-pub const SPARE_DESCRIPTORS: u64 = 16;
+pub(super) const SPARE_DESCRIPTORS: u64 = 16;
 
 /// The soft and hard `RLIMIT_NOFILE`.
 fn descriptor_limit() -> io::Result<(u64, u64)> {
@@ -45,7 +45,7 @@ fn open_descriptors() -> Option<u64> {
 
 /// The most connections that fit in `soft` descriptors with `in_use` already open and
 /// [`SPARE_DESCRIPTORS`] kept free: at least one, at most `wanted`.
-pub fn fitting(wanted: usize, soft: u64, in_use: u64) -> usize {
+pub(super) fn fitting(wanted: usize, soft: u64, in_use: u64) -> usize {
     let room = soft.saturating_sub(in_use + SPARE_DESCRIPTORS).max(1);
     wanted.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
@@ -53,7 +53,7 @@ pub fn fitting(wanted: usize, soft: u64, in_use: u64) -> usize {
 /// Makes room for `wanted` connections: raises the soft descriptor limit if needed and
 /// allowed, and returns how many connections fit, with a line for the operator when
 /// that is fewer than wanted.
-pub fn fit_connection_limit(wanted: usize) -> (usize, Option<String>) {
+pub(super) fn fit_connection_limit(wanted: usize) -> (usize, Option<String>) {
     let Ok((soft, hard)) = descriptor_limit() else {
         return (wanted, None);
     };

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// How long accepting pauses after the process ran out of descriptors or memory with
 /// no reserve descriptor to answer with.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 pub(super) struct Listener {

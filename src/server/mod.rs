@@ -46,14 +46,13 @@ mod execute;
 mod fds;
 mod listener;
 mod memory;
-pub mod registry;
+mod registry;
 mod service;
 mod shutdown;
-pub mod socket;
+mod socket;
 #[cfg(test)]
 mod tests;
 mod timers;
-pub mod wake;
 
 use crate::command::Context;
 use crate::config::{Config, READ_CHUNK_BYTES};
@@ -61,6 +60,7 @@ use crate::conn::{ConnLimits, Outgoing};
 use crate::exec::Batch;
 use crate::job::ConnId;
 use crate::stats::Tally;
+use crate::wake::ReactorWake;
 use crate::worker::Pool;
 use listener::Listener;
 use mio::{Events, Interest, Poll, Token};
@@ -73,7 +73,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wake::ReactorWake;
 
 pub use crate::config::{READ_BUDGET_BYTES, WRITE_BUDGET_BYTES};
 

@@ -14,17 +14,17 @@ use slab::Slab;
 use std::time::Instant;
 
 /// The listening socket.
-pub const LISTENER: Token = Token(0);
+pub(super) const LISTENER: Token = Token(0);
 /// The waker workers use.
-pub const WAKER: Token = Token(1);
+pub(super) const WAKER: Token = Token(1);
 /// SIGINT and SIGTERM.
-pub const SIGNAL: Token = Token(2);
+pub(super) const SIGNAL: Token = Token(2);
 /// The first token given to a connection.
-pub const FIRST_CONN: usize = 3;
+pub(super) const FIRST_CONN: usize = 3;
 
 /// One live connection and the reactor's bookkeeping about its socket.
 #[derive(Debug)]
-pub struct Slot {
+pub(super) struct Slot {
     /// The protocol state machine.
     pub conn: Connection,
     /// The socket.
@@ -47,14 +47,14 @@ pub struct Slot {
 
 /// Live connections by slab index, with a generation per index.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(super) struct Registry {
     slab: Slab<Slot>,
     generations: Vec<u32>,
 }
 
 impl Registry {
     /// An empty registry with room for `capacity` connections before it grows.
-    pub fn with_capacity(capacity: usize) -> Registry {
+    pub(super) fn with_capacity(capacity: usize) -> Registry {
         Registry {
             slab: Slab::with_capacity(capacity),
             generations: Vec::with_capacity(capacity),
@@ -62,17 +62,17 @@ impl Registry {
     }
 
     /// Live connections.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.slab.len()
     }
 
     /// True when no connection is live.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.slab.is_empty()
     }
 
     /// Adds a connection; returns its id and token.
-    pub fn insert(
+    pub(super) fn insert(
         &mut self,
         stream: TcpStream,
         limits: ConnLimits,
@@ -102,13 +102,13 @@ impl Registry {
     }
 
     /// The id of the connection behind a token, if it is live.
-    pub fn id_of(&self, token: Token) -> Option<ConnId> {
+    pub(super) fn id_of(&self, token: Token) -> Option<ConnId> {
         let index = token.0.checked_sub(FIRST_CONN)?;
         self.slab.get(index).map(|slot| slot.conn.id())
     }
 
     /// The slot of a live connection; `None` if it closed (even if the index is reused).
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Slot> {
+    pub(super) fn get_mut(&mut self, id: ConnId) -> Option<&mut Slot> {
         let index = id.index as usize;
         if self.generations.get(index) != Some(&id.generation) {
             return None;
@@ -117,7 +117,7 @@ impl Registry {
     }
 
     /// Removes a connection and retires its generation.
-    pub fn remove(&mut self, id: ConnId) -> Option<Slot> {
+    pub(super) fn remove(&mut self, id: ConnId) -> Option<Slot> {
         let index = id.index as usize;
         if self.generations.get(index) != Some(&id.generation) {
             return None;
@@ -128,17 +128,17 @@ impl Registry {
     }
 
     /// Every live connection's slot.
-    pub fn iter(&self) -> impl Iterator<Item = &Slot> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
         self.slab.iter().map(|(_, slot)| slot)
     }
 
     /// Every live connection's id.
-    pub fn ids(&self) -> Vec<ConnId> {
+    pub(super) fn ids(&self) -> Vec<ConnId> {
         self.slab.iter().map(|(_, slot)| slot.conn.id()).collect()
     }
 
     /// The token of a connection.
-    pub fn token(id: ConnId) -> Token {
+    pub(super) fn token(id: ConnId) -> Token {
         Token(id.index as usize + FIRST_CONN)
     }
 }

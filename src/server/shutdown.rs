@@ -42,7 +42,7 @@ impl Stopping {
 
 /// How long into a stop of `timeout` requests keep executing: all but a fifth of it,
 /// at most a second less, which is left for answering and flushing.
-pub fn execution_deadline(timeout: Duration) -> Duration {
+pub(super) fn execution_deadline(timeout: Duration) -> Duration {
     timeout.saturating_sub((timeout / 5).min(Duration::from_secs(1)))
 }
 

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 
 /// What one read did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadOutcome {
+pub(super) enum ReadOutcome {
     /// This many bytes arrived (never 0).
     Data(usize),
     /// Nothing to read now; wait for the next readiness event.
@@ -21,7 +21,7 @@ pub enum ReadOutcome {
 
 /// What one write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteOutcome {
+pub(super) enum WriteOutcome {
     /// The socket took this many bytes.
     Wrote(usize),
     /// The socket's buffer is full; wait for writability.
@@ -31,7 +31,7 @@ pub enum WriteOutcome {
 }
 
 /// Reads once into `buf`, retrying on `Interrupted`.
-pub fn read(stream: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
+pub(super) fn read(stream: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
     loop {
         return match stream.read(buf) {
             Ok(0) => ReadOutcome::Eof,
@@ -44,12 +44,15 @@ pub fn read(stream: &mut impl Read, buf: &mut [u8]) -> ReadOutcome {
 }
 
 /// Writes once from `bufs` in order (one `writev`), retrying on `Interrupted`.
-pub fn write_vectored(stream: &mut impl Write, bufs: &[std::io::IoSlice<'_>]) -> WriteOutcome {
+pub(super) fn write_vectored(
+    stream: &mut impl Write,
+    bufs: &[std::io::IoSlice<'_>],
+) -> WriteOutcome {
     write_with(|| stream.write_vectored(bufs))
 }
 
 /// Writes once from `buf`, retrying on `Interrupted`.
-pub fn write(stream: &mut impl Write, buf: &[u8]) -> WriteOutcome {
+pub(super) fn write(stream: &mut impl Write, buf: &[u8]) -> WriteOutcome {
     write_with(|| stream.write(buf))
 }
 
@@ -78,12 +81,12 @@ fn classify(e: &io::Error) -> CloseReason {
 
 /// True for `accept` errors that mean "out of descriptors or memory": retrying at once
 /// would fail the same way, so the listener pauses instead of spinning.
-pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+pub(super) fn is_resource_exhaustion(e: &io::Error) -> bool {
     is_descriptor_exhaustion(e) || matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// True for `accept` errors that mean "out of descriptors", for the process or the
 /// system: releasing one descriptor lets one accept succeed.
-pub fn is_descriptor_exhaustion(e: &io::Error) -> bool {
+pub(super) fn is_descriptor_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }

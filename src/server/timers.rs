@@ -18,7 +18,7 @@ use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 /// The least time between arming a deadline and its firing.
-pub const TIMER_STEP: Duration = Duration::from_millis(1);
+pub(super) const TIMER_STEP: Duration = Duration::from_millis(1);
 
 /// Deadlines by connection, earliest first.
 #[derive(Debug, Default)]

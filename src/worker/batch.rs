@@ -10,11 +10,11 @@ use crate::exec::Batch;
 
 /// Recycled answer buffers larger than this are dropped rather than kept, so a burst
 /// of large answers does not leave every pooled batch holding its peak for good.
-pub const KEEP_ANSWER_BYTES: usize = 64 << 10;
+pub(crate) const KEEP_ANSWER_BYTES: usize = 64 << 10;
 
 /// A worker's answers to one job batch, and what it did not run.
 #[derive(Debug, Default)]
-pub struct DoneBatch {
+pub(crate) struct DoneBatch {
     /// The answers, in spans by connection, in job order.
     pub answers: Answers,
     /// The jobs not started, in order, as runs; empty otherwise, and the reactor reuses
@@ -24,7 +24,7 @@ pub struct DoneBatch {
 
 impl DoneBatch {
     /// Empties the batch, keeping its allocations up to [`KEEP_ANSWER_BYTES`].
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.answers.clear(KEEP_ANSWER_BYTES);
         self.unrun.clear();
     }

@@ -40,28 +40,28 @@
 //!   pool cancels, closes the job channels and joins the workers, so it takes at most
 //!   one request's time.
 
-pub mod batch;
+pub(crate) mod batch;
 
 use crate::command::Context;
 use crate::exec::sink::Answers;
 use crate::exec::{self, Batch, Budget};
 use crate::job::ConnId;
-use crate::server::wake::ReactorWake;
 use crate::stats::Tally;
+use crate::wake::ReactorWake;
 use batch::DoneBatch;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Job batches a worker's queue holds before the reactor holds them back.
-pub const JOB_QUEUE_BATCHES: usize = 64;
+pub(crate) const JOB_QUEUE_BATCHES: usize = 64;
 
 /// Done batches kept for reuse; extras are dropped.
 const FREE_BATCHES: usize = 16;
 
 /// Which of a worker's queues a batch goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lane {
+pub(crate) enum Lane {
     /// Requests cheap enough for the reactor, sent here when there are too many for it:
     /// taken first.
     Cheap = 0,
@@ -71,7 +71,7 @@ pub enum Lane {
 
 /// The worker threads and the reactor's ends of their channels.
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     jobs: Vec<[Sender<Batch>; 2]>,
     done: Receiver<DoneBatch>,
     free: Sender<DoneBatch>,
@@ -85,7 +85,7 @@ impl Pool {
     ///
     /// # Errors
     /// When a thread cannot be spawned.
-    pub fn start(
+    pub(crate) fn start(
         workers: usize,
         ctx: Arc<Context>,
         wake: Arc<ReactorWake>,
@@ -119,18 +119,8 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Number of workers.
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
-    /// Always false: a pool has at least one worker.
-    pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
-    }
-
     /// The worker that serves a connection.
-    pub fn worker_for(&self, conn: ConnId) -> usize {
+    pub(crate) fn worker_for(&self, conn: ConnId) -> usize {
         conn.index as usize % self.jobs.len()
     }
 
@@ -138,7 +128,7 @@ impl Pool {
     ///
     /// # Errors
     /// Gives the batch back when the queue is full (or the worker is gone).
-    pub fn try_send(&self, n: usize, lane: Lane, batch: Batch) -> Result<(), Batch> {
+    pub(crate) fn try_send(&self, n: usize, lane: Lane, batch: Batch) -> Result<(), Batch> {
         self.jobs[n][lane as usize]
             .try_send(batch)
             .map_err(|e| match e {
@@ -147,17 +137,17 @@ impl Pool {
     }
 
     /// A finished batch, if one is waiting.
-    pub fn try_recv(&self) -> Option<DoneBatch> {
+    pub(crate) fn try_recv(&self) -> Option<DoneBatch> {
         self.done.try_recv().ok()
     }
 
     /// True when no finished batch is waiting.
-    pub fn done_is_empty(&self) -> bool {
+    pub(crate) fn done_is_empty(&self) -> bool {
         self.done.is_empty()
     }
 
     /// Returns a drained batch for reuse.
-    pub fn recycle(&self, mut batch: DoneBatch) {
+    pub(crate) fn recycle(&self, mut batch: DoneBatch) {
         batch.clear();
         let _ = self.free.try_send(batch);
     }

@@ -9,7 +9,7 @@
 //! `expected` 0 means "create only if absent". `ttl_ms` is as in PUT.
 
 use super::{check_value, put_bytes_u16, read_key, Reader};
-use crate::encode::{header, request_header};
+use crate::encode::{header, request_header, ReplyTo};
 use crate::error::RequestError;
 use crate::{Limits, Opcode, Request, RequestId, ResponseBody};
 use bytes::{BufMut, BytesMut};
@@ -50,7 +50,7 @@ pub fn encode_request(
 }
 
 /// Appends an OK response to CAS.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, version: u64) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, version: u64) {
     crate::encode::written(buf, Opcode::CAS, id, version);
 }
 

@@ -10,7 +10,7 @@
 //! `expected` 0 deletes whatever version is there.
 
 use super::{put_bytes_u16, read_key, Reader};
-use crate::encode::{header, request_header};
+use crate::encode::{header, request_header, ReplyTo};
 use crate::error::RequestError;
 use crate::{Limits, Opcode, Request, RequestId, ResponseBody};
 use bytes::{BufMut, BytesMut};
@@ -31,7 +31,7 @@ pub fn encode_request(buf: &mut BytesMut, id: RequestId, key: &[u8], expected: u
 }
 
 /// Appends an OK response to DELETE.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, version: u64) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, version: u64) {
     crate::encode::written(buf, Opcode::DELETE, id, version);
 }
 

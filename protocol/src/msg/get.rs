@@ -7,7 +7,7 @@
 //! ```
 
 use super::{put_bytes_u16, read_key, Reader};
-use crate::encode::{header, request_header, response_header};
+use crate::encode::{header, request_header, response_header, ReplyTo};
 use crate::error::RequestError;
 use crate::{Limits, Opcode, Request, RequestId, ResponseBody, Status};
 use bytes::{BufMut, BytesMut};
@@ -26,14 +26,19 @@ pub fn encode_request(buf: &mut BytesMut, id: RequestId, key: &[u8]) {
 }
 
 /// Appends an OK response carrying a record.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, version: u64, value: &[u8]) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, version: u64, value: &[u8]) {
     encode_response_head(buf, id, version, value.len());
     buf.put_slice(value);
 }
 
 /// Appends an OK response up to its value: the caller sends exactly `value_len` bytes
 /// of value after it (from another buffer, so a long value need not be copied here).
-pub fn encode_response_head(buf: &mut BytesMut, id: RequestId, version: u64, value_len: usize) {
+pub fn encode_response_head(
+    buf: &mut BytesMut,
+    id: impl Into<ReplyTo>,
+    version: u64,
+    value_len: usize,
+) {
     header(
         buf,
         response_header(Opcode::GET, Status::OK, id),

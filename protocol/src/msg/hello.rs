@@ -16,7 +16,7 @@
 //! connection speaks the base version with no features.
 
 use super::Reader;
-use crate::encode::{header, request_header, response_header};
+use crate::encode::{header, request_header, response_header, ReplyTo};
 use crate::error::RequestError;
 use crate::{Opcode, Request, RequestId, ResponseBody, Status};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -81,7 +81,7 @@ pub fn encode_request(
 }
 
 /// Appends an OK response to HELLO.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, reply: &HelloReply) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, reply: &HelloReply) {
     let body_len = 1 + 4 * 4 + reply.server.len();
     header(
         buf,

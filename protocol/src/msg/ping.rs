@@ -6,7 +6,7 @@
 //! ```
 
 use super::{check_value, Reader};
-use crate::encode::{header, request_header, response_header};
+use crate::encode::{header, request_header, response_header, ReplyTo};
 use crate::error::RequestError;
 use crate::{Limits, Opcode, Request, RequestId, ResponseBody, Status};
 use bytes::{BufMut, BytesMut};
@@ -25,7 +25,7 @@ pub fn encode_request(buf: &mut BytesMut, id: RequestId, payload: &[u8]) {
 }
 
 /// Appends the OK response echoing `payload`.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, payload: &[u8]) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, payload: &[u8]) {
     header(
         buf,
         response_header(Opcode::PING, Status::OK, id),

@@ -9,7 +9,7 @@
 //! granted the TTL feature answers any other value with `UNSUPPORTED`.
 
 use super::{check_value, put_bytes_u16, read_key, Reader};
-use crate::encode::{header, request_header};
+use crate::encode::{header, request_header, ReplyTo};
 use crate::error::RequestError;
 use crate::{Limits, Opcode, Request, RequestId, ResponseBody};
 use bytes::{BufMut, BytesMut};
@@ -43,6 +43,6 @@ pub fn decode_response(r: &mut Reader) -> Result<ResponseBody, RequestError> {
 }
 
 /// Appends an OK response to PUT.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, version: u64) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, version: u64) {
     crate::encode::written(buf, Opcode::PUT, id, version);
 }

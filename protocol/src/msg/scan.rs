@@ -16,7 +16,7 @@
 //!   recognises by their versions.
 
 use super::{put_bytes_u16, Reader};
-use crate::encode::{header, request_header, response_header, FrameStart};
+use crate::encode::{header, request_header, response_header, FrameStart, ReplyTo};
 use crate::error::RequestError;
 use crate::{Limits, Opcode, Request, RequestId, ResponseBody, Status};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -106,7 +106,7 @@ pub struct ScanWriter {
 
 impl ScanWriter {
     /// Starts the response: header, `seq`, and a count to be patched.
-    pub fn begin(buf: &mut BytesMut, id: RequestId, seq: u64) -> ScanWriter {
+    pub fn begin(buf: &mut BytesMut, id: impl Into<ReplyTo>, seq: u64) -> ScanWriter {
         let frame = FrameStart::begin(buf, response_header(Opcode::SCAN, Status::OK, id));
         buf.put_u64(seq);
         buf.put_u32(0);
@@ -172,7 +172,13 @@ pub struct SizedScanWriter;
 
 impl SizedScanWriter {
     /// Appends the header, `seq` and `count`.
-    pub fn begin(buf: &mut BytesMut, id: RequestId, seq: u64, count: u32, body_len: usize) {
+    pub fn begin(
+        buf: &mut BytesMut,
+        id: impl Into<ReplyTo>,
+        seq: u64,
+        count: u32,
+        body_len: usize,
+    ) {
         header(buf, response_header(Opcode::SCAN, Status::OK, id), body_len);
         buf.put_u64(seq);
         buf.put_u32(count);
@@ -192,7 +198,7 @@ impl SizedScanWriter {
 }
 
 /// Appends a whole OK response to SCAN.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, page: &ScanPage) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, page: &ScanPage) {
     let mut w = ScanWriter::begin(buf, id, page.seq);
     for e in &page.entries {
         w.entry(buf, &e.key, e.version, &e.value);

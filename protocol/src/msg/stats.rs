@@ -9,7 +9,7 @@
 //! Clients must ignore names they do not know: servers add counters freely.
 
 use super::Reader;
-use crate::encode::{header, request_header, response_header, FrameStart};
+use crate::encode::{header, request_header, response_header, FrameStart, ReplyTo};
 use crate::error::RequestError;
 use crate::{Opcode, Request, RequestId, ResponseBody, Status};
 use bytes::{BufMut, BytesMut};
@@ -32,7 +32,7 @@ pub struct StatsWriter(FrameStart);
 
 impl StatsWriter {
     /// Starts an OK response to STATS.
-    pub fn begin(buf: &mut BytesMut, id: RequestId) -> StatsWriter {
+    pub fn begin(buf: &mut BytesMut, id: impl Into<ReplyTo>) -> StatsWriter {
         StatsWriter(FrameStart::begin(
             buf,
             response_header(Opcode::STATS, Status::OK, id),
@@ -52,7 +52,7 @@ impl StatsWriter {
 }
 
 /// Appends a whole STATS response with the given text body.
-pub fn encode_response(buf: &mut BytesMut, id: RequestId, text: &[u8]) {
+pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, text: &[u8]) {
     header(
         buf,
         response_header(Opcode::STATS, Status::OK, id),

@@ -1,4 +1,6 @@
-//! `ReactorWake`: wakes the reactor when workers have answers, at most once per sleep.
+//! `ReactorWake`: wakes the reactor when another thread (a worker with answers) has
+//! something for it, at most once per sleep. It lives apart from the reactor so the
+//! threads that wake it need not know the reactor's module.
 //!
 //! A `mio::Waker::wake` is a system call (~0.35 µs) and rouses a blocked reactor
 //! (~9 µs). Workers finishing many batches while the reactor is already awake need not
@@ -20,14 +22,14 @@ use std::sync::Arc;
 
 /// The reactor's wake-up flag and waker, shared by every worker through an `Arc`.
 #[derive(Debug)]
-pub struct ReactorWake {
+pub(crate) struct ReactorWake {
     sleeping: AtomicBool,
     waker: Arc<mio::Waker>,
 }
 
 impl ReactorWake {
     /// Wraps the reactor's single `mio::Waker`.
-    pub fn new(waker: Arc<mio::Waker>) -> ReactorWake {
+    pub(crate) fn new(waker: Arc<mio::Waker>) -> ReactorWake {
         ReactorWake {
             sleeping: AtomicBool::new(false),
             waker,
@@ -35,18 +37,18 @@ impl ReactorWake {
     }
 
     /// Reactor: about to block; the caller must check its queues after this.
-    pub fn prepare_sleep(&self) {
+    pub(crate) fn prepare_sleep(&self) {
         self.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
     }
 
     /// Reactor: awake again (after `poll` returns, or instead of blocking).
-    pub fn cancel_sleep(&self) {
+    pub(crate) fn cancel_sleep(&self) {
         self.sleeping.store(false, Ordering::Relaxed);
     }
 
     /// Worker: answers were pushed; wake the reactor if it is blocked or about to be.
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.swap(false, Ordering::SeqCst) {
             // A failed wake means the reactor's poll is gone: it is shutting down.
