@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
-use switchboard::command::{self, Context};
+use switchboard::exec::{self, Context};
 use switchboard::job::{ConnId, Job, JobOp};
 use switchboard::protocol::{Limits, Request, RequestId};
 use switchboard::store::Store;
@@ -95,7 +95,7 @@ fn bench(c: &mut Criterion) {
 
 /// Every key once, in an order no cache or prefetcher follows: what a pipelined GET
 /// load over the whole key space asks of memory. Run as the server runs a batch, with
-/// and without `command::prefetch_ahead` before each job.
+/// and without `exec::prefetch_ahead` before each job.
 fn cold(c: &mut Criterion) {
     let ctx = Context::new(Limits::default(), 0, 0);
     for i in 0..KEYS {
@@ -125,7 +125,7 @@ fn cold(c: &mut Criterion) {
     g.bench_function("read_hit_prefetched", |b| {
         b.iter(|| {
             for (i, job) in jobs.iter().enumerate() {
-                command::prefetch_ahead(&ctx, &jobs, i);
+                exec::prefetch_ahead(&ctx, &jobs, i);
                 read(job);
             }
         })

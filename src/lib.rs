@@ -11,7 +11,7 @@
 //!                     │           │ Batch per worker and lane        │ DoneBatch
 //!                     │           ▼ (cheap lane first)               │
 //!                 ┌───┴──────────────── worker threads ──────────────┴─────────────┐
-//!                 │ exec::run_batch ──► command::apply ──► Store (16 stripes)       │
+//!                 │ exec::run_batch ──► execute, encode ──► Store (16 stripes)     │
 //!                 └─────────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -34,11 +34,13 @@
 //! # Modules
 //! * [`protocol`]: the wire format (the `switchboard-protocol` crate), sans-IO.
 //! * [`conn`]: one connection's state machine, sans-IO: bytes in, jobs and bytes out.
-//! * [`exec`]: the batch executor, the per-opcode cost table, answer sinks.
+//! * [`exec`]: running requests: the batch executor, typed outcomes and their
+//!   encoding, the per-opcode cost table, answer sinks.
+//! * [`sequencer`]: every executor's changes, put back into one stream in order.
 //! * [`server`]: the mio reactor, listener, socket helpers, slab registry, waker.
 //! * `worker`: the pool, its lanes and its batches.
 //! * `wake`: how other threads wake the reactor, at most once per sleep.
-//! * [`command`]: executing one job against the store.
+
 //! * [`store`]: the versioned record map.
 //! * [`client`]: a blocking client with pipelining, used by the CLI and tests.
 //! * [`config`]: every limit, its default and unit; [`stats`]: the counters.
@@ -52,11 +54,12 @@
 pub use switchboard_protocol as protocol;
 
 pub mod client;
-pub mod command;
+
 pub mod config;
 pub mod conn;
 pub mod exec;
 pub mod job;
+pub mod sequencer;
 pub mod server;
 pub mod stats;
 pub mod store;

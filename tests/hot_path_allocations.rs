@@ -9,8 +9,8 @@ use bytes::BytesMut;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use switchboard::command::Context;
 use switchboard::conn::{ConnLimits, Connection};
+use switchboard::exec::Context;
 use switchboard::exec::{run_on, Batch, Budget, REACTOR_BUDGET_UNITS};
 use switchboard::job::ConnId;
 use switchboard::protocol::{Limits, Request, RequestId};
@@ -69,6 +69,13 @@ fn pipelined_gets_and_small_puts_allocate_nothing_per_request() {
             Request::Ping {
                 payload: "p".into(),
             }
+        } else if i % 4 == 1 {
+            // A small PUT: its value is stored inline, and its change shares it.
+            Request::Put {
+                key: format!("key:{:012}", i * 5).into(),
+                value: vec![b'w'; 64].into(),
+                ttl_ms: 0,
+            }
         } else {
             Request::Get {
                 key: format!("key:{:012}", i * 5).into(),
@@ -80,11 +87,21 @@ fn pipelined_gets_and_small_puts_allocate_nothing_per_request() {
     batch.jobs.reserve(64);
     batch.runs.reserve(1);
     let mut tally = Tally::default();
+    let mut changes = Vec::with_capacity(64);
     let mut round = |conn: &mut Connection, batch: &mut Batch| {
         conn.handle_input(now, &wire);
         conn.poll_jobs(&mut batch.jobs);
         let mut budget = Budget::new(REACTOR_BUDGET_UNITS);
-        let ran = run_on(&ctx, conn, batch, now, &mut budget, &mut tally);
+        let ran = run_on(
+            &ctx,
+            conn,
+            batch,
+            now,
+            &mut budget,
+            &mut tally,
+            &mut changes,
+        );
+        changes.clear();
         assert_eq!(ran, 16, "every job ran");
         let n = conn.poll_transmit().len();
         conn.advance_transmit(now, n);

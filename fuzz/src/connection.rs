@@ -36,9 +36,9 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use switchboard::command::Context;
 use switchboard::conn::{CloseReason, ConnLimits, Connection, State};
 use switchboard::exec::sink::Answers;
+use switchboard::exec::Context;
 use switchboard::exec::{self, Batch, Budget, IntoAnswers};
 use switchboard::job::{ConnId, Job, JobOp};
 use switchboard::protocol::{Decoder, Flags, Limits, Opcode, Request, RequestId, Response, Status};
@@ -392,6 +392,7 @@ impl Harness {
                 &mut IntoAnswers(&mut answers),
                 &mut budget,
                 &mut tally,
+                &mut Vec::new(),
             );
             for (span, base, bytes, shared) in answers.iter() {
                 assert_eq!(span.conn, ID);
@@ -404,7 +405,14 @@ impl Harness {
                 discard: Default::default(),
                 now: self.now,
             };
-            exec::run_batch(&self.ctx, &mut batch, &mut route, &mut budget, &mut tally);
+            exec::run_batch(
+                &self.ctx,
+                &mut batch,
+                &mut route,
+                &mut budget,
+                &mut tally,
+                &mut Vec::new(),
+            );
         }
         if !batch.is_empty() {
             // The run stopped at its credit: everything after comes back too.

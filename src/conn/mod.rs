@@ -243,9 +243,9 @@ impl Connection {
             && self.output.len() < self.limits.max_output
     }
 
-    /// True while output is pending.
+    /// True while output is pending and may be written (not all of it held).
     pub fn wants_write(&self) -> bool {
-        !self.output.is_empty() && !self.is_closed()
+        self.output.ready() > 0 && !self.is_closed()
     }
 
     /// True once the socket can be dropped.
@@ -473,6 +473,19 @@ impl Connection {
         self.output.is_contiguous()
     }
 
+    /// Holds the answers and pushes appended from now on until
+    /// [`handle_released`](Self::handle_released) reaches `seq` (see
+    /// [`Outgoing::hold_until`]); what was appended before goes out as usual.
+    pub fn hold_output_until(&mut self, seq: u64) {
+        self.output.hold_until(seq);
+    }
+
+    /// Everything waiting for `seq` or less may go out now (with durability: `seq` is
+    /// on disk).
+    pub fn handle_released(&mut self, seq: u64) {
+        self.output.release(seq);
+    }
+
     /// Records that the socket took `n` bytes of what `poll_transmit` lent.
     pub fn advance_transmit(&mut self, now: Instant, n: usize) {
         if n > 0 {
@@ -507,11 +520,13 @@ impl Connection {
     /// When `timer` is next due, if it is armed.
     pub fn deadline(&self, timer: Timer) -> Option<Instant> {
         match (timer, self.state) {
-            (Timer::Idle, State::Open) if self.in_flight == 0 => {
+            // Answers held for the server's own reasons (durability) are not the
+            // client's to take: like a run in flight, they suspend the idle clock.
+            (Timer::Idle, State::Open) if self.in_flight == 0 && !self.output.is_holding() => {
                 self.limits.idle_timeout.map(|t| self.last_activity + t)
             }
             (Timer::Closing, State::Closing(_))
-                if self.in_flight == 0 && !self.output.is_empty() =>
+                if self.in_flight == 0 && self.output.ready() > 0 =>
             {
                 Some(self.last_activity + self.limits.closing_timeout)
             }

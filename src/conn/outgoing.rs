@@ -11,6 +11,13 @@
 //! [`len`](Outgoing::len) says (plus the tail's spare capacity, see
 //! [`held`](Outgoing::held)).
 //!
+//! An answer can be *held*: [`hold_until`](Outgoing::hold_until) marks the end of what
+//! is queued so far, and nothing from there on is written until
+//! [`release`](Outgoing::release) says the sequence it waits for is reached (with
+//! durability: on disk). Everything behind a held answer waits with it, so the client
+//! still sees frames in order. With nothing held, which is always the case today, the
+//! checks cost a branch.
+//!
 //! Everything appended is whole frames, and the queue tracks where the frame being
 //! written ends, so that pending output can be dropped without cutting a frame the
 //! client has started to receive ([`drop_after_frame`](Outgoing::drop_after_frame)).
@@ -36,41 +43,102 @@ pub struct Outgoing {
     /// Bytes left of the frame at the front that has been partly written; 0 when the
     /// front is the start of a frame.
     cut: usize,
+    /// Bytes ever written (advanced past): positions in the stream are counted from
+    /// the connection's first byte.
+    taken: u64,
+    /// Held points, in stream order: bytes from each `at` on wait for `until`.
+    holds: VecDeque<Hold>,
+}
+
+/// A point in the output stream that waits for a sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hold {
+    /// Stream position of the first held byte.
+    at: u64,
+    /// The sequence that releases it.
+    until: u64,
 }
 
 impl Outgoing {
-    /// The first contiguous bytes to write (empty when nothing is pending).
-    pub fn front(&self) -> &[u8] {
-        match self.queue.front() {
-            Some(segment) => segment,
-            None => &self.tail,
+    /// Bytes that may be written now: everything pending, or what comes before the
+    /// first held point.
+    pub fn ready(&self) -> usize {
+        match self.holds.front() {
+            None => self.len(),
+            Some(hold) => (hold.at - self.taken) as usize,
         }
     }
 
-    /// True when everything pending is in one slice ([`front`](Self::front)).
-    pub fn is_contiguous(&self) -> bool {
-        self.queue.is_empty() || (self.queue.len() == 1 && self.tail.is_empty())
+    /// Holds everything appended from now on until [`release`](Self::release) reaches
+    /// `seq`: nothing after this point is written before then.
+    pub fn hold_until(&mut self, seq: u64) {
+        let at = self.taken + self.len() as u64;
+        match self.holds.back_mut() {
+            // A hold at the same point waits for the later of the two.
+            Some(last) if last.at == at => last.until = last.until.max(seq),
+            _ => self.holds.push_back(Hold { at, until: seq }),
+        }
     }
 
-    /// Fills `out` with the pending bytes in order, as many segments as fit; returns
-    /// how many it filled.
+    /// The sequence `seq` is reached: held points waiting for it or less, from the
+    /// first on, are released.
+    pub fn release(&mut self, seq: u64) {
+        while self.holds.front().is_some_and(|h| h.until <= seq) {
+            self.holds.pop_front();
+        }
+    }
+
+    /// True while a held point keeps bytes from being written.
+    pub fn is_holding(&self) -> bool {
+        !self.holds.is_empty()
+    }
+
+    /// The first contiguous bytes to write (empty when nothing may be written).
+    pub fn front(&self) -> &[u8] {
+        let front: &[u8] = match self.queue.front() {
+            Some(segment) => segment,
+            None => &self.tail,
+        };
+        match self.holds.front() {
+            None => front,
+            Some(_) => &front[..front.len().min(self.ready())],
+        }
+    }
+
+    /// True when everything that may be written is in one slice
+    /// ([`front`](Self::front)).
+    pub fn is_contiguous(&self) -> bool {
+        self.front().len() == self.ready()
+    }
+
+    /// Fills `out` with the bytes that may be written, in order, as many segments as
+    /// fit; returns how many it filled.
     pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let segments = self
             .queue
             .iter()
             .map(|b| &b[..])
             .chain((!self.tail.is_empty()).then_some(&self.tail[..]));
+        let mut left = self.ready();
         let mut n = 0;
         for (slot, bytes) in out.iter_mut().zip(segments) {
+            if left == 0 {
+                break;
+            }
+            let bytes = &bytes[..bytes.len().min(left)];
+            left -= bytes.len();
             *slot = IoSlice::new(bytes);
             n += 1;
         }
         n
     }
 
-    /// Records that the first `n` pending bytes were written.
+    /// Records that the first `n` pending bytes were written (at most
+    /// [`ready`](Self::ready)).
     pub fn advance(&mut self, n: usize) {
-        if n >= self.len() {
+        let n = n.min(self.ready());
+        self.taken += n as u64;
+        if n == self.len() {
             // Everything went: what is left starts a frame.
             self.queue.clear();
             self.queued = 0;
@@ -138,6 +206,7 @@ impl Outgoing {
         }
         let keep = self.cut;
         self.rollback(keep);
+        // What is kept was written in part, so it was never held.
         // The tail's capacity went with what was dropped: keep the rest of the frame in
         // a buffer of its own size.
         if self.tail.capacity() > self.tail.len() * 2 + 1024 {
@@ -164,12 +233,13 @@ impl Outgoing {
         self.queued + self.tail.capacity()
     }
 
-    /// Drops everything pending.
+    /// Drops everything pending, and every hold.
     pub fn clear(&mut self) {
         self.queue.clear();
         self.queued = 0;
         self.tail = BytesMut::new();
         self.cut = 0;
+        self.holds.clear();
     }
 
     /// When nothing is pending, lets go of a tail buffer larger than `keep` bytes, so
@@ -206,6 +276,11 @@ impl Sink for Outgoing {
     }
 
     fn rollback(&mut self, mark: usize) {
+        // Holds placed after the mark go with what they held.
+        let end = self.taken + mark as u64;
+        while self.holds.back().is_some_and(|h| h.at > end) {
+            self.holds.pop_back();
+        }
         // Whatever followed the mark is at the back: trim the tail, then segments.
         while self.len() > mark {
             let excess = self.len() - mark;
@@ -305,6 +380,50 @@ mod tests {
                 assert_eq!(o.cut, end - done, "step {step}, at {done}");
             }
         }
+    }
+
+    #[test]
+    fn a_held_answer_waits_and_everything_behind_it_waits_too() {
+        let mut o = Outgoing::default();
+        o.buf().extend_from_slice(b"free ");
+        o.hold_until(7);
+        o.buf().extend_from_slice(b"held ");
+        o.share(Bytes::from_static(b"VALUE "));
+        o.hold_until(9);
+        o.buf().extend_from_slice(b"later");
+        assert!(o.is_holding());
+        assert_eq!(o.ready(), 5);
+        assert_eq!(written(&o), b"free ");
+        assert_eq!(o.front(), b"free ");
+        o.advance(100);
+        assert_eq!(o.ready(), 0);
+        assert_eq!(written(&o), b"");
+        o.release(6);
+        assert_eq!(o.ready(), 0, "not yet");
+        o.release(8);
+        assert_eq!(written(&o), b"held VALUE ");
+        assert!(!o.is_contiguous());
+        o.advance(3);
+        assert_eq!(written(&o), b"d VALUE ");
+        o.release(9);
+        assert_eq!(written(&o), b"d VALUE later");
+        assert!(!o.is_holding());
+        o.advance(o.len());
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn a_rolled_back_answer_takes_its_hold_with_it() {
+        let mut o = Outgoing::default();
+        o.buf().extend_from_slice(b"kept");
+        let mark = o.len();
+        o.buf().extend_from_slice(b"head");
+        o.hold_until(3);
+        o.buf().extend_from_slice(b"failed");
+        o.rollback(mark);
+        assert!(!o.is_holding());
+        assert_eq!(written(&o), b"kept");
+        // A hold exactly at the mark stays: it holds nothing yet, and at worst delays.
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The connection state machine driven directly: no socket, no thread, virtual time.
 
 use super::*;
-use crate::command::Context;
+use crate::exec::Context;
 use crate::job::ConnId;
 use crate::protocol::{RequestId, Response, ResponseBody};
 
@@ -61,6 +61,7 @@ impl ConnHarness {
             self.now,
             &mut crate::exec::Budget::UNLIMITED.clone(),
             &mut crate::stats::Tally::default(),
+            &mut Vec::new(),
         )
     }
 
@@ -402,6 +403,27 @@ fn idle_connections_close_after_the_timeout_in_virtual_time() {
     h.advance(Duration::from_secs(11));
     assert_eq!(h.conn.state(), State::Closing(CloseReason::IdleTimeout));
     assert!(h.conn.poll_shutdown(h.now));
+}
+
+#[test]
+fn held_answers_wait_without_reordering_and_without_counting_as_idle() {
+    let mut h = ConnHarness::new(limits());
+    h.feed(&get("k", 1));
+    h.execute();
+    h.conn.hold_output_until(5);
+    h.feed(&get("k", 2));
+    h.execute();
+    // The first answer may go; the second waits for sequence 5.
+    assert_eq!(h.drain_output().len(), 1);
+    assert!(!h.conn.wants_write());
+    assert_eq!(h.conn.poll_timeout(), None, "the server's turn: not idle");
+    h.feed(&get("k", 3));
+    h.execute();
+    assert!(!h.conn.wants_write(), "behind the held answer");
+    h.conn.handle_released(5);
+    let ids: Vec<u32> = h.drain_output().iter().map(|r| r.request_id.0).collect();
+    assert_eq!(ids, [2, 3]);
+    assert!(h.conn.poll_timeout().is_some());
 }
 
 #[test]

@@ -14,13 +14,21 @@
 //! the reactor runs the batch, a worker's [`sink::Answers`] buffer otherwise.
 //! Which requests are cheap enough for the reactor is decided by [`cost`].
 
+mod context;
 pub mod cost;
+pub mod encode;
+pub mod outcome;
+mod prefetch;
 pub mod sink;
 
-use crate::command::{self, Context};
+pub use context::Context;
+pub use prefetch::{prefetch_ahead, PREFETCH_GROUP};
+
 use crate::conn::{Connection, Outgoing};
-use crate::job::{ConnId, Job};
+use crate::job::{ConnId, Job, JobOp};
+use crate::protocol::{self, Status};
 use crate::stats::Tally;
+use crate::store::{self, Change};
 use sink::{Answers, Sink};
 use std::time::Instant;
 
@@ -181,13 +189,15 @@ pub trait Route {
 /// the server is not cancelling work ([`Context::cancel`]) and, past the first run that
 /// executed, the route is not [interrupted](Route::interrupted). Jobs that did not
 /// start are left in `batch`, in order, as runs with their original credits;
-/// everything else is removed. Counts go to `tally`.
+/// everything else is removed. Counts go to `tally`, and each committed write's change
+/// (or a hole a failed write left) to `changes`, in the order the writes ran.
 pub fn run_batch<R: Route>(
     ctx: &Context,
     batch: &mut Batch,
     route: &mut R,
     budget: &mut Budget,
     tally: &mut Tally,
+    changes: &mut Vec<Change>,
 ) {
     let mut keep = 0;
     let mut kept_runs = 0;
@@ -212,11 +222,11 @@ pub fn run_batch<R: Route>(
                 && !ctx.cancelled()
             {
                 if prefetch {
-                    command::prefetch_ahead(ctx, &batch.jobs, next);
+                    prefetch_ahead(ctx, &batch.jobs, next);
                 }
                 let job = &batch.jobs[next];
                 let len = sink.len();
-                command::apply_counted(ctx, job, sink, tally);
+                apply_counted(ctx, job, sink, tally, changes);
                 // Charged: a heavy request's flat units, and the bytes it copied (long
                 // values are shared, not copied).
                 let now_shared = sink.shared_len();
@@ -246,6 +256,58 @@ pub fn run_batch<R: Route>(
     }
     batch.jobs.truncate(keep);
     batch.runs.truncate(kept_runs);
+}
+
+/// Executes one job, appends its answer to `out`, and publishes its counts at once;
+/// a write's change is dropped. For tests and tools: the batch executor uses
+/// [`apply_counted`] and publishes once per batch.
+pub fn apply<S: Sink + ?Sized>(ctx: &Context, job: &Job, out: &mut S) {
+    let mut tally = Tally::default();
+    apply_counted(ctx, job, out, &mut tally, &mut Vec::new());
+    ctx.stats.counters.absorb(&mut tally);
+}
+
+/// Executes one job ([`outcome::execute`]) and appends its answer to `out`
+/// ([`encode::encode`]), counting it in `tally`, which the caller publishes with
+/// [`Counters::absorb`](crate::stats::Counters::absorb); a write's change goes to
+/// `changes`.
+///
+/// A panic while executing (a bug, never an input the protocol allows) is contained
+/// here: whatever the job had written is discarded, the client gets INTERNAL_ERROR,
+/// the event is counted, and the thread (the reactor, or a worker holding other
+/// connections' answers) lives on. The store stays usable: its locks recover from
+/// poisoning, a write either happened or did not, and a sequence number the write took
+/// without committing is reported as a hole in the change stream.
+pub fn apply_counted<S: Sink + ?Sized>(
+    ctx: &Context,
+    job: &Job,
+    out: &mut S,
+    tally: &mut Tally,
+    changes: &mut Vec<Change>,
+) {
+    let before = out.len();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let outcome = outcome::execute(ctx, job, tally, changes);
+        encode::encode(ctx, job, &outcome, out);
+    }));
+    if result.is_err() {
+        out.rollback(before);
+        if let Some(seq) = store::change::take_uncommitted() {
+            changes.push(Change::hole(seq));
+        }
+        tally.internal_errors += 1;
+        let opcode = match &job.op {
+            JobOp::Request(r) => r.opcode(),
+            JobOp::Reject { opcode, .. } => *opcode,
+        };
+        protocol::encode::error(
+            out.buf(),
+            opcode,
+            job.reply_to(),
+            Status::INTERNAL_ERROR,
+            b"internal error; the request may or may not have been applied",
+        );
+    }
 }
 
 /// The route of one connection's jobs run where the connection is at hand (tests,
@@ -286,6 +348,7 @@ pub fn run_on(
     now: Instant,
     budget: &mut Budget,
     tally: &mut Tally,
+    changes: &mut Vec<Change>,
 ) -> usize {
     let total = batch.len();
     batch.runs.clear();
@@ -295,7 +358,7 @@ pub fn run_on(
         discard: Outgoing::default(),
         now,
     };
-    run_batch(ctx, batch, &mut route, budget, tally);
+    run_batch(ctx, batch, &mut route, budget, tally, changes);
     let ran = total - batch.len();
     let cancelled = ctx.cancelled();
     batch.drain_runs(|_, unrun| route.conn.handle_unrun(unrun, cancelled));
@@ -322,3 +385,103 @@ impl Route for IntoAnswers<'_> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod apply_tests {
+    use super::*;
+    use crate::exec::outcome::tests::PANIC_KEY;
+    use crate::job::ConnId;
+    use crate::protocol::{Decoder, Limits, Request, RequestId, Response, ResponseBody};
+    use bytes::Bytes;
+
+    fn job(id: u32, request: Request) -> Job {
+        Job {
+            conn: ConnId {
+                index: 0,
+                generation: 0,
+            },
+            id: RequestId(id),
+            version: crate::protocol::BASE_VERSION,
+            op: JobOp::Request(request),
+        }
+    }
+
+    #[test]
+    fn a_write_that_panics_after_numbering_leaves_a_hole_in_the_changes() {
+        let ctx = Context::new(Limits::default(), 0, 1);
+        let mut out = crate::exec::sink::Answers::default();
+        let mut changes = Vec::new();
+        let mut tally = Tally::default();
+        let put = |id, key: &'static [u8]| {
+            job(
+                id,
+                Request::Put {
+                    key: Bytes::from_static(key),
+                    value: "v".into(),
+                    ttl_ms: 0,
+                },
+            )
+        };
+        apply_counted(&ctx, &put(1, b"a"), &mut out, &mut tally, &mut changes);
+        let failing = put(2, crate::store::tests::FAIL_AFTER_NUMBERING);
+        apply_counted(&ctx, &failing, &mut out, &mut tally, &mut changes);
+        apply_counted(&ctx, &put(3, b"b"), &mut out, &mut tally, &mut changes);
+        let seqs: Vec<(u64, bool)> = changes
+            .iter()
+            .map(|c| (c.seq, c.op == crate::store::ChangeOp::Hole))
+            .collect();
+        assert_eq!(seqs, [(1, false), (2, true), (3, false)]);
+        assert_eq!(tally.internal_errors, 1);
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_error_and_the_next_job_runs() {
+        let ctx = Context::new(Limits::default(), 0, 1);
+        let mut out = crate::exec::sink::Answers::default();
+        apply(
+            &ctx,
+            &job(
+                1,
+                Request::Put {
+                    key: "k".into(),
+                    value: "v".into(),
+                    ttl_ms: 0,
+                },
+            ),
+            &mut out,
+        );
+        apply(
+            &ctx,
+            &job(
+                2,
+                Request::Get {
+                    key: Bytes::from_static(PANIC_KEY),
+                },
+            ),
+            &mut out,
+        );
+        apply(&ctx, &job(3, Request::Get { key: "k".into() }), &mut out);
+        let mut decoder = Decoder::new(Limits::MAX_MAX_FRAME);
+        let mut bodies = Vec::new();
+        while let Some(frame) = decoder.decode(&mut out.buf).unwrap() {
+            bodies.push(Response::decode(&frame).unwrap());
+        }
+        assert_eq!(bodies.len(), 3);
+        assert_eq!(bodies[1].request_id, RequestId(2));
+        assert!(matches!(
+            bodies[1].body,
+            ResponseBody::Error {
+                status: Status::INTERNAL_ERROR,
+                ..
+            }
+        ));
+        assert!(matches!(&bodies[2].body, ResponseBody::Value { value, .. } if value == "v"));
+        assert_eq!(
+            ctx.stats
+                .counters
+                .internal_errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+}

@@ -75,6 +75,7 @@ fn a_run_stops_at_its_credit_and_the_rest_stays_in_order() {
         &mut IntoAnswers(&mut answers),
         &mut Budget::new(usize::MAX),
         &mut tally,
+        &mut Vec::new(),
     );
     let spans: Vec<(u32, u32)> = answers
         .spans
@@ -125,6 +126,7 @@ fn a_spent_budget_stops_the_whole_batch() {
         &mut IntoAnswers(&mut answers),
         &mut Budget::new(8_000),
         &mut Tally::default(),
+        &mut Vec::new(),
     );
     assert_eq!(answers.spans.len(), 1);
     assert_eq!(answers.spans[0].answered, 3);
@@ -144,6 +146,7 @@ fn nothing_starts_once_work_is_cancelled() {
         &mut IntoAnswers(&mut answers),
         &mut Budget::UNLIMITED.clone(),
         &mut Tally::default(),
+        &mut Vec::new(),
     );
     assert!(answers.spans.is_empty() && answers.buf.is_empty());
     assert_eq!(b.len(), 5);
@@ -186,6 +189,7 @@ fn a_shared_budget_gives_every_run_a_turn_and_no_run_more_than_its_share() {
         &mut IntoAnswers(&mut answers),
         &mut Budget::shared(30_000, 10, usize::MAX),
         &mut Tally::default(),
+        &mut Vec::new(),
     );
     let answered: Vec<u32> = answers.spans.iter().map(|s| s.answered).collect();
     assert_eq!(answered, [1; 10]);
@@ -199,6 +203,7 @@ fn a_shared_budget_gives_every_run_a_turn_and_no_run_more_than_its_share() {
         &mut IntoAnswers(&mut answers),
         &mut Budget::shared(1 << 30, 1, 9_000),
         &mut Tally::default(),
+        &mut Vec::new(),
     );
     assert_eq!(answers.spans[0].answered, 3);
 }

@@ -92,13 +92,17 @@ impl Server {
             now,
         };
         let mut budget = Budget::new(REACTOR_BUDGET_UNITS);
+        let mut changes = std::mem::take(&mut self.changes);
         exec::run_batch(
             &self.ctx,
             &mut self.inline,
             &mut route,
             &mut budget,
             &mut self.tally,
+            &mut changes,
         );
+        self.sequence(&mut changes);
+        self.changes = changes;
         self.return_unrun_inline();
         for id in touched.drain(..) {
             self.flush(id, now);
@@ -147,6 +151,7 @@ impl Server {
                 }
             });
             self.spare.push(std::mem::take(&mut done.unrun));
+            super::sequence(&mut self.sequencer, &mut self.listeners, &mut done.changes);
             pool.recycle(done);
         }
         self.queue = touched;

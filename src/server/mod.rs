@@ -54,12 +54,14 @@ mod socket;
 mod tests;
 mod timers;
 
-use crate::command::Context;
 use crate::config::{Config, READ_CHUNK_BYTES};
 use crate::conn::{ConnLimits, Outgoing};
 use crate::exec::Batch;
+use crate::exec::Context;
 use crate::job::ConnId;
+use crate::sequencer::Sequencer;
 use crate::stats::Tally;
+use crate::store::Change;
 use crate::wake::ReactorWake;
 use crate::worker::Pool;
 use listener::Listener;
@@ -153,6 +155,30 @@ pub struct Server {
     shutdown_timeout: Duration,
     /// Counts of requests run on this thread, published once per loop iteration.
     tally: Tally,
+    /// Changes made by runs on this thread, until the sequencer takes them.
+    changes: Vec<Change>,
+    /// Every executor's changes, back in sequence order.
+    sequencer: Sequencer,
+    /// What receives the ordered change stream.
+    listeners: Vec<ChangeListener>,
+}
+
+/// Receives every change, in sequence order, on the reactor thread: it must be quick.
+pub type ChangeListener = Box<dyn FnMut(&Change) + Send>;
+
+/// Feeds `changes` to `sequencer`, and what it emits to `listeners`.
+fn sequence(
+    sequencer: &mut Sequencer,
+    listeners: &mut [ChangeListener],
+    changes: &mut Vec<Change>,
+) {
+    for change in changes.drain(..) {
+        sequencer.accept(change, |c| {
+            for listen in listeners.iter_mut() {
+                listen(&c);
+            }
+        });
+    }
 }
 
 impl std::fmt::Debug for Server {
@@ -226,6 +252,9 @@ impl Server {
             max_client_memory: config.max_client_memory,
             tally: Tally::default(),
             shutdown_timeout: config.shutdown_timeout,
+            changes: Vec::new(),
+            sequencer: Sequencer::new(0),
+            listeners: Vec::new(),
         })
     }
 
@@ -240,6 +269,19 @@ impl Server {
             stop: self.stop.clone(),
             waker: self.stop_waker.clone(),
         }
+    }
+
+    /// Adds a receiver of the ordered change stream: every committed write (and hole),
+    /// exactly once, in strictly increasing sequence order, called on the reactor
+    /// thread as soon as the changes before it have arrived.
+    pub fn on_change(&mut self, listener: impl FnMut(&Change) + Send + 'static) {
+        self.listeners.push(Box::new(listener));
+    }
+
+    /// Hands the changes of a run or batch to the sequencer, which emits what is now in
+    /// order to the listeners.
+    fn sequence(&mut self, changes: &mut Vec<Change>) {
+        sequence(&mut self.sequencer, &mut self.listeners, changes);
     }
 
     /// The shared context (store and counters), for embedding and tests.

@@ -117,13 +117,17 @@ impl Server {
                 discard: &mut self.discard,
                 now,
             };
+            let mut changes = std::mem::take(&mut self.changes);
             exec::run_batch(
                 &self.ctx,
                 &mut self.inline,
                 &mut route,
                 budget,
                 &mut self.tally,
+                &mut changes,
             );
+            self.sequence(&mut changes);
+            self.changes = changes;
             if self.inline.is_empty() {
                 return Took::Ran;
             }

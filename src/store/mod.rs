@@ -20,7 +20,7 @@
 //!   [`Store::prefetch_index`] and [`Store::prefetch_records`] take a batch's keys
 //!   and, without locking, ask the memory system for every index line and then every
 //!   record they name; the lookups that follow find them cached. Batches run the two
-//!   stages a group or two ahead of the jobs (`command::prefetch_ahead`). It is only
+//!   stages a group or two ahead of the jobs (`exec::prefetch_ahead`). It is only
 //!   a hint: results never depend on it.
 //! * **One version counter.** A single `AtomicU64` numbers every successful write
 //!   (PUT, CAS, DELETE). A record's version is the number of the write that made it,
@@ -41,14 +41,20 @@
 //! * **Memory accounting.** Each record is charged [`RECORD_OVERHEAD`] plus any key
 //!   or value too long to be stored inline (see [`record_cost`]). A write that would take the total past the limit is refused
 //!   before anything changes; deletes and reads always work.
-//! * **Restorable.** [`Store::restore_seq`] lets a log replayer set the counter, so the
-//!   durability layer can rebuild a store from outside.
+//! * **Changes.** Every successful write returns its [`Change`] (number, key, what it
+//!   did), sharing the stored key and value: the executor passes them on to the
+//!   ordered change stream.
+//! * **Restorable.** [`Store::restore`] sets a record at a given version and
+//!   [`Store::apply_change`] replays a change, raising the counter with it, so a log
+//!   (or a change stream) rebuilds a store from outside.
 
 mod blob;
+pub mod change;
 mod shard;
 mod table;
 
 use blob::{KeyBlob, ValueBlob};
+pub use change::{Change, ChangeOp, Key, Stored};
 
 use bytes::Bytes;
 use shard::Shard;
@@ -239,7 +245,7 @@ impl Store {
     /// let a batch's lookups find a warm cache instead of each waiting for its own
     /// misses. Purely a hint: it takes no lock and changes nothing. Run it a group of
     /// jobs or two ahead of [`prefetch_records`](Self::prefetch_records) for the same
-    /// keys, and that a group ahead of the lookups (`command::prefetch_ahead`).
+    /// keys, and that a group ahead of the lookups (`exec::prefetch_ahead`).
     pub fn prefetch_index<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
         for key in keys {
             let hash = self.hash(key);
@@ -299,6 +305,15 @@ impl Store {
         })
     }
 
+    /// A record's version and its value as stored: a copy of a short value, a reference
+    /// to a long one.
+    pub fn lookup(&self, key: &[u8]) -> Option<(u64, Stored)> {
+        let hash = self.hash(key);
+        self.shard(hash)
+            .get(hash, key)
+            .map(|r| (r.version, Stored(r.value.clone())))
+    }
+
     /// Lends a record's version and value to `f` under the shard lock; returns what
     /// `f` returns, or `None` when the key has no record. Keep `f` short: it holds
     /// the lock.
@@ -309,18 +324,22 @@ impl Store {
             .map(|r| f(r.version, Value(&r.value)))
     }
 
-    /// Creates or replaces a record; returns its new version.
+    /// Creates or replaces a record; returns the change, whose `seq` is the record's
+    /// new version.
     ///
     /// # Errors
     /// [`WriteError::MemoryLimit`] when the record would not fit.
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<u64, WriteError> {
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Change, WriteError> {
         let hash = self.hash(key);
-        self.shard_mut(hash)
+        let change = self
+            .shard_mut(hash)
             .shard
             .write(hash, key, value, |_, old| {
                 self.charge(old, record_cost(key, value))?;
                 Ok(self.next_version())
-            })
+            });
+        change::committed();
+        change
     }
 
     /// Writes a record only if its version is `expected` (0 = only if absent).
@@ -328,9 +347,10 @@ impl Store {
     /// # Errors
     /// [`WriteError::VersionConflict`] with the current version, or
     /// [`WriteError::MemoryLimit`].
-    pub fn cas(&self, key: &[u8], expected: u64, value: &[u8]) -> Result<u64, WriteError> {
+    pub fn cas(&self, key: &[u8], expected: u64, value: &[u8]) -> Result<Change, WriteError> {
         let hash = self.hash(key);
-        self.shard_mut(hash)
+        let change = self
+            .shard_mut(hash)
             .shard
             .write(hash, key, value, |current, old| {
                 if current != expected {
@@ -338,15 +358,17 @@ impl Store {
                 }
                 self.charge(old, record_cost(key, value))?;
                 Ok(self.next_version())
-            })
+            });
+        change::committed();
+        change
     }
 
-    /// Removes a record, only at version `expected` unless it is 0; returns the number
-    /// given to the deletion.
+    /// Removes a record, only at version `expected` unless it is 0; returns the change,
+    /// whose `seq` is the number given to the deletion.
     ///
     /// # Errors
     /// [`WriteError::NotFound`] or [`WriteError::VersionConflict`].
-    pub fn delete(&self, key: &[u8], expected: u64) -> Result<u64, WriteError> {
+    pub fn delete(&self, key: &[u8], expected: u64) -> Result<Change, WriteError> {
         let hash = self.hash(key);
         let mut locked = self.shard_mut(hash);
         let shard = &mut locked.shard;
@@ -357,10 +379,47 @@ impl Store {
         if expected != 0 && current != expected {
             return Err(WriteError::VersionConflict { current });
         }
-        let version = self.next_version();
-        let freed = shard.remove(hash, key);
-        self.memory.fetch_sub(freed, Ordering::Relaxed);
-        Ok(version)
+        let seq = self.next_version();
+        let removed = shard.remove(hash, key);
+        change::committed();
+        let rec = removed.expect("the record was just found under the same lock");
+        self.memory
+            .fetch_sub(record_cost(&rec.key, &rec.value), Ordering::Relaxed);
+        Ok(Change {
+            seq,
+            key: Key(rec.key),
+            op: ChangeOp::Delete,
+        })
+    }
+
+    /// Sets `key`'s record to `value` at `version`, or removes it when `value` is
+    /// `None`, whatever it held, and raises the write counter to at least `version`:
+    /// replaying a change stream into an empty store with this rebuilds the store that
+    /// made it. Charges memory without refusing (the log's writes were accepted once).
+    pub fn restore(&self, key: &[u8], version: u64, value: Option<&[u8]>) {
+        let hash = self.hash(key);
+        let (old, new) = self
+            .shard_mut(hash)
+            .shard
+            .restore(hash, key, version, value);
+        if new >= old {
+            self.memory.fetch_add(new - old, Ordering::Relaxed);
+        } else {
+            self.memory.fetch_sub(old - new, Ordering::Relaxed);
+        }
+        self.restore_seq(version);
+    }
+
+    /// Replays one change (see [`restore`](Self::restore)); holes only raise the
+    /// counter.
+    pub fn apply_change(&self, change: &Change) {
+        match &change.op {
+            ChangeOp::Put(value) => {
+                self.restore(change.key.as_bytes(), change.seq, Some(value.as_bytes()))
+            }
+            ChangeOp::Delete => self.restore(change.key.as_bytes(), change.seq, None),
+            ChangeOp::Hole => self.restore_seq(change.seq),
+        }
     }
 
     /// Reads up to `limit` records whose keys start with `prefix` and sort after
@@ -455,9 +514,12 @@ impl Store {
     }
 
     /// Takes the next version. Called with the shard locked, so one key's versions are
-    /// handed out in the order its writes are applied.
+    /// handed out in the order its writes are applied; marked as taken until the write
+    /// returns, so a write that fails in between leaves a known hole (see `change`).
     fn next_version(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::AcqRel) + 1
+        let seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        change::taking(seq);
+        seq
     }
 
     /// Charges the difference between a record's new and old cost, or refuses.
@@ -495,4 +557,4 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,6 +9,7 @@
 //! key's hash in: the store computes it once and uses it to pick the shard too.
 
 use super::blob::{KeyBlob, ValueBlob};
+use super::change::{Change, ChangeOp, Key, Stored};
 use super::table::{Rec, Table};
 use super::{record_cost, PageEntry, WriteError};
 use std::collections::BTreeSet;
@@ -36,42 +37,87 @@ impl Shard {
 
     /// Creates or replaces `key`'s record with one lookup. `decide` sees the current
     /// version (0 when there is none) and what the record is charged now (0 likewise),
-    /// and returns the new version or refuses, in which case nothing changes.
+    /// and returns the new version or refuses, in which case nothing changes. Returns
+    /// the change, sharing the stored key and value.
     pub(super) fn write(
         &mut self,
         hash: u64,
         key: &[u8],
         value: &[u8],
         decide: impl FnOnce(u64, u64) -> Result<u64, WriteError>,
-    ) -> Result<u64, WriteError> {
+    ) -> Result<Change, WriteError> {
         // Replacing keeps the stored key and leaves the ordered index alone.
-        if let Some((version, stored)) = self.table.get_mut(hash, key) {
+        if let Some((stored_key, version, stored)) = self.table.get_mut(hash, key) {
             let new = decide(*version, record_cost(key, stored))?;
+            let value = ValueBlob::copy_from(value);
             *version = new;
-            *stored = ValueBlob::copy_from(value);
-            return Ok(new);
+            *stored = value.clone();
+            return Ok(Change {
+                seq: new,
+                key: Key(stored_key.clone()),
+                op: ChangeOp::Put(Stored(value)),
+            });
         }
         let version = decide(0, 0)?;
+        #[cfg(test)]
+        super::tests::maybe_fail_after_numbering(key);
         let key = KeyBlob::copy_from(key);
+        let value = ValueBlob::copy_from(value);
         self.order.insert(key.clone());
         self.table.insert_new(Rec {
             hash,
             version,
-            key,
-            value: ValueBlob::copy_from(value),
+            key: key.clone(),
+            value: value.clone(),
         });
-        Ok(version)
+        Ok(Change {
+            seq: version,
+            key: Key(key),
+            op: ChangeOp::Put(Stored(value)),
+        })
     }
 
-    /// Removes the record; returns what it was charged.
-    pub(super) fn remove(&mut self, hash: u64, key: &[u8]) -> u64 {
-        match self.table.remove(hash, key) {
-            Some(rec) => {
-                self.order.remove(&rec.key);
-                record_cost(&rec.key, &rec.value)
+    /// Sets `key`'s record to `value` at `version` whatever it held, or removes it
+    /// (`None`), for a store rebuilt from a log; returns what the record was charged
+    /// before and after.
+    pub(super) fn restore(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        version: u64,
+        value: Option<&[u8]>,
+    ) -> (u64, u64) {
+        match value {
+            None => (
+                self.remove(hash, key)
+                    .map_or(0, |rec| record_cost(&rec.key, &rec.value)),
+                0,
+            ),
+            Some(value) => {
+                if let Some((_, v, stored)) = self.table.get_mut(hash, key) {
+                    let old = record_cost(key, stored);
+                    *v = version;
+                    *stored = ValueBlob::copy_from(value);
+                    return (old, record_cost(key, value));
+                }
+                let key_blob = KeyBlob::copy_from(key);
+                self.order.insert(key_blob.clone());
+                self.table.insert_new(Rec {
+                    hash,
+                    version,
+                    key: key_blob,
+                    value: ValueBlob::copy_from(value),
+                });
+                (0, record_cost(key, value))
             }
-            None => 0,
         }
+    }
+
+    /// Removes and returns the record.
+    pub(super) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Rec> {
+        let rec = self.table.remove(hash, key)?;
+        self.order.remove(&rec.key);
+        Some(rec)
     }
 
     /// Appends up to `limit` keys under `prefix`, in order, starting after `after` (or

@@ -129,12 +129,16 @@ impl Table {
         Some(&self.recs[record_of(self.index.word(pos))])
     }
 
-    /// The record's version and value, to replace them. Not its key or hash: the index
-    /// is built from those.
-    pub(super) fn get_mut(&mut self, hash: u64, key: &[u8]) -> Option<(&mut u64, &mut ValueBlob)> {
+    /// The record's version and value, to replace them, and its key to read. Not its
+    /// key or hash to change: the index is built from those.
+    pub(super) fn get_mut(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+    ) -> Option<(&KeyBlob, &mut u64, &mut ValueBlob)> {
         let pos = self.find(hash, key)?;
         let rec = &mut self.recs[record_of(self.index.word(pos))];
-        Some((&mut rec.version, &mut rec.value))
+        Some((&rec.key, &mut rec.version, &mut rec.value))
     }
 
     /// Adds a record for a key that has none (the caller checked).
@@ -364,7 +368,7 @@ mod tests {
                     Op::Put(k) => {
                         let h = weak_hash(k);
                         match table.get_mut(h, &[k]) {
-                            Some((v, _)) => *v = version,
+                            Some((_, v, _)) => *v = version,
                             None => table.insert_new(rec(h, &[k], version)),
                         }
                         model.insert(k, version);
@@ -465,7 +469,7 @@ mod tests {
                 assert_eq!(got, model.remove(&k), "remove {k}");
             } else {
                 match t.get_mut(h, &key) {
-                    Some((version, _)) => *version = v,
+                    Some((_, version, _)) => *version = v,
                     None => t.insert_new(rec(h, &key, v)),
                 }
                 model.insert(k, v);

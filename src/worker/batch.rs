@@ -7,6 +7,7 @@
 
 use crate::exec::sink::Answers;
 use crate::exec::Batch;
+use crate::store::Change;
 
 /// Recycled answer buffers larger than this are dropped rather than kept, so a burst
 /// of large answers does not leave every pooled batch holding its peak for good.
@@ -20,6 +21,8 @@ pub(crate) struct DoneBatch {
     /// The jobs not started, in order, as runs; empty otherwise, and the reactor reuses
     /// it as its next job batch.
     pub unrun: Batch,
+    /// The changes the batch's writes made, in the order they ran.
+    pub changes: Vec<Change>,
 }
 
 impl DoneBatch {
@@ -27,5 +30,6 @@ impl DoneBatch {
     pub(crate) fn clear(&mut self) {
         self.answers.clear(KEEP_ANSWER_BYTES);
         self.unrun.clear();
+        self.changes.clear();
     }
 }

@@ -42,8 +42,8 @@
 
 pub(crate) mod batch;
 
-use crate::command::Context;
 use crate::exec::sink::Answers;
+use crate::exec::Context;
 use crate::exec::{self, Batch, Budget};
 use crate::job::ConnId;
 use crate::stats::Tally;
@@ -190,7 +190,15 @@ impl Worker {
                 batch.runs.len(),
                 exec::WORKER_RUN_UNITS,
             );
-            exec::run_batch(&self.ctx, &mut batch, &mut route, &mut budget, &mut tally);
+            let changes = &mut done.changes;
+            exec::run_batch(
+                &self.ctx,
+                &mut batch,
+                &mut route,
+                &mut budget,
+                &mut tally,
+                changes,
+            );
             self.ctx.stats.counters.absorb(&mut tally);
             done.unrun = batch;
             if self.done.send(done).is_err() {

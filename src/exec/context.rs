@@ -1,0 +1,42 @@
+//! `Context`: everything a request executes against, shared by the reactor and every
+//! worker: the store, the counters, the limits, and the flag that cancels work.
+
+use crate::protocol::Limits;
+use crate::stats::Stats;
+use crate::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Everything a job executes against; shared by the reactor and every worker.
+#[derive(Debug)]
+pub struct Context {
+    /// The records.
+    pub store: Store,
+    /// The counters.
+    pub stats: Stats,
+    /// The protocol limits, reported by HELLO and used to size SCAN pages.
+    pub limits: Limits,
+    /// Worker threads, reported by STATS.
+    pub workers: usize,
+    /// Set when the server stops executing requests (a shutdown's deadline is near, or
+    /// a second signal came): no job starts after it, and jobs not started are
+    /// answered SHUTTING_DOWN.
+    pub cancel: AtomicBool,
+}
+
+impl Context {
+    /// A context with an empty store.
+    pub fn new(limits: Limits, max_memory: u64, workers: usize) -> Context {
+        Context {
+            store: Store::new(max_memory),
+            stats: Stats::default(),
+            limits,
+            workers,
+            cancel: AtomicBool::new(false),
+        }
+    }
+
+    /// True once work is being cancelled (see [`cancel`](Self::cancel)).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
