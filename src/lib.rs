@@ -7,11 +7,13 @@
 //!   clients ◄────►│ mio Poll ─► Registry (Slab<Slot>) ─► Connection (sans-IO)      │
 //!   (TCP)         │   ▲ waker     │ one run of jobs at a time, with a credit       │
 //!                 │   │           ├─► cheap runs: exec::run_batch here ─► Outgoing │
+//!                 │   │           │   changes ─► Sequencer ─► ordered stream       │
 //!                 └───┼───────────┼──────────────────────────────────▲─────────────┘
-//!                     │           │ Batch per worker and lane        │ DoneBatch
-//!                     │           ▼ (cheap lane first)               │
+//!                     │           │ Batch per worker and lane        │ DoneBatch:
+//!                     │           ▼ (cheap lane first)               │ answers, changes
 //!                 ┌───┴──────────────── worker threads ──────────────┴─────────────┐
-//!                 │ exec::run_batch ──► execute, encode ──► Store (16 stripes)     │
+//!                 │ exec::run_batch ─► execute ─► Outcome (+ Change) ─► encode      │
+//!                 │                      └──► Store (16 stripes, one write counter) │
 //!                 └─────────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -29,7 +31,13 @@
 //!
 //! A connection has one run in flight, so answers come back in request order whatever
 //! executes them; a run stops at its connection's output credit, so a client that
-//! does not read holds at most its output limit plus one answer.
+//! does not read holds at most its output limit plus one answer. Executing a request
+//! yields a typed [`exec::outcome::Outcome`] and, for a committed write, a
+//! [`store::Change`] numbered by the store's one counter; the [`sequencer`] puts every
+//! executor's changes back in number order, the one stream change events, the
+//! write-ahead log and drain are to consume. A connection's answers leave through its
+//! [`conn::Outgoing`] queue, where an answer can be held (until its write is durable)
+//! with everything behind it.
 //!
 //! # Modules
 //! * [`protocol`]: the wire format (the `switchboard-protocol` crate), sans-IO.

@@ -49,6 +49,30 @@ impl Sequencer {
         self.held
     }
 
+    /// Takes a batch's changes (in the order they ran; batches in any order) and emits
+    /// through `emit` every change that is now next in order, leaving `changes` empty.
+    ///
+    /// A batch that continues the stream with nothing held, the usual case, is
+    /// emitted where it lies, without moving a change.
+    pub fn accept_all(&mut self, changes: &mut Vec<Change>, mut emit: impl FnMut(&Change)) {
+        let in_order = self.waiting.is_empty()
+            && changes
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.seq == self.next + i as u64);
+        if in_order {
+            for change in changes.iter() {
+                emit(change);
+            }
+            self.next += changes.len() as u64;
+            changes.clear();
+            return;
+        }
+        for change in changes.drain(..) {
+            self.accept(change, |c| emit(&c));
+        }
+    }
+
     /// Takes `change`, in any order, and emits through `emit` every change that is now
     /// next in order.
     ///
@@ -111,6 +135,23 @@ mod tests {
         }
         assert_eq!(out, (1..=50).collect::<Vec<_>>());
         assert_eq!(seq.emitted(), 50);
+        assert_eq!(seq.held(), 0);
+    }
+
+    #[test]
+    fn batches_in_order_pass_through_and_out_of_order_ones_wait() {
+        let all = changes(9);
+        let mut seq = Sequencer::new(0);
+        let mut out = Vec::new();
+        let mut batch = all[0..3].to_vec();
+        seq.accept_all(&mut batch, |c| out.push(c.seq));
+        assert!(batch.is_empty());
+        let mut later = all[6..9].to_vec();
+        seq.accept_all(&mut later, |c| out.push(c.seq));
+        assert_eq!(out, [1, 2, 3], "the later batch waits for 4..6");
+        let mut middle = all[3..6].to_vec();
+        seq.accept_all(&mut middle, |c| out.push(c.seq));
+        assert_eq!(out, (1..=9).collect::<Vec<_>>());
         assert_eq!(seq.held(), 0);
     }
 

@@ -16,6 +16,7 @@ use bytes::{BufMut, BytesMut};
 /// Appends a length field and header for a body of `body_len` bytes.
 ///
 /// The caller then appends exactly `body_len` bytes of body.
+#[inline]
 pub fn header(buf: &mut BytesMut, header: Header, body_len: usize) {
     let mut h = [0u8; HEADER_LEN];
     header.write(&mut h);
@@ -47,6 +48,7 @@ impl From<RequestId> for ReplyTo {
 }
 
 /// The header of a response.
+#[inline]
 pub fn response_header(opcode: Opcode, status: Status, to: impl Into<ReplyTo>) -> Header {
     let to = to.into();
     Header {

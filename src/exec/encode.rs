@@ -17,9 +17,11 @@ use bytes::Bytes;
 pub const SERVER_NAME: &str = concat!("switchboard ", env!("CARGO_PKG_VERSION"));
 
 /// Appends `job`'s answer, given what executing it came to.
-pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome, out: &mut S) {
+#[inline]
+pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome<'_>, out: &mut S) {
     let to = job.reply_to();
-    let opcode = match &job.op {
+    // Only some answers echo the opcode from the request itself.
+    let opcode = || match &job.op {
         JobOp::Request(r) => r.opcode(),
         JobOp::Reject { opcode, .. } => *opcode,
     };
@@ -30,15 +32,17 @@ pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome, out
             reason,
         } => encode::error(out.buf(), *opcode, to, *status, reason.as_bytes()),
         Outcome::Found { version, value } => {
-            msg::get::encode_response_head(out.buf(), to, *version, value.as_bytes().len());
-            out.value(value.as_bytes(), value.shared());
+            msg::get::encode_response_head(out.buf(), to, *version, value.len());
+            out.value(value, value.shared());
         }
-        Outcome::NotFound => encode::not_found(out.buf(), opcode, to),
-        Outcome::Written { version } => encode::written(out.buf(), opcode, to, *version),
-        Outcome::Conflict { current } => encode::version_conflict(out.buf(), opcode, to, *current),
+        Outcome::NotFound => encode::not_found(out.buf(), opcode(), to),
+        Outcome::Written { version } => encode::written(out.buf(), opcode(), to, *version),
+        Outcome::Conflict { current } => {
+            encode::version_conflict(out.buf(), opcode(), to, *current)
+        }
         Outcome::MemoryLimit => encode::error(
             out.buf(),
-            opcode,
+            opcode(),
             to,
             Status::MEMORY_LIMIT,
             b"write refused: the store is at its memory limit",

@@ -287,8 +287,9 @@ pub fn apply_counted<S: Sink + ?Sized>(
 ) {
     let before = out.len();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let outcome = outcome::execute(ctx, job, tally, changes);
-        encode::encode(ctx, job, &outcome, out);
+        outcome::execute(ctx, job, tally, changes, |outcome| {
+            encode::encode(ctx, job, &outcome, out)
+        });
     }));
     if result.is_err() {
         out.rollback(before);

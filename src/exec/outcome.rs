@@ -3,17 +3,24 @@
 //! [`encode`](super::encode), a separate step, so what a request did is known as data
 //! (to hold an answer until its change is durable, to publish the change) before any
 //! byte of its answer exists.
+//!
+//! The outcome is handed to a continuation rather than returned: a found record's
+//! value is lent to it while its shard is locked, so the answer is encoded from the
+//! stored bytes without copying them first, and the compiler can fuse the two steps
+//! into one pass (a returned outcome cost about 100 instructions per GET more,
+//! measured with callgrind).
 
 use super::Context;
 use crate::config::{DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
 use crate::job::{Job, JobOp};
 use crate::protocol::{Opcode, Request, Status};
 use crate::stats::Tally;
-use crate::store::{Change, Page, Stored, WriteError};
+use crate::store::{Change, Page, Value, WriteError};
 
-/// What executing one job came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+/// What executing one job came to. A found record's value is borrowed from the store,
+/// whose shard is locked while the outcome lives (see [`execute`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Outcome<'a> {
     /// The connection refused the frame before it could run: answered with this error.
     Refused {
         /// The opcode to echo.
@@ -27,8 +34,8 @@ pub enum Outcome {
     Found {
         /// Its version.
         version: u64,
-        /// Its value, as the store holds it (no copy of a long value).
-        value: Stored,
+        /// Its value, lent by the store.
+        value: Value<'a>,
     },
     /// GET or DELETE found no record.
     NotFound,
@@ -45,7 +52,7 @@ pub enum Outcome {
     /// PUT or CAS would pass the store's memory limit; nothing was written.
     MemoryLimit,
     /// A SCAN page.
-    Page(Page),
+    Page(&'a Page),
     /// PING: echo its payload.
     Pong,
     /// STATS: the counters, read when encoded.
@@ -55,8 +62,16 @@ pub enum Outcome {
 }
 
 /// Executes `job` against the store, counting it in `tally`; a successful write's
-/// change goes to `changes`.
-pub fn execute(ctx: &Context, job: &Job, tally: &mut Tally, changes: &mut Vec<Change>) -> Outcome {
+/// change goes to `changes`. Returns what `then` makes of the outcome, which it gets
+/// while any record it names is still locked: keep `then` short (encoding the answer).
+#[inline]
+pub fn execute<R>(
+    ctx: &Context,
+    job: &Job,
+    tally: &mut Tally,
+    changes: &mut Vec<Change>,
+    then: impl FnOnce(Outcome<'_>) -> R,
+) -> R {
     let c = tally;
     c.requests_total += 1;
     let request = match &job.op {
@@ -71,11 +86,11 @@ pub fn execute(ctx: &Context, job: &Job, tally: &mut Tally, changes: &mut Vec<Ch
             } else {
                 c.request_errors += 1;
             }
-            return Outcome::Refused {
+            return then(Outcome::Refused {
                 opcode: *opcode,
                 status: *status,
                 reason,
-            };
+            });
         }
     };
     match request {
@@ -83,20 +98,30 @@ pub fn execute(ctx: &Context, job: &Job, tally: &mut Tally, changes: &mut Vec<Ch
             #[cfg(test)]
             tests::maybe_panic(key);
             c.cmd_get += 1;
-            match ctx.store.lookup(key) {
-                Some((version, value)) => {
+            // `then` runs under the lock when the record is there, after it otherwise.
+            let mut then = Some(then);
+            let found = ctx.store.read(key, |version, value| {
+                let then = then.take().expect("called once");
+                then(Outcome::Found { version, value })
+            });
+            match found {
+                Some(answer) => {
                     c.get_hits += 1;
-                    Outcome::Found { version, value }
+                    answer
                 }
                 None => {
                     c.get_misses += 1;
-                    Outcome::NotFound
+                    let then = then.take().expect("not called");
+                    then(Outcome::NotFound)
                 }
             }
         }
         Request::Put { key, value, .. } => {
             c.cmd_put += 1;
-            written(c, ctx.store.put(key, value), changes)
+            then(written(
+                c,
+                ctx.store.put_with(key, value, |ch| changes.push(ch)),
+            ))
         }
         Request::Cas {
             key,
@@ -105,11 +130,15 @@ pub fn execute(ctx: &Context, job: &Job, tally: &mut Tally, changes: &mut Vec<Ch
             ..
         } => {
             c.cmd_cas += 1;
-            written(c, ctx.store.cas(key, *expected, value), changes)
+            let result = ctx
+                .store
+                .cas_with(key, *expected, value, |ch| changes.push(ch));
+            then(written(c, result))
         }
         Request::Delete { key, expected } => {
             c.cmd_delete += 1;
-            written(c, ctx.store.delete(key, *expected), changes)
+            let result = ctx.store.delete_with(key, *expected, |ch| changes.push(ch));
+            then(written(c, result))
         }
         Request::Scan {
             prefix,
@@ -121,37 +150,30 @@ pub fn execute(ctx: &Context, job: &Job, tally: &mut Tally, changes: &mut Vec<Ch
                 0 => DEFAULT_SCAN_LIMIT,
                 n => n.min(MAX_SCAN_LIMIT),
             };
-            Outcome::Page(ctx.store.scan(prefix, cursor, usize::from(limit)))
+            let page = ctx.store.scan(prefix, cursor, usize::from(limit));
+            then(Outcome::Page(&page))
         }
         Request::Ping { .. } => {
             c.cmd_ping += 1;
-            Outcome::Pong
+            then(Outcome::Pong)
         }
         Request::Stats => {
             c.cmd_stats += 1;
             // Publish this thread's counts first, so a client sees its own requests.
             ctx.stats.counters.absorb(c);
-            Outcome::Stats
+            then(Outcome::Stats)
         }
         Request::Hello { .. } => {
             c.cmd_hello += 1;
-            Outcome::Hello
+            then(Outcome::Hello)
         }
     }
 }
 
-/// The outcome of a write; its change, if it committed, goes to `changes`.
-fn written(
-    c: &mut Tally,
-    result: Result<Change, WriteError>,
-    changes: &mut Vec<Change>,
-) -> Outcome {
+/// The outcome of a write (whose change, if it committed, is already with the batch's).
+fn written(c: &mut Tally, result: Result<u64, WriteError>) -> Outcome<'static> {
     match result {
-        Ok(change) => {
-            let version = change.seq;
-            changes.push(change);
-            Outcome::Written { version }
-        }
+        Ok(version) => Outcome::Written { version },
         Err(WriteError::NotFound) => Outcome::NotFound,
         Err(WriteError::VersionConflict { current }) => {
             c.version_conflicts += 1;

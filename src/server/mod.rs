@@ -172,13 +172,11 @@ fn sequence(
     listeners: &mut [ChangeListener],
     changes: &mut Vec<Change>,
 ) {
-    for change in changes.drain(..) {
-        sequencer.accept(change, |c| {
-            for listen in listeners.iter_mut() {
-                listen(&c);
-            }
-        });
-    }
+    sequencer.accept_all(changes, |c| {
+        for listen in listeners.iter_mut() {
+            listen(c);
+        }
+    });
 }
 
 impl std::fmt::Debug for Server {

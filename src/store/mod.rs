@@ -305,15 +305,6 @@ impl Store {
         })
     }
 
-    /// A record's version and its value as stored: a copy of a short value, a reference
-    /// to a long one.
-    pub fn lookup(&self, key: &[u8]) -> Option<(u64, Stored)> {
-        let hash = self.hash(key);
-        self.shard(hash)
-            .get(hash, key)
-            .map(|r| (r.version, Stored(r.value.clone())))
-    }
-
     /// Lends a record's version and value to `f` under the shard lock; returns what
     /// `f` returns, or `None` when the key has no record. Keep `f` short: it holds
     /// the lock.
@@ -330,16 +321,37 @@ impl Store {
     /// # Errors
     /// [`WriteError::MemoryLimit`] when the record would not fit.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<Change, WriteError> {
+        let mut change = None;
+        self.put_with(key, value, |c| change = Some(c))?;
+        Ok(change.expect("a committed write emits its change"))
+    }
+
+    /// [`put`](Self::put), handing the change to `emit` where it is made instead of
+    /// returning it (the executor appends it to its batch's changes without moving it
+    /// through the call); returns the new version.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    #[inline]
+    pub fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        emit: impl FnOnce(Change),
+    ) -> Result<u64, WriteError> {
         let hash = self.hash(key);
-        let change = self
-            .shard_mut(hash)
-            .shard
-            .write(hash, key, value, |_, old| {
+        let version = self.shard_mut(hash).shard.write(
+            hash,
+            key,
+            value,
+            |_, old| {
                 self.charge(old, record_cost(key, value))?;
                 Ok(self.next_version())
-            });
+            },
+            emit,
+        );
         change::committed();
-        change
+        version
     }
 
     /// Writes a record only if its version is `expected` (0 = only if absent).
@@ -348,19 +360,40 @@ impl Store {
     /// [`WriteError::VersionConflict`] with the current version, or
     /// [`WriteError::MemoryLimit`].
     pub fn cas(&self, key: &[u8], expected: u64, value: &[u8]) -> Result<Change, WriteError> {
+        let mut change = None;
+        self.cas_with(key, expected, value, |c| change = Some(c))?;
+        Ok(change.expect("a committed write emits its change"))
+    }
+
+    /// [`cas`](Self::cas), handing the change to `emit` (see
+    /// [`put_with`](Self::put_with)); returns the new version.
+    ///
+    /// # Errors
+    /// As [`cas`](Self::cas).
+    #[inline]
+    pub fn cas_with(
+        &self,
+        key: &[u8],
+        expected: u64,
+        value: &[u8],
+        emit: impl FnOnce(Change),
+    ) -> Result<u64, WriteError> {
         let hash = self.hash(key);
-        let change = self
-            .shard_mut(hash)
-            .shard
-            .write(hash, key, value, |current, old| {
+        let version = self.shard_mut(hash).shard.write(
+            hash,
+            key,
+            value,
+            |current, old| {
                 if current != expected {
                     return Err(WriteError::VersionConflict { current });
                 }
                 self.charge(old, record_cost(key, value))?;
                 Ok(self.next_version())
-            });
+            },
+            emit,
+        );
         change::committed();
-        change
+        version
     }
 
     /// Removes a record, only at version `expected` unless it is 0; returns the change,
@@ -369,6 +402,23 @@ impl Store {
     /// # Errors
     /// [`WriteError::NotFound`] or [`WriteError::VersionConflict`].
     pub fn delete(&self, key: &[u8], expected: u64) -> Result<Change, WriteError> {
+        let mut change = None;
+        self.delete_with(key, expected, |c| change = Some(c))?;
+        Ok(change.expect("a committed write emits its change"))
+    }
+
+    /// [`delete`](Self::delete), handing the change to `emit` (see
+    /// [`put_with`](Self::put_with)); returns the number given to the deletion.
+    ///
+    /// # Errors
+    /// As [`delete`](Self::delete).
+    #[inline]
+    pub fn delete_with(
+        &self,
+        key: &[u8],
+        expected: u64,
+        emit: impl FnOnce(Change),
+    ) -> Result<u64, WriteError> {
         let hash = self.hash(key);
         let mut locked = self.shard_mut(hash);
         let shard = &mut locked.shard;
@@ -385,11 +435,12 @@ impl Store {
         let rec = removed.expect("the record was just found under the same lock");
         self.memory
             .fetch_sub(record_cost(&rec.key, &rec.value), Ordering::Relaxed);
-        Ok(Change {
+        emit(Change {
             seq,
             key: Key(rec.key),
             op: ChangeOp::Delete,
-        })
+        });
+        Ok(seq)
     }
 
     /// Sets `key`'s record to `value` at `version`, or removes it when `value` is

@@ -37,44 +37,50 @@ impl Shard {
 
     /// Creates or replaces `key`'s record with one lookup. `decide` sees the current
     /// version (0 when there is none) and what the record is charged now (0 likewise),
-    /// and returns the new version or refuses, in which case nothing changes. Returns
-    /// the change, sharing the stored key and value.
+    /// and returns the new version or refuses, in which case nothing changes. On
+    /// success `emit` gets the change, sharing the stored key and value, and the new
+    /// version is returned.
     pub(super) fn write(
         &mut self,
         hash: u64,
         key: &[u8],
         value: &[u8],
         decide: impl FnOnce(u64, u64) -> Result<u64, WriteError>,
-    ) -> Result<Change, WriteError> {
+        emit: impl FnOnce(Change),
+    ) -> Result<u64, WriteError> {
         // Replacing keeps the stored key and leaves the ordered index alone.
         if let Some((stored_key, version, stored)) = self.table.get_mut(hash, key) {
             let new = decide(*version, record_cost(key, stored))?;
-            let value = ValueBlob::copy_from(value);
             *version = new;
-            *stored = value.clone();
-            return Ok(Change {
+            *stored = ValueBlob::copy_from(value);
+            emit(Change {
                 seq: new,
                 key: Key(stored_key.clone()),
-                op: ChangeOp::Put(Stored(value)),
+                op: ChangeOp::Put(Stored(stored.clone())),
             });
+            return Ok(new);
         }
         let version = decide(0, 0)?;
         #[cfg(test)]
         super::tests::maybe_fail_after_numbering(key);
         let key = KeyBlob::copy_from(key);
         let value = ValueBlob::copy_from(value);
+        let change = Change {
+            seq: version,
+            key: Key(key.clone()),
+            op: ChangeOp::Put(Stored(value.clone())),
+        };
         self.order.insert(key.clone());
         self.table.insert_new(Rec {
             hash,
             version,
-            key: key.clone(),
-            value: value.clone(),
+            key,
+            value,
         });
-        Ok(Change {
-            seq: version,
-            key: Key(key),
-            op: ChangeOp::Put(Stored(value)),
-        })
+        // Emitted once the write has committed: a write that fails before this point
+        // leaves its number as a hole instead.
+        emit(change);
+        Ok(version)
     }
 
     /// Sets `key`'s record to `value` at `version` whatever it held, or removes it
