@@ -21,7 +21,7 @@ VALUE=${VALUE:-64}
 WORKERS=${WORKERS:-"0 1"}
 SHAPES=${SHAPES:-"get:1 get:16 put:1 put:16"}
 
-cargo build --release --quiet --bin switchboard-load
+cargo build --release --quiet -p switchboard-load
 LOAD=target/release/switchboard-load
 TCK=$(getconf CLK_TCK)
 WORK=$(mktemp -d)

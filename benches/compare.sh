@@ -69,7 +69,7 @@ trap 'exit 130' INT TERM
 over_budget() { ((SECONDS - START_S > BUDGET_S)); }
 
 echo "building release binaries..." >&2
-cargo build --release --quiet --bin switchboard --bin switchboard-load --example floor
+cargo build --release --quiet --workspace --bin switchboard --bin switchboard-load --example floor
 LOAD=target/release/switchboard-load
 TCK=$(getconf CLK_TCK)
 

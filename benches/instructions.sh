@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-20000}
 LOAD=${LOAD:-target/release/switchboard-load}
-cargo build --release --quiet --bin switchboard-load
+cargo build --release --quiet -p switchboard-load
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -42,6 +42,7 @@
 //! output is over the limit; its readiness is remembered and it is serviced again once
 //! the condition clears. WRITABLE interest is registered only while output is pending.
 
+mod background;
 mod execute;
 mod fds;
 mod listener;
@@ -77,6 +78,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::config::{READ_BUDGET_BYTES, WRITE_BUDGET_BYTES};
+pub use background::Running;
 
 /// Readiness events taken per `poll`.
 const EVENTS_CAPACITY: usize = 1024;

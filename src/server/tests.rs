@@ -160,3 +160,32 @@ fn the_listen_backlog_holds_a_burst_of_connects() {
     assert_eq!(streams.len(), 400);
     drop(server);
 }
+
+#[test]
+fn a_spawned_server_serves_until_stopped_and_stop_waits_for_it() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let running = Server::bind(&config).unwrap().spawn().unwrap();
+    let mut client = crate::client::Client::connect(running.local_addr()).unwrap();
+    client.set_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(client.put("k", "v").unwrap(), 1);
+    let addr = running.local_addr();
+    running.stop().expect("a clean stop");
+    // Stopped means gone: the connection was closed and nothing listens any more.
+    assert!(client.ping().is_err());
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn dropping_a_spawned_server_stops_it() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let running = Server::bind(&config).unwrap().spawn().unwrap();
+    let addr = running.local_addr();
+    drop(running);
+    assert!(TcpStream::connect(addr).is_err());
+}

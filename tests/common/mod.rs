@@ -13,33 +13,6 @@ use switchboard::protocol::{Decoder, Limits, Response};
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// How long one switchboard-load run may take before the test kills it and fails.
-pub const RUN_LIMIT: Duration = Duration::from_secs(20);
-
-/// Runs switchboard-load with `args` and returns its output, killing it (and failing
-/// the test) after [`RUN_LIMIT`].
-pub fn run_load(args: &[&str]) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start switchboard-load");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(RUN_LIMIT) {
-        Ok(out) => out.expect("switchboard-load output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("switchboard-load {args:?} ran past {RUN_LIMIT:?}");
-        }
-    }
-}
-
 /// Polls `done` until it holds, failing the test with `what` after [`WAIT`].
 /// For conditions the server reaches asynchronously (a close noticed, a slot freed).
 pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

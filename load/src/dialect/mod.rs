@@ -6,15 +6,15 @@
 //! in any order; RESP and the memcached text protocol have no ids and answer in order.
 //! Parsing works on borrowed slices of the read buffer and allocates nothing.
 
-use crate::memcache;
-use crate::resp;
+mod memcache;
+mod resp;
 use crate::workload::{check_value, fill_value, key_name, Op, KEY_LEN};
 use bytes::BytesMut;
-use switchboard::protocol::{msg, Header, Opcode, RequestId, Status, LENGTH_LEN, PREFIX_LEN};
+use switchboard_protocol::{msg, Header, Opcode, RequestId, Status, LENGTH_LEN, PREFIX_LEN};
 
 /// Largest value any of the servers stores: switchboard's default value limit, which
 /// is also memcached's default item size.
-pub const MAX_VALUE: usize = switchboard::protocol::Limits::DEFAULT_MAX_FRAME as usize;
+pub const MAX_VALUE: usize = switchboard_protocol::Limits::DEFAULT_MAX_FRAME as usize;
 
 /// Which server dialect to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -218,7 +218,7 @@ fn judge_switchboard(req: &Req, bytes: &[u8]) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard::protocol::encode;
+    use switchboard_protocol::encode;
 
     fn req(op: Op, key: u64) -> Req {
         Req::for_test(op, key, 32)
@@ -235,11 +235,11 @@ mod tests {
             &mut out,
             &mut scratch,
         );
-        let mut dec = switchboard::protocol::Decoder::new(1 << 20);
+        let mut dec = switchboard_protocol::Decoder::new(1 << 20);
         let frame = dec.decode(&mut out).unwrap().unwrap();
-        let r = switchboard::protocol::Request::decode(&frame, &Default::default()).unwrap();
+        let r = switchboard_protocol::Request::decode(&frame, &Default::default()).unwrap();
         match r {
-            switchboard::protocol::Request::Put { key, value, .. } => {
+            switchboard_protocol::Request::Put { key, value, .. } => {
                 assert_eq!(&key[..], b"key:000000000042");
                 assert!(check_value(42, &value));
                 assert_eq!(value.len(), 32);

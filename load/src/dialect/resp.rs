@@ -3,7 +3,7 @@
 //! Requests are written as RESP arrays of bulk strings, exactly as redis-cli and
 //! redis-benchmark send them, so the server does the same parsing work for both.
 
-use crate::proto::{Broken, Found, Req, Verdict};
+use crate::dialect::{Broken, Found, Req, Verdict};
 use crate::workload::{check_value, Op};
 use bytes::{BufMut, BytesMut};
 

@@ -1,7 +1,7 @@
 //! memcached's text protocol for get, set, delete, and `version` as the ping.
 
-use crate::proto::{Broken, Found, Req, Verdict};
-use crate::resp::{line_end, parse_int, put_decimal};
+use super::resp::{line_end, parse_int, put_decimal};
+use crate::dialect::{Broken, Found, Req, Verdict};
 use crate::workload::{check_value, Op};
 use bytes::{BufMut, BytesMut};
 

@@ -5,22 +5,15 @@
 
 mod common;
 
-use common::run_load;
+use common::{run_load, serial};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 /// Connections a test server accepts before its accept loop ends.
 const MAX_ACCEPTS: usize = 256;
-
-/// Timing-sensitive runs go one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 type Store = Arc<Mutex<HashMap<Vec<u8>, Vec<u8>>>>;
 

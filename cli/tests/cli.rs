@@ -1,0 +1,120 @@
+//! switchboard-cli as a user runs it: its commands, output and exit statuses, and the
+//! prompt reading commands from its input, against an in-process server.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use switchboard::config::Config;
+use switchboard::server::{Running, Server};
+
+/// A server on a free loopback port in this process, stopped when dropped.
+fn start_server() -> Running {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Config::default()
+    };
+    let server = Server::bind(&config).expect("bind a loopback port");
+    server.spawn().expect("start the reactor thread")
+}
+
+fn cli(server: &Running, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .arg("--addr")
+        .arg(server.local_addr().to_string())
+        .args(args)
+        .output()
+        .expect("run switchboard-cli")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn cli_commands_print_plainly_and_exit_with_meaning() {
+    let server = start_server();
+    let o = cli(&server, &["ping"]);
+    assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(0), "PONG\n"));
+
+    let o = cli(&server, &["put", "user:1", "alice"]);
+    assert_eq!(stdout(&o), "OK (version 1)\n");
+    let o = cli(&server, &["get", "user:1"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "alice\n(version 1)\n")
+    );
+
+    let o = cli(&server, &["get", "nobody"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(1), "not found\n")
+    );
+
+    let o = cli(&server, &["cas", "user:1", "1", "bob"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "OK (version 2)\n")
+    );
+    let o = cli(&server, &["cas", "user:1", "1", "carol"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("version conflict: the current version is 2")
+    );
+
+    cli(&server, &["put", "user:2", "with space"]);
+    let o = cli(&server, &["put", "user:3", "tab\there"]);
+    assert!(o.status.success());
+    let o = cli(&server, &["scan", "user:"]);
+    assert_eq!(
+        stdout(&o),
+        "user:1\t2\tbob\nuser:2\t3\twith space\nuser:3\t4\t\"tab\\there\"\n(3 records, sequence 4)\n"
+    );
+
+    let o = cli(&server, &["del", "user:1"]);
+    assert_eq!(stdout(&o), "deleted (sequence 5)\n");
+    let o = cli(&server, &["del", "user:1"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = cli(&server, &["stats"]);
+    assert!(stdout(&o).contains("cmd_cas 2\n"), "{}", stdout(&o));
+}
+
+#[test]
+fn cli_reports_a_refused_connection() {
+    // Bind and drop a listener to find a port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &format!("127.0.0.1:{port}"), "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect"));
+}
+
+#[test]
+fn cli_prompt_runs_commands_from_its_input() {
+    let server = start_server();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &server.local_addr().to_string()])
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"put greeting \"hello world\"\nget greeting\nbogus\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("OK (version 1)"), "{text}");
+    assert!(text.contains("hello world\n(version 1)"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'bogus'"));
+}

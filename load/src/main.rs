@@ -1,0 +1,266 @@
+//! The `switchboard-load` binary: flags in, report out. The work is in the library.
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_load::engine::Progress;
+use switchboard_load::search::{self, Search, Trial};
+use switchboard_load::settings::parse_slo;
+use switchboard_load::{report, run, Error, Outcome, Run, Settings, Slo};
+
+/// Load generator for switchboard, Redis (RESP) and memcached (text protocol).
+///
+/// Closed loop by default: every connection keeps --pipeline requests in flight and
+/// the result is the server's throughput. With --rate the run is open loop: request k
+/// is due at start + k/rate whatever the server does, and latency is measured from
+/// that intended time (corrected for coordinated omission).
+///
+/// Keys are named key:000000000042 like redis-benchmark's; values are derived from
+/// key and length, so any GET of a key any run wrote is checked byte for byte.
+#[derive(Parser, Debug)]
+#[command(name = "switchboard-load", version, verbatim_doc_comment)]
+struct Args {
+    #[command(flatten)]
+    settings: Settings,
+
+    /// Search for the highest --rate whose corrected latency meets --slo: step the rate
+    /// up (from --rate, or 1000) until it fails, then bisect. Each trial lasts
+    /// --warmup + --duration.
+    #[arg(long)]
+    find_max_rate: bool,
+
+    /// Latency target for --find-max-rate, as pNN=TIME (p50, p90, p99, p999, ...).
+    #[arg(long, value_parser = parse_slo, default_value = "p99=1ms")]
+    slo: Slo,
+
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Draw the latency percentile spectrum to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+
+    /// Exit 0 even when some responses were wrong or missing.
+    #[arg(long)]
+    allow_errors: bool,
+
+    /// No progress line on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Exit status after an interrupt, as a shell reports a SIGINT'd program.
+const INTERRUPTED: u8 = 130;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match main_with(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("switchboard-load: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn main_with(args: &Args) -> Result<u8, Error> {
+    let addrs = args.settings.resolve()?;
+    // The first Ctrl-C (or SIGTERM) ends the run early with a report of what was
+    // measured; a second one exits at once.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            INTERRUPTED.into(),
+            Arc::clone(&interrupted),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&interrupted)))
+        .map_err(|e| Error::Failed(format!("installing a signal handler: {e}")))?;
+    }
+    let mut printer = ProgressLine::new(args);
+    let mut watch = |p: &Progress, elapsed: Duration| printer.show(p, elapsed);
+    let was_interrupted = || interrupted.load(Ordering::Relaxed);
+    if !args.find_max_rate {
+        let r = run(
+            &args.settings,
+            &addrs,
+            args.settings.rate,
+            &interrupted,
+            &mut watch,
+        )?;
+        let code = finish(args, &r, None)?;
+        return Ok(if was_interrupted() { INTERRUPTED } else { code });
+    }
+    let quantile = args.slo.text.split('=').next().unwrap_or("p99").to_string();
+    let mut on_trial = |t: &Trial| {
+        let note = if t.note.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", t.note)
+        };
+        eprintln!(
+            "find-max-rate: {:.0} ops/s -> {quantile} {:.1} us: {}{note}",
+            t.rate,
+            t.latency_us,
+            if t.ok { "meets" } else { "misses" },
+        );
+    };
+    let s = search::find_max_rate(
+        &args.settings,
+        &addrs,
+        &args.slo,
+        &interrupted,
+        &mut on_trial,
+        &mut watch,
+    )?;
+    if let Some(rate) = s.max_rate {
+        eprintln!(
+            "find-max-rate: highest rate meeting {} is {rate:.0} ops/s",
+            args.slo.text
+        );
+    }
+    let code = finish(args, &s.shown, Some(&s))?;
+    if was_interrupted() {
+        return Ok(INTERRUPTED);
+    }
+    if s.max_rate.is_none() {
+        let lowest = s
+            .trials
+            .iter()
+            .map(|t| t.rate)
+            .fold(f64::INFINITY, f64::min);
+        eprintln!(
+            "switchboard-load: no rate met {} (lowest tried {lowest:.0} ops/s)",
+            args.slo.text
+        );
+        return Ok(1);
+    }
+    Ok(code)
+}
+
+/// The once-a-second progress line on stderr.
+struct ProgressLine {
+    quiet: bool,
+    warmup: Duration,
+    next: Duration,
+    last_elapsed: Duration,
+    last_ops: u64,
+}
+
+impl ProgressLine {
+    fn new(args: &Args) -> ProgressLine {
+        ProgressLine {
+            quiet: args.quiet,
+            warmup: args.settings.warmup,
+            next: Duration::from_secs(1),
+            last_elapsed: Duration::ZERO,
+            last_ops: 0,
+        }
+    }
+
+    fn show(&mut self, progress: &Progress, elapsed: Duration) {
+        if elapsed < self.last_elapsed {
+            // A new run (the next trial of a search) started its clock and counters.
+            self.next = Duration::from_secs(1);
+            self.last_ops = 0;
+        }
+        self.last_elapsed = elapsed;
+        if self.quiet || elapsed < self.next {
+            return;
+        }
+        self.next += Duration::from_secs(1);
+        let ops = progress.completed.load(Ordering::Relaxed);
+        let errors = progress.errors.load(Ordering::Relaxed);
+        let (p50, p99) = match progress.latency.lock() {
+            Ok(h) if !h.is_empty() => (
+                h.value_at_quantile(0.5) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3,
+            ),
+            _ => (0.0, 0.0),
+        };
+        let phase = if elapsed < self.warmup {
+            " (warm-up)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "[{:>5.1}s] {:>9} ops/s  p50 {:>8.1} us  p99 {:>8.1} us  errors {}{phase}",
+            elapsed.as_secs_f64(),
+            ops.saturating_sub(self.last_ops),
+            p50,
+            p99,
+            errors
+        );
+        self.last_ops = ops;
+    }
+}
+
+/// Prints the report, writes the files asked for, and decides the exit status.
+fn finish(args: &Args, r: &Run, search: Option<&Search>) -> Result<u8, Error> {
+    let s = &args.settings;
+    let o: &Outcome = &r.outcome;
+    let mode = match o.rate {
+        Some(r) => format!("open loop at {r:.0} ops/s"),
+        None => "closed loop".to_string(),
+    };
+    let header = format!(
+        "switchboard-load: {} {}, {} connections, {} thread(s), pipeline {}, {}\n  mix {}, {} keys {}, values {} B",
+        s.protocol.name(),
+        s.addrs.join(","),
+        s.connections,
+        s.threads,
+        s.pipeline,
+        mode,
+        s.mix,
+        s.keys,
+        s.key_dist,
+        s.value_size
+    );
+    print!("{}", report::to_text(o, &header));
+    if let Some(rate) = search.and_then(|s| s.max_rate) {
+        println!("  max rate meeting {}: {rate:.0} ops/s", args.slo.text);
+    }
+    if let Some(path) = &args.json {
+        let mut doc = report::to_json(o, r.params.clone());
+        if let Some(s) = search {
+            doc["find_max_rate"] = s.to_json(&args.slo);
+        }
+        let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("{} {} — {}", s.protocol.name(), s.addrs.join(","), mode);
+        report::plot(o, path, &title).map_err(Error::Failed)?;
+    }
+    if let Some(why) = &o.gave_up {
+        eprintln!("switchboard-load: the run stopped early: {why}");
+        if !args.allow_errors {
+            return Ok(1);
+        }
+    }
+    let errors = o.errors() + o.warmup_errors;
+    if errors > 0 && !args.allow_errors {
+        eprintln!(
+            "switchboard-load: {errors} requests failed their checks (--allow-errors to accept)"
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,316 @@
+//! switchboard-load's checks against fake servers that answer wrongly or go away:
+//! wrong ids and values fail the run, values written by one run are checked by the
+//! next, lost connections and interrupts end a run with a report, and --reconnect
+//! re-opens what was lost.
+
+mod common;
+
+use common::fake::{serve, Behavior};
+use common::{run_load, serial, text, u, TempJson, RUN_LIMIT};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn wrong_request_ids_are_errors_and_fail_the_run() {
+    let _serial = serial();
+    let addr = serve(Behavior::BadId).to_string();
+    let json = TempJson::new("badid");
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "50",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--timeout",
+        "2s",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert!(u(&j, &["error_kinds", "wrong_id"]) > 0, "{j}");
+    assert_eq!(u(&j, &["errors"]), 50);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed their checks"));
+}
+
+#[test]
+fn wrong_values_are_errors_unless_allowed() {
+    let _serial = serial();
+    let addr = serve(Behavior::BadValue).to_string();
+    let json = TempJson::new("badvalue");
+    let args = [
+        "--addr",
+        &addr,
+        "--requests",
+        "40",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--quiet",
+        "--json",
+        json.path(),
+    ];
+    let out = run_load(&args);
+    assert!(!out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(u(&j, &["error_kinds", "wrong_value"]), 40, "{j}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not the one derived from its key"));
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-errors");
+    let out = run_load(&allowed);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn values_written_by_one_run_are_checked_by_the_next() {
+    let _serial = serial();
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("verify");
+    let write = run_load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "500",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "put=1",
+        "--keys",
+        "100",
+        "--value-size",
+        "1-3000",
+        "--quiet",
+    ]);
+    assert!(write.status.success(), "{}", text(&write));
+    // Read back with another size setting: every key was written, none may mismatch.
+    let read = run_load(&[
+        "--addr",
+        &addr,
+        "--requests",
+        "500",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--keys",
+        "100",
+        "--value-size",
+        "64",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(read.status.success(), "{}", text(&read));
+    let j = json.read();
+    assert_eq!(u(&j, &["errors"]), 0);
+    assert!(u(&j, &["misses"]) < 5, "{j}");
+}
+
+#[test]
+fn losing_every_connection_stops_the_run_and_fails_it() {
+    let _serial = serial();
+    let addr = serve(Behavior::CloseAfter(100)).to_string();
+    let json = TempJson::new("closed");
+    let started = Instant::now();
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--duration",
+        "5s",
+        "--warmup",
+        "0s",
+        "--connections",
+        "3",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert!(j["stopped_early"].is_string(), "{j}");
+    // The requests in flight when the connections closed are counted as errors.
+    assert_eq!(u(&j, &["error_kinds", "connection"]), 3, "{j}");
+    assert_eq!(u(&j, &["ops"]), 100);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped early"));
+}
+
+#[test]
+fn an_interrupt_ends_the_run_with_a_report() {
+    use std::io::{BufRead, BufReader};
+    let _serial = serial();
+    let addr = serve(Behavior::Correct).to_string();
+    let json = TempJson::new("interrupt");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-load"))
+        .args([
+            "--addr",
+            &addr,
+            "--duration",
+            "30s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "2",
+        ])
+        .args(["--rate", "1000", "--json", json.path()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start switchboard-load");
+    // The first progress line (after about a second) says the run is under way.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(RUN_LIMIT);
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(first.is_ok(), "no progress line");
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait_with_output());
+    });
+    let out = match done_rx.recv_timeout(RUN_LIMIT) {
+        Ok(out) => out.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill").arg(&pid).status();
+            panic!("switchboard-load did not stop after SIGINT");
+        }
+    };
+    assert_eq!(out.status.code(), Some(130));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED EARLY: interrupted"));
+    let j = json.read();
+    let ops = u(&j, &["ops"]);
+    assert!(ops > 0 && ops < 30_000, "{ops}");
+    assert_eq!(u(&j, &["errors"]), 0);
+}
+
+#[test]
+fn reconnect_reopens_closed_connections_and_the_run_completes() {
+    let _serial = serial();
+    let addr = serve(Behavior::CloseEachAfter(50)).to_string();
+    let json = TempJson::new("reconnect");
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--reconnect",
+        "--requests",
+        "400",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--allow-errors",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let (ops, errors) = (u(&j, &["ops"]), u(&j, &["errors"]));
+    // Each connection serves 50 requests, then drops the 51st: one error per close.
+    assert_eq!(ops + errors, 400, "{j}");
+    assert_eq!(u(&j, &["error_kinds", "connection"]), errors);
+    assert!(errors >= 6 && ops >= 300, "{j}");
+    assert!(u(&j, &["reconnects"]) >= 6, "{j}");
+    assert!(j["stopped_early"].is_null(), "{j}");
+}
+
+#[test]
+fn reconnect_gives_up_when_the_server_is_gone_for_longer_than_the_timeout() {
+    let _serial = serial();
+    // Serves 20 requests in all, then closes every connection, new ones included.
+    let addr = serve(Behavior::CloseAfter(20)).to_string();
+    let json = TempJson::new("gone");
+    let started = Instant::now();
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--reconnect",
+        "--requests",
+        "100000",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--timeout",
+        "1s",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success());
+    let j = json.read();
+    assert!(j["stopped_early"].is_string(), "{j}");
+    assert_eq!(u(&j, &["ops"]), 20);
+}
+
+#[test]
+fn an_unreachable_address_fails_fast_and_says_why() {
+    let _serial = serial();
+    // Bind, note the port, close: nothing listens there now.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = run_load(&["--addr", &addr, "--duration", "5s", "--quiet"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[test]
+fn cas_over_resp_is_refused_with_a_reason() {
+    let _serial = serial();
+    let out = run_load(&[
+        "--addr",
+        "127.0.0.1:9",
+        "--protocol",
+        "resp",
+        "--mix",
+        "cas=1",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cas is not supported"));
+}
