@@ -311,6 +311,7 @@ fn prefetch<T>(p: *const T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::scaled;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -512,28 +513,28 @@ mod tests {
 
     #[test]
     fn identical_hashes_and_tags() {
-        for seed in 1..20u64 {
+        for seed in 1..=scaled(19) as u64 {
             // Every key the same full hash.
-            run(seed, 30, |_| 0xFFFF_FFFF_0000_0000, 2000);
+            run(seed, 30, |_| 0xFFFF_FFFF_0000_0000, scaled(2000));
             // Same tag, different low halves.
-            run(seed, 30, |k| 0xFFFF_FFF0_0000_0000 | k, 2000);
+            run(seed, 30, |k| 0xFFFF_FFF0_0000_0000 | k, scaled(2000));
         }
     }
 
     #[test]
     fn random_hashes_many_ops() {
-        for seed in 1..6u64 {
+        for seed in 1..=scaled(5) as u64 {
             run(
                 seed,
                 3000,
                 |k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17),
-                60_000,
+                scaled(60_000),
             );
             run(
                 seed,
                 500,
                 |k| (k % 61).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (k << 40),
-                20_000,
+                scaled(20_000),
             );
         }
     }

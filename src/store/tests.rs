@@ -1,4 +1,18 @@
+//! The store's behaviour: versions, CAS, DELETE, limits, SCAN, holes and replay.
+//! Also run under Miri (README, "Checking the unsafe code"), with less work each.
+
 use super::*;
+
+/// `n` natively; under Miri, which interprets every instruction some thousand times
+/// slower, a fiftieth of it (at least one): still enough to grow, wrap and collide
+/// the table's index.
+pub(crate) fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        (n / 50).max(1)
+    } else {
+        n
+    }
+}
 
 /// A new key whose write panics after taking its number, standing in for a bug.
 pub(crate) const FAIL_AFTER_NUMBERING: &[u8] = b"\xfffail-after-numbering";
@@ -161,12 +175,13 @@ fn scan_reports_seq_read_before_the_page() {
 #[test]
 fn concurrent_cas_increments_end_exact() {
     let s = std::sync::Arc::new(Store::new(0));
+    let per_thread = scaled(500);
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let s = s.clone();
             std::thread::spawn(move || {
                 let mut done = 0;
-                while done < 500 {
+                while done < per_thread {
                     let (v, n) = match s.get(b"counter") {
                         Some(r) => (
                             r.version,
@@ -187,7 +202,8 @@ fn concurrent_cas_increments_end_exact() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!(&s.get(b"counter").unwrap().value[..], b"4000");
+    let total = (8 * per_thread).to_string();
+    assert_eq!(&s.get(b"counter").unwrap().value[..], total.as_bytes());
 }
 
 /// SCAN against a plain ordered map, over many shapes: skewed and uniform key sets,
@@ -202,10 +218,10 @@ fn scan_pages_match_an_ordered_map() {
         seed ^= seed << 17;
         seed
     };
-    for round in 0..40 {
+    for round in 0..scaled(40) {
         let s = Store::new(0);
         let mut model = BTreeMap::new();
-        let keys = 1 + next() % 3000;
+        let keys = 1 + next() % scaled(3000) as u64;
         for _ in 0..keys {
             // Some rounds crowd the keys under one prefix, which then fills a page from
             // few shards' shares.
