@@ -116,6 +116,7 @@ fn responses() -> Vec<(&'static str, Response)> {
                     max_frame: Limits::DEFAULT_MAX_FRAME,
                     max_key: Limits::DEFAULT_MAX_KEY,
                     max_value: Limits::default().max_value,
+                    history: 0x5eed,
                     server: Bytes::from_static(b"switchboard 0.1.0"),
                 }),
             ),

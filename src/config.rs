@@ -6,6 +6,7 @@
 
 use crate::conn::ConnLimits;
 use crate::protocol::Limits;
+use crate::push::PushConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -87,6 +88,8 @@ pub struct Config {
     /// Batches of at most this many cheap requests run on the reactor even when there
     /// are workers; 0 sends every batch to a worker.
     pub inline_max_batch: usize,
+    /// Subscription limits, the change log's bounds and keepalive.
+    pub push: PushConfig,
 }
 
 impl Config {
@@ -126,6 +129,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             idle_timeout: None,
             inline_max_batch: DEFAULT_INLINE_MAX_BATCH,
+            push: PushConfig::default(),
         }
     }
 }

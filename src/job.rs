@@ -64,7 +64,9 @@ impl Job {
                 Request::Scan { prefix, cursor, .. } => prefix.len() + cursor.len(),
                 Request::Ping { payload } => payload.len(),
                 Request::Hello { token, .. } => token.len(),
-                Request::Stats => 0,
+                Request::Subscribe { prefix, .. } => prefix.len(),
+                Request::Publish { subject, payload } => subject.len() + payload.len(),
+                Request::Stats | Request::Unsubscribe { .. } => 0,
             },
             JobOp::Reject { .. } => 0,
         }

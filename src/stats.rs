@@ -94,6 +94,12 @@ counters! {
     cmd_cas,
     /// SCAN requests.
     cmd_scan,
+    /// SUBSCRIBE requests.
+    cmd_subscribe,
+    /// UNSUBSCRIBE requests.
+    cmd_unsubscribe,
+    /// PUBLISH requests.
+    cmd_publish,
     /// GETs that found a record.
     get_hits,
     /// GETs that found none.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{frame, RawConn, ServerProcess};
 use switchboard::client::stat;
-use switchboard::protocol::{Opcode, Request, RequestId, ResponseBody, Status};
+use switchboard::protocol::{features, Opcode, Request, RequestId, ResponseBody, Status};
 
 fn error_status(body: &ResponseBody) -> Status {
     match body {
@@ -71,10 +71,18 @@ fn malformed_bodies_are_refused_without_closing() {
             vec![0, 0, 0, 8, 1, 0x02, 1, 0, 0, 0, 0, 4],
             Status::BAD_REQUEST,
         ),
-        // A reserved opcode (SUBSCRIBE).
+        // A reserved opcode (GOAWAY, which only servers will send).
         (
-            vec![0, 0, 0, 8, 1, 0x20, 0, 0, 0, 0, 0, 5],
+            vec![0, 0, 0, 8, 1, 0x32, 0, 0, 0, 0, 0, 5],
             Status::UNKNOWN_OPCODE,
+        ),
+        // SUBSCRIBE on a connection that did not ask for PUSH.
+        (
+            vec![
+                0, 0, 0, 31, 1, 0x20, 0, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            Status::UNSUPPORTED,
         ),
     ];
     for (bytes, status) in &cases {
@@ -138,7 +146,12 @@ fn hello_negotiates_and_reports_limits() {
     let mut c = server.client();
     let reply = c.hello(u32::MAX).unwrap();
     assert_eq!(reply.version, 1);
-    assert_eq!(reply.features, 0, "no optional feature is supported yet");
+    assert_eq!(
+        reply.features,
+        features::PUSH,
+        "PUSH is granted, TTL is not yet"
+    );
+    assert_ne!(reply.history, 0);
     assert_eq!(reply.max_frame, 64 * 1024);
     assert_eq!(reply.max_value, 64 * 1024 - 4096);
     assert!(reply.server.starts_with(b"switchboard "));

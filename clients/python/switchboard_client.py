@@ -14,6 +14,7 @@ live server; it exits 0 only if every answer was the expected one.
 """
 
 import argparse
+import collections
 import os
 import select
 import socket
@@ -54,10 +55,14 @@ OPCODES = {
     "EVENT": 0x30,
     "MESSAGE": 0x31,
     "GOAWAY": 0x32,
+    "GAP": 0x33,
+    "PROGRESS": 0x34,
+    "LOST": 0x35,
 }
 OPCODE_NAMES = {v: k for k, v in OPCODES.items()}
 # Opcodes a version 1 server serves; the others are reserved.
-SERVED = ("HELLO", "PING", "STATS", "GET", "PUT", "DELETE", "CAS", "SCAN")
+SERVED = ("HELLO", "PING", "STATS", "GET", "PUT", "DELETE", "CAS", "SCAN",
+          "SUBSCRIBE", "UNSUBSCRIBE", "PUBLISH")
 
 STATUSES = {
     "OK": 0x00,
@@ -71,6 +76,7 @@ STATUSES = {
     "KEY_TOO_LARGE": 0x15,
     "VALUE_TOO_LARGE": 0x16,
     "UNSUPPORTED": 0x17,
+    "SUBSCRIPTION_LIMIT": 0x18,
     "MEMORY_LIMIT": 0x20,
     "SERVER_FULL": 0x21,
     "SHUTTING_DOWN": 0x22,
@@ -97,7 +103,27 @@ REQUEST_LAYOUT = {
     "DELETE": (("expected", "u64"), ("key", "b16")),
     "CAS": (("expected", "u64"), ("ttl_ms", "u32"), ("key", "b16"), ("value", "rest")),
     "SCAN": (("limit", "u16"), ("prefix", "b16"), ("cursor", "b16")),
+    "SUBSCRIBE": (("flags", "u8"), ("from", "u64"), ("history", "u64"), ("progress_ms", "u32"),
+                  ("prefix", "b16")),
+    "UNSUBSCRIBE": (("sub_id", "u32"),),
+    "PUBLISH": (("subject", "b16"), ("payload", "rest")),
 }
+RESUME = 0x01  # SUBSCRIBE flag: replay the logged changes after `from` first
+
+# The fields of each push this version defines (section 13.1), in wire order. Kind
+# "kind" is the EVENT kind byte, decoded to "put" (1) or "delete" (2).
+PUSH_LAYOUT = {
+    "EVENT": (("sub_id", "u32"), ("seq", "u64"), ("kind", "kind"), ("key", "b16"),
+              ("value", "rest")),
+    "MESSAGE": (("sub_id", "u32"), ("subject", "b16"), ("payload", "rest")),
+    "GAP": (("sub_id", "u32"), ("history", "u64"), ("after", "u64"), ("oldest", "u64"),
+            ("current", "u64")),
+    "PROGRESS": (("sub_id", "u32"), ("history", "u64"), ("seq", "u64")),
+    "LOST": (("sub_id", "u32"), ("count", "u64")),
+    "PING": (),
+}
+EVENT_KINDS = {"put": 1, "delete": 2}
+EVENT_KIND_NAMES = {v: k for k, v in EVENT_KINDS.items()}
 
 _INT = {"u8": ">B", "u16": ">H", "u32": ">I", "u64": ">Q"}
 
@@ -186,15 +212,29 @@ class Frame:
 
 
 class Request:
-    """A request: an opcode name and its fields (see REQUEST_LAYOUT)."""
+    """A request: an opcode name and its fields (see REQUEST_LAYOUT).
+
+    SUBSCRIBE also takes ``resume`` (True sets the RESUME flag) and ``from_`` (for the
+    field ``from``, a Python keyword): ``Request("SUBSCRIBE", prefix=b"user:",
+    resume=True, from_=41, history=h)``. Without ``resume`` the request is live only
+    and ``from`` and ``history`` stay 0.
+    """
 
     def __init__(self, op, **fields):
         if op not in REQUEST_LAYOUT:
             raise ValueError("not a request opcode: %r" % (op,))
         self.op = op
+        if op == "SUBSCRIBE":
+            if "from_" in fields:
+                fields["from"] = fields.pop("from_")
+            if "resume" in fields:
+                if "flags" in fields:
+                    raise TypeError("SUBSCRIBE takes resume or flags, not both")
+                fields["flags"] = RESUME if fields.pop("resume") else 0
         names = [n for n, _ in REQUEST_LAYOUT[op]]
         defaults = {"ttl_ms": 0, "expected": 0, "limit": 0, "prefix": b"", "cursor": b"",
-                    "payload": b"", "token": b"", "features": 0, "max_version": VERSION}
+                    "payload": b"", "token": b"", "features": 0, "max_version": VERSION,
+                    "flags": 0, "from": 0, "history": 0, "progress_ms": 0}
         self.fields = {}
         for n in names:
             if n in fields:
@@ -206,6 +246,11 @@ class Request:
             self.fields[n] = _to_bytes(v) if _kind(op, n) in ("b16", "rest") else int(v)
         if fields:
             raise TypeError("%s has no field %s" % (op, ", ".join(fields)))
+
+    @property
+    def resume(self):
+        """SUBSCRIBE only: whether the RESUME flag is set."""
+        return bool(self.fields.get("flags", 0) & RESUME)
 
     def __eq__(self, other):
         return isinstance(other, Request) and (self.op, self.fields) == (other.op, other.fields)
@@ -237,15 +282,66 @@ class Response:
 
 
 class Push:
-    """A frame the server sent with the PUSH flag: not an answer to any request."""
+    """A frame the server sent with the PUSH flag: not an answer to any request.
 
-    def __init__(self, opcode, request_id, body):
-        self.opcode = opcode
-        self.request_id = request_id
-        self.body = body
+    ``Push("EVENT", sub_id=1, seq=42, kind="put", key=b"k", value=b"v")`` builds one of
+    the pushes of PUSH_LAYOUT; its ``fields`` are a dict and ``push["seq"]`` reads one.
+    A push this version does not define (GOAWAY, an unassigned opcode) is kept as
+    ``Push(opcode, request_id=..., status=..., body=...)`` with ``fields`` None.
+    """
+
+    def __init__(self, op, request_id=0, status=0, body=b"", **fields):
+        self.opcode = OPCODES[op] if isinstance(op, str) else op
+        layout = PUSH_LAYOUT.get(self.name)
+        if layout is None:
+            if fields:
+                raise TypeError("push %s has no fields" % self.name)
+            self.request_id, self.status, self.body, self.fields = request_id, status, bytes(body), None
+            return
+        self.request_id, self.status = 0, 0  # section 13.1: always 0 in a defined push
+        self.fields = {}
+        for n, kind in layout:
+            if n not in fields:
+                raise TypeError("push %s needs %s" % (self.name, n))
+            v = fields.pop(n)
+            if kind == "kind":
+                if v not in EVENT_KINDS:
+                    raise ValueError("EVENT kind is put or delete, not %r" % (v,))
+            elif kind in ("b16", "rest"):
+                v = _to_bytes(v)
+            else:
+                v = int(v)
+            self.fields[n] = v
+        if fields:
+            raise TypeError("push %s has no field %s" % (self.name, ", ".join(fields)))
+        if self.name == "EVENT" and self.fields["kind"] == "delete" and self.fields["value"]:
+            raise ValueError("a delete EVENT carries no value")
+        self.body = _push_body(self.name, self.fields)
+
+    @property
+    def name(self):
+        return opcode_name(self.opcode)
+
+    @property
+    def defined(self):
+        """True for the pushes this version defines (their fields are decoded)."""
+        return self.fields is not None
+
+    @property
+    def sub_id(self):
+        """The subscription the push belongs to; None for PING and undefined pushes."""
+        return (self.fields or {}).get("sub_id")
+
+    def __getitem__(self, name):
+        return self.fields[name]
+
+    def __eq__(self, other):
+        return isinstance(other, Push) and (
+            self.opcode, self.request_id, self.status, self.body, self.fields
+        ) == (other.opcode, other.request_id, other.status, other.body, other.fields)
 
     def __repr__(self):
-        return "Push(%s #%d %r)" % (opcode_name(self.opcode), self.request_id, self.body)
+        return "Push(%s)" % describe_push(self)
 
 
 def _to_bytes(v):
@@ -287,14 +383,39 @@ def encode_request(request, request_id):
     return encode_frame(OPCODES[request.op], request_id, b"".join(out))
 
 
+def _push_body(name, fields):
+    out = []
+    for n, kind in PUSH_LAYOUT[name]:
+        v = fields[n]
+        if kind == "kind":
+            out.append(bytes([EVENT_KINDS[v]]))
+        elif kind in _INT:
+            out.append(struct.pack(_INT[kind], v))
+        elif kind == "b16":
+            if len(v) > 0xFFFF:
+                raise ValueError("%s is over 65535 bytes" % n)
+            out.append(struct.pack(">H", len(v)) + v)
+        else:
+            out.append(v)
+    return b"".join(out)
+
+
+def encode_push(push):
+    """Encodes a Push as decode_response would have produced it."""
+    return encode_frame(push.opcode, push.request_id, push.body, status=push.status,
+                        flags=FLAG_PUSH)
+
+
 def encode_response(response):
-    """Encodes a Response as decode_response would have produced it."""
+    """Encodes a Response (or a Push) as decode_response would have produced it."""
+    if isinstance(response, Push):
+        return encode_push(response)
     op, st, f = response.opcode, response.status, response.fields
     name = opcode_name(op)
     if st == 0:
         if name == "HELLO":
-            body = struct.pack(">BIIII", f["version"], f["features"], f["max_frame"],
-                               f["max_key"], f["max_value"]) + f["server"]
+            body = struct.pack(">BIIIIQ", f["version"], f["features"], f["max_frame"],
+                               f["max_key"], f["max_value"], f["history"]) + f["server"]
         elif name == "PING":
             body = f["payload"]
         elif name == "STATS":
@@ -310,6 +431,12 @@ def encode_response(response):
                 parts.append(struct.pack(">QI", version, len(value)) + value)
             parts.append(struct.pack(">H", len(f["next_cursor"])) + f["next_cursor"])
             body = b"".join(parts)
+        elif name == "SUBSCRIBE":
+            body = struct.pack(">IQQ", f["sub_id"], f["history"], f["seq"])
+        elif name == "UNSUBSCRIBE":
+            body = b""
+        elif name == "PUBLISH":
+            body = struct.pack(">I", f["receivers"])
         else:
             raise ValueError("no OK layout for opcode %s" % name)
     elif st == STATUSES["NOT_FOUND"]:
@@ -422,13 +549,19 @@ def decode_request(frame, max_frame=DEFAULT_MAX_FRAME, max_key=DEFAULT_MAX_KEY):
     r = _Reader(frame.body, _reject_bad)
     fields = {}
     for field, kind in REQUEST_LAYOUT[name]:
+        if name == "SUBSCRIBE" and field == "progress_ms":
+            # The flags, from and history have been read: check them before the prefix.
+            if fields["flags"] & ~RESUME:
+                raise Rejected("BAD_REQUEST", "SUBSCRIBE sets a reserved flag")
+            if not fields["flags"] & RESUME and (fields["from"] or fields["history"]):
+                raise Rejected("BAD_REQUEST", "SUBSCRIBE names a sequence without RESUME")
         if kind in _INT:
             v = r.int(kind)
         elif kind == "b16":
             v = r.b16()
-            if field == "key" and not v:
-                raise Rejected("BAD_REQUEST", "empty key")
-            if field in ("key", "prefix", "cursor") and len(v) > max_key:
+            if field in ("key", "subject") and not v:
+                raise Rejected("BAD_REQUEST", "empty %s" % field)
+            if field != "token" and len(v) > max_key:  # key, subject, prefix, cursor
                 raise Rejected("KEY_TOO_LARGE", "%s is over the key limit" % field)
         else:
             v = r.rest()
@@ -448,11 +581,42 @@ def _invalid(reason):
     raise ProtocolError(reason)
 
 
+def decode_push(frame):
+    """A Push out of a frame with the PUSH flag; raises ProtocolError for a push this
+    version defines whose header or body is wrong. Pushes it does not define are kept
+    undecoded, for the caller to ignore."""
+    name = OPCODE_NAMES.get(frame.opcode)
+    if name not in PUSH_LAYOUT:
+        return Push(frame.opcode, request_id=frame.request_id, status=frame.status,
+                    body=frame.body)
+    if frame.status != 0 or frame.request_id != 0:
+        raise ProtocolError("push frames carry status 0 and request id 0")
+    r = _Reader(frame.body, _invalid)
+    fields = {}
+    for field, kind in PUSH_LAYOUT[name]:
+        if kind == "kind":
+            byte = r.int("u8")
+            if byte not in EVENT_KIND_NAMES:
+                raise ProtocolError("unknown EVENT kind %d" % byte)
+            v = EVENT_KIND_NAMES[byte]
+        elif kind in _INT:
+            v = r.int(kind)
+        elif kind == "b16":
+            v = r.b16()
+        else:
+            v = r.rest()
+        fields[field] = v
+    r.finish()
+    if name == "EVENT" and fields["kind"] == "delete" and fields["value"]:
+        raise ProtocolError("a delete EVENT carries a value")
+    return Push(name, **fields)
+
+
 def decode_response(frame):
     """A Response, or a Push for frames with the PUSH flag; raises ProtocolError for
     a frame no conforming server sends."""
     if frame.flags & FLAG_PUSH:
-        return Push(frame.opcode, frame.request_id, frame.body)
+        return decode_push(frame)
     r = _Reader(frame.body, _invalid)
     st = frame.status
     name = OPCODE_NAMES.get(frame.opcode)
@@ -464,6 +628,7 @@ def decode_response(frame):
             f["max_frame"] = r.int("u32")
             f["max_key"] = r.int("u32")
             f["max_value"] = r.int("u32")
+            f["history"] = r.int("u64")
             f["server"] = r.rest()
         elif name == "PING":
             f["payload"] = r.rest()
@@ -485,6 +650,14 @@ def decode_response(frame):
                 entries.append((key, version, value))
             f["entries"] = entries
             f["next_cursor"] = r.b16()
+        elif name == "SUBSCRIBE":
+            f["sub_id"] = r.int("u32")
+            f["history"] = r.int("u64")
+            f["seq"] = r.int("u64")
+        elif name == "UNSUBSCRIBE":
+            pass
+        elif name == "PUBLISH":
+            f["receivers"] = r.int("u32")
         else:
             raise ProtocolError("OK response to opcode %s, which has no OK layout"
                                 % opcode_name(frame.opcode))
@@ -541,13 +714,23 @@ def _describe_value(v):
 def describe_request(request, request_id):
     parts = ["#%d" % request_id, request.op]
     for name, _ in REQUEST_LAYOUT[request.op]:
+        if request.op == "SUBSCRIBE" and (
+                name == "flags" or (name in ("from", "history") and not request.resume)):
+            continue  # section 15.3: from and history only with RESUME; flags never
         parts.append("%s=%s" % (name, _describe_value(request.fields[name])))
     return " ".join(parts)
 
 
+def describe_push(push):
+    if not push.defined:
+        return "push #%d %s" % (push.request_id, push.name)
+    return " ".join(["push", push.name] + ["%s=%s" % (n, _describe_value(v))
+                                           for n, v in push.fields.items()])
+
+
 def describe_response(response):
     if isinstance(response, Push):
-        return "push #%d %s" % (response.request_id, opcode_name(response.opcode))
+        return describe_push(response)
     parts = ["#%d" % response.request_id, opcode_name(response.opcode),
              status_name(response.status)]
     for name, v in response.fields.items():
@@ -577,10 +760,25 @@ def describe_reject(frame, err):
 # ---------------------------------------------------------------------------
 
 
-class Client:
-    """One connection. Requests may be pipelined: responses come back in order."""
+Change = collections.namedtuple("Change", "kind key version value")
+Change.__doc__ = """What ``Client.watch`` yields: kind "put" (value is the record's value) or
+"delete" (value None; version is the deletion's sequence number, or 0 when a
+re-listing found the record gone without saying when)."""
 
-    def __init__(self, host, port, timeout=10.0, sock=None):
+
+class Client:
+    """One connection. Requests may be pipelined: responses come back in order.
+
+    Push frames (section 13) that arrive while the client waits for responses are
+    queued in ``self.pushes``; ``next_push`` hands them out in arrival order. A
+    keepalive PING push is answered with a PING request whenever the client reads
+    (``auto_pong``, on by default; the answer to that PING is consumed and dropped),
+    so a subscriber must keep calling ``next_push`` (or anything else) to stay
+    connected. With ``auto_pong`` False, PING pushes are queued like any other and
+    the caller answers them (``ping()`` will do).
+    """
+
+    def __init__(self, host, port, timeout=10.0, sock=None, auto_pong=True):
         """Connects to host:port, or uses ``sock`` (an already connected socket)."""
         if sock is None:
             sock = socket.create_connection((host, port), timeout=timeout)
@@ -591,7 +789,12 @@ class Client:
         self.decoder = FrameDecoder()
         self.next_id = 1
         self.hello_reply = None
-        self.pushes = []  # push frames received; this version only collects them
+        self.auto_pong = auto_pong
+        self.pushes = collections.deque()  # push frames received and not yet handed out
+        self.subscriptions = {}  # sub_id -> {"prefix", "history", "seq"} from SUBSCRIBE
+        self._outbox = bytearray()  # request bytes not yet written
+        self._in_flight = collections.deque()  # (request id, opcode name, automatic?)
+        self._answers = collections.deque()  # responses to our requests, not yet taken
 
     def close(self):
         self.sock.close()
@@ -602,23 +805,70 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def _next_response(self):
-        """The next buffered response, skipping push frames; None if none is whole yet."""
+    # -- the byte stream ----------------------------------------------------------
+
+    def _queue(self, request, automatic=False):
+        rid = self.next_id
+        self.next_id = (self.next_id + 1) & 0xFFFFFFFF
+        self._outbox += encode_request(request, rid)
+        self._in_flight.append((rid, request.op, automatic))
+
+    def _dispatch(self):
+        """Takes every whole frame off the receive buffer: pushes go to ``self.pushes``
+        (or are answered, for PING), responses are matched with the oldest request in
+        flight. Answers to automatic PINGs are dropped."""
         while True:
             frame = self.decoder.next_frame()
             if frame is None:
-                return None
+                return
             resp = decode_response(frame)
             if isinstance(resp, Push):
-                self.pushes.append(resp)
+                if self.auto_pong and resp.name == "PING":
+                    self._queue(Request("PING"), automatic=True)
+                else:
+                    self.pushes.append(resp)
                 continue
-            return resp
+            if status_name(resp.status) in FATAL_STATUSES:
+                raise ServerError(resp)
+            if not self._in_flight:
+                raise ProtocolError("a response to no request: %s" % describe_response(resp))
+            rid, op, automatic = self._in_flight.popleft()
+            if resp.request_id != rid or resp.opcode != OPCODES[op]:
+                raise ProtocolError("expected a response to #%d %s, got %s"
+                                    % (rid, op, describe_response(resp)))
+            if not automatic:
+                self._answers.append(resp)
 
     def _receive(self):
         data = self.sock.recv(65536)
         if not data:
             raise ProtocolError("server closed the connection")
         self.decoder.feed(data)
+        self._dispatch()
+
+    def _pump(self, wait):
+        """Writes what the socket takes and reads what has arrived, waiting at most
+        ``wait`` seconds (None: no limit) for either; False if nothing moved."""
+        writers = [self.sock] if self._outbox else []
+        readable, writable, _ = select.select([self.sock], writers, [], wait)
+        if not readable and not writable:
+            return False
+        if writable:
+            with memoryview(self._outbox) as view:
+                sent = self.sock.send(view)
+            del self._outbox[:sent]
+        if readable:
+            self._receive()
+        return True
+
+    def _flush(self):
+        """Writes out the outbox (an automatic PING queued while reading), reading
+        meanwhile so that a server waiting for us to read cannot stall it."""
+        while self._outbox:
+            if not self._pump(self.sock.gettimeout()):
+                raise socket.timeout("no progress for %s s" % self.sock.gettimeout())
+
+    # -- requests -----------------------------------------------------------------
 
     def pipeline(self, requests):
         """Sends every request as one buffer, then reads one response per request.
@@ -627,39 +877,21 @@ class Client:
         as they arrive, so a large batch cannot deadlock against a server that stops
         reading until its answers are read. Returns the responses in request order,
         having checked that each echoes its request's id and opcode. A fatal status
-        (after which the server closes) raises ServerError.
+        (after which the server closes) raises ServerError. Push frames that arrive
+        meanwhile are queued for ``next_push``.
         """
-        ids = []
-        wire = []
+        if self._answers:
+            raise ProtocolError("responses left over from an earlier call")
         for req in requests:
-            rid = self.next_id
-            self.next_id = (self.next_id + 1) & 0xFFFFFFFF
-            ids.append(rid)
-            wire.append(encode_request(req, rid))
-        pending = memoryview(b"".join(wire))
+            self._queue(req)
         timeout = self.sock.gettimeout()
         out = []
         while len(out) < len(requests):
-            resp = self._next_response()
-            if resp is None:
-                if not pending:
-                    self._receive()
-                    continue
-                readable, writable, _ = select.select([self.sock], [self.sock], [], timeout)
-                if not readable and not writable:
-                    raise socket.timeout("no progress for %s s" % timeout)
-                if writable:
-                    pending = pending[self.sock.send(pending):]
-                if readable:
-                    self._receive()
-                continue
-            if status_name(resp.status) in FATAL_STATUSES:
-                raise ServerError(resp)
-            req, rid = requests[len(out)], ids[len(out)]
-            if resp.request_id != rid or resp.opcode != OPCODES[req.op]:
-                raise ProtocolError("expected a response to #%d %s, got %s"
-                                    % (rid, req.op, describe_response(resp)))
-            out.append(resp)
+            if self._answers:
+                out.append(self._answers.popleft())
+            elif not self._pump(timeout):
+                raise socket.timeout("no progress for %s s" % timeout)
+        self._flush()
         return out
 
     def call(self, request):
@@ -672,6 +904,8 @@ class Client:
         return resp
 
     def hello(self, features=0, token=b""):
+        """HELLO; ask for ``features=FEATURE_PUSH`` to subscribe. Returns the OK fields
+        (version, features granted, limits, history, server)."""
         resp = self._expect(Request("HELLO", max_version=VERSION, features=features,
                                     token=token))
         self.hello_reply = resp.fields
@@ -718,6 +952,139 @@ class Client:
             if not cursor:
                 return entries
         raise ProtocolError("SCAN did not finish within %d pages" % max_pages)
+
+    # -- subscriptions --------------------------------------------------------------
+
+    def subscribe(self, prefix=b"", from_seq=None, history=0, progress_ms=0):
+        """Subscribes to the changes and messages under ``prefix`` (needs HELLO with
+        FEATURE_PUSH). With ``from_seq`` the subscription resumes: the logged changes
+        after that sequence of ``history`` (0: the server's current one) come first.
+        Returns the subscription id; ``self.subscriptions[id]`` keeps the prefix and the
+        answer's history and seq."""
+        resp = self._expect(Request("SUBSCRIBE", prefix=prefix, resume=from_seq is not None,
+                                    from_=from_seq or 0,
+                                    history=history if from_seq is not None else 0,
+                                    progress_ms=progress_ms))
+        f = resp.fields
+        self.subscriptions[f["sub_id"]] = {"prefix": _to_bytes(prefix),
+                                           "history": f["history"], "seq": f["seq"]}
+        return f["sub_id"]
+
+    def unsubscribe(self, sub_id):
+        """Ends a subscription: True, or False when the server held no such one. Its
+        pushes still queued are dropped (none come after the answer)."""
+        resp = self._expect(Request("UNSUBSCRIBE", sub_id=sub_id), ("OK", "NOT_FOUND"))
+        self.subscriptions.pop(sub_id, None)
+        self.pushes = collections.deque(p for p in self.pushes if p.sub_id != sub_id)
+        return resp.ok
+
+    def publish(self, subject, payload):
+        """Publishes a message; returns how many connections it was delivered to."""
+        return self._expect(Request("PUBLISH", subject=subject, payload=payload)
+                            ).fields["receivers"]
+
+    def _take_push(self, sub_id):
+        for i, p in enumerate(self.pushes):
+            if sub_id is None or p.sub_id == sub_id:
+                del self.pushes[i]
+                return p
+        return None
+
+    def next_push(self, timeout=None, sub_id=None):
+        """The next push frame (a Push), oldest first, waiting at most ``timeout``
+        seconds (None: no limit); None when the time passed. With ``sub_id``, the next
+        push of that subscription (others stay queued)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            push = self._take_push(sub_id)
+            if push is not None:
+                if self._outbox:
+                    self._flush()
+                return push
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._pump(wait):
+                return None
+            if self._answers:
+                raise ProtocolError("a response while no request was waiting: %s"
+                                    % describe_response(self._answers[0]))
+
+    def watch(self, prefix=b"", limit=0, timeout=None):
+        """Lists ``prefix`` and then follows its changes (section 13.5): yields a Change
+        for each record of the listing, in key order, then one for each later change.
+        After a GAP it lists again and yields the differences. With ``timeout``, yields
+        None after that many seconds without a change (iterate on to keep waiting).
+
+        Needs HELLO with FEATURE_PUSH; ``limit`` is the SCAN page size (0: the server's).
+        Messages published under the prefix are ignored. Closing the generator ends the
+        subscription.
+        """
+        state = {}  # key -> (version, value): the records as yielded so far
+        while True:
+            sub_id, listing = self._list_and_subscribe(prefix, limit)
+            try:
+                for key in sorted(set(state) | set(listing)):
+                    old, new = state.get(key), listing.get(key, (0, None))
+                    if new[1] is not None and new != old:
+                        yield Change("put", key, new[0], new[1])
+                    elif new[1] is None and old is not None:
+                        yield Change("delete", key, new[0], None)
+                state = {k: v for k, v in listing.items() if v[1] is not None}  # step 4
+                while True:
+                    push = self.next_push(timeout, sub_id)
+                    if push is None:
+                        yield None
+                    elif push.name == "GAP":
+                        break  # step 5: list again
+                    elif push.name == "EVENT":
+                        key, seq = push["key"], push["seq"]
+                        if seq <= state.get(key, (0, None))[0]:
+                            continue  # the listing showed this change, or a later one
+                        if push["kind"] == "put":
+                            state[key] = (seq, push["value"])
+                            yield Change("put", key, seq, push["value"])
+                        elif state.pop(key, None) is not None:
+                            yield Change("delete", key, seq, None)
+            except GeneratorExit:
+                try:
+                    self.unsubscribe(sub_id)
+                except (OSError, ProtocolError, ServerError):
+                    pass
+                raise
+            self.unsubscribe(sub_id)
+
+    def _list_and_subscribe(self, prefix, limit):
+        """Steps 1 to 3 of section 13.5: the first SCAN page, SUBSCRIBE with RESUME from
+        its seq, then the other pages, keeping per key the highest version seen from
+        pages and events (a deletion as a tombstone, value None). Starts again if a GAP
+        comes meanwhile. Returns (sub_id, {key: (version, value or None)})."""
+        history = (self.hello_reply or {}).get("history", 0)
+        while True:
+            page = self.scan_page(prefix, b"", limit)
+            sub_id = self.subscribe(prefix, from_seq=page["seq"], history=history)
+            seen = {}
+            gap = False
+
+            def keep(key, version, value):
+                if version > seen.get(key, (0, None))[0]:
+                    seen[key] = (version, value)
+
+            while True:
+                for key, version, value in page["entries"]:
+                    keep(key, version, value)
+                push = self._take_push(sub_id)
+                while push is not None:
+                    if push.name == "GAP":
+                        gap = True
+                    elif push.name == "EVENT":
+                        keep(push["key"], push["seq"],
+                             push["value"] if push["kind"] == "put" else None)
+                    push = self._take_push(sub_id)
+                if gap or not page["next_cursor"]:
+                    break
+                page = self.scan_page(prefix, page["next_cursor"], limit)
+            if not gap:
+                return sub_id, seen
+            self.unsubscribe(sub_id)
 
 
 # ---------------------------------------------------------------------------

@@ -114,8 +114,9 @@ def run_vector(v):
             got = sb.describe_response(resp)
             assert got == expect, "%r != %r" % (got, expect)
             if isinstance(resp, sb.Push):
-                again = sb.encode_frame(resp.opcode, resp.request_id, resp.body,
-                                        flags=sb.FLAG_PUSH)
+                again = sb.encode_push(resp)
+                if resp.defined:
+                    seen.add(("push", resp.opcode, None))
             else:
                 again = sb.encode_response(resp)
                 seen.add(("response", resp.opcode, resp.status))
@@ -148,6 +149,8 @@ class SpecVectors(unittest.TestCase):
             op = sb.OPCODES[name]
             self.assertIn(("request", op, None), seen, "no request vector for %s" % name)
             self.assertIn(("response", op, 0), seen, "no OK response vector for %s" % name)
+        for name in sb.PUSH_LAYOUT:
+            self.assertIn(("push", sb.OPCODES[name], None), seen, "no push vector for %s" % name)
         statuses = {st for kind, _, st in seen if kind == "response"}
         for name, st in sb.STATUSES.items():
             self.assertIn(st, statuses, "no response vector with status %s" % name)

@@ -21,7 +21,7 @@
 use bytes::{BufMut, BytesMut};
 use switchboard_protocol::msg::hello::MAX_TOKEN;
 use switchboard_protocol::{
-    DecodeError, Decoder, Flags, Frame, Header, Limits, Opcode, Request, Response, Status,
+    DecodeError, Decoder, Flags, Frame, Header, Limits, Opcode, Push, Request, Response, Status,
     BASE_VERSION, HEADER_LEN, LENGTH_LEN, MAX_VERSION, PREFIX_LEN,
 };
 
@@ -238,6 +238,9 @@ pub fn check_frame(frame: &Frame, max_frame: u32) {
                 Opcode::DELETE,
                 Opcode::CAS,
                 Opcode::SCAN,
+                Opcode::SUBSCRIBE,
+                Opcode::UNSUBSCRIBE,
+                Opcode::PUBLISH,
             ]
             .contains(&h.opcode);
             let expected: &[Status] = if known {
@@ -262,13 +265,22 @@ pub fn check_frame(frame: &Frame, max_frame: u32) {
         let mut again = BytesMut::new();
         response.encode(&mut again);
         // Responses carry no flags, so unknown flag bits are the only thing dropped.
-        let mut expected = bytes;
+        let mut expected = bytes.clone();
         expected[LENGTH_LEN + 2] = 0;
         assert_eq!(
             &again[..],
             &expected[..],
             "{response:?} re-encodes differently"
         );
+    }
+    if let Ok(push) = Push::decode(frame) {
+        assert!(h.flags.contains(Flags::PUSH));
+        let mut again = BytesMut::new();
+        push.encode(h.version, &mut again);
+        // Only the PUSH flag is written, so other flag bits are all that is dropped.
+        let mut expected = bytes;
+        expected[LENGTH_LEN + 2] = Flags::PUSH.0;
+        assert_eq!(&again[..], &expected[..], "{push:?} re-encodes differently");
     }
 }
 
@@ -289,6 +301,9 @@ pub fn check_request_limits(request: &Request, limits: &Limits) {
         Request::Scan { prefix, cursor, .. } => {
             prefix.len() <= limits.max_key as usize && cursor.len() <= limits.max_key as usize
         }
+        Request::Subscribe { prefix, .. } => prefix.len() <= limits.max_key as usize,
+        Request::Unsubscribe { .. } => true,
+        Request::Publish { subject, payload } => key_ok(subject) && value_ok(payload),
     };
     assert!(ok, "{request:?} passed the parser but breaks the limits");
 }

@@ -18,6 +18,7 @@ use super::roundtrip::{self, Input, Item};
 use bytes::{Bytes, BytesMut};
 use switchboard_protocol::msg::hello::HelloReply;
 use switchboard_protocol::msg::scan::{ScanEntry, ScanPage};
+use switchboard_protocol::msg::subscribe::Resume;
 use switchboard_protocol::{Opcode, Request, RequestId, Response, ResponseBody, Status};
 
 /// One seed: target, file name, contents.
@@ -58,6 +59,24 @@ pub fn requests() -> Vec<Request> {
             cursor: "user:0".into(),
             limit: 10,
         },
+        Request::Subscribe {
+            prefix: "user:".into(),
+            resume: Some(Resume {
+                from: 7,
+                history: 0,
+            }),
+            progress_ms: 1000,
+        },
+        Request::Subscribe {
+            prefix: Bytes::new(),
+            resume: None,
+            progress_ms: 0,
+        },
+        Request::Unsubscribe { sub_id: 1 },
+        Request::Publish {
+            subject: "chat".into(),
+            payload: "hi".into(),
+        },
     ]
 }
 
@@ -78,6 +97,7 @@ pub fn responses() -> Vec<Response> {
                 max_frame: 1 << 20,
                 max_key: 1024,
                 max_value: 1 << 19,
+                history: 0x5eed,
                 server: "switchboard".into(),
             }),
         ),
@@ -119,6 +139,21 @@ pub fn responses() -> Vec<Response> {
             }),
         ),
         r(9, Opcode::GET, ResponseBody::NotFound),
+        r(
+            12,
+            Opcode::SUBSCRIBE,
+            ResponseBody::Subscribed {
+                sub_id: 1,
+                history: 0x5eed,
+                seq: 9,
+            },
+        ),
+        r(13, Opcode::UNSUBSCRIBE, ResponseBody::Unsubscribed),
+        r(
+            14,
+            Opcode::PUBLISH,
+            ResponseBody::Published { receivers: 2 },
+        ),
         r(
             10,
             Opcode::CAS,
@@ -260,7 +295,7 @@ impl Writer {
 
     fn request(&mut self, r: &Request) -> &mut Writer {
         let v = |w: &mut Writer, i| {
-            w.variant(i, 8);
+            w.variant(i, 11);
         };
         match r {
             Request::Hello {
@@ -275,7 +310,7 @@ impl Writer {
                 v(self, 1);
                 self.bytes(payload)
             }
-            Request::Stats => self.variant(2, 8),
+            Request::Stats => self.variant(2, 11),
             Request::Get { key } => {
                 v(self, 3);
                 self.bytes(key)
@@ -305,13 +340,34 @@ impl Writer {
                 v(self, 7);
                 self.bytes(prefix).bytes(cursor).u16(*limit)
             }
+            Request::Subscribe {
+                prefix,
+                resume,
+                progress_ms,
+            } => {
+                v(self, 8);
+                self.bytes(prefix);
+                match resume {
+                    Some(r) => self.bool(true).u64(r.from).u64(r.history),
+                    None => self.bool(false),
+                };
+                self.u32(*progress_ms)
+            }
+            Request::Unsubscribe { sub_id } => {
+                v(self, 9);
+                self.u32(*sub_id)
+            }
+            Request::Publish { subject, payload } => {
+                v(self, 10);
+                self.bytes(subject).bytes(payload)
+            }
         }
     }
 
     fn response(&mut self, r: &Response) -> &mut Writer {
         self.u32(r.request_id.0).u8(r.opcode.0);
         let v = |w: &mut Writer, i| {
-            w.variant(i, 9);
+            w.variant(i, 12);
         };
         match &r.body {
             ResponseBody::Hello(h) => {
@@ -321,6 +377,7 @@ impl Writer {
                     .u32(h.max_frame)
                     .u32(h.max_key)
                     .u32(h.max_value)
+                    .u64(h.history)
                     .bytes(&h.server)
             }
             ResponseBody::Pong(p) => {
@@ -347,13 +404,26 @@ impl Writer {
                 }
                 self.bool(false).bytes(&page.next_cursor)
             }
-            ResponseBody::NotFound => self.variant(6, 9),
+            ResponseBody::Subscribed {
+                sub_id,
+                history,
+                seq,
+            } => {
+                v(self, 6);
+                self.u32(*sub_id).u64(*history).u64(*seq)
+            }
+            ResponseBody::Unsubscribed => self.variant(7, 12),
+            ResponseBody::Published { receivers } => {
+                v(self, 8);
+                self.u32(*receivers)
+            }
+            ResponseBody::NotFound => self.variant(9, 12),
             ResponseBody::VersionConflict { current } => {
-                v(self, 7);
+                v(self, 10);
                 self.u64(*current)
             }
             ResponseBody::Error { status, message } => {
-                v(self, 8);
+                v(self, 11);
                 self.u8(status.0).bytes(message)
             }
         }

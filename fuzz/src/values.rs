@@ -78,6 +78,20 @@ pub fn fit(request: Request, limits: &Limits) -> Request {
             cursor: cut(cursor, k),
             limit,
         },
+        Request::Subscribe {
+            prefix,
+            resume,
+            progress_ms,
+        } => Request::Subscribe {
+            prefix: cut(prefix, k),
+            resume,
+            progress_ms,
+        },
+        Request::Unsubscribe { sub_id } => Request::Unsubscribe { sub_id },
+        Request::Publish { subject, payload } => Request::Publish {
+            subject: cut(subject, k),
+            payload: cut(payload, v),
+        },
     };
     match &r {
         Request::Hello {

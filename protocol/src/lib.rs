@@ -64,6 +64,7 @@ mod header;
 mod limits;
 pub mod msg;
 mod opcode;
+pub mod push;
 mod request;
 mod response;
 
@@ -72,6 +73,7 @@ pub use error::{DecodeError, RequestError};
 pub use header::{Flags, Header, RequestId, HEADER_LEN, LENGTH_LEN, PREFIX_LEN};
 pub use limits::{Limits, VALUE_RESERVE};
 pub use opcode::{Opcode, Status};
+pub use push::{EventKind, Push};
 pub use request::Request;
 pub use response::{Response, ResponseBody};
 
@@ -84,7 +86,8 @@ pub const MAX_VERSION: u8 = 1;
 /// Feature bits negotiated by HELLO. A server grants the intersection of what the
 /// client asks for and what it supports.
 pub mod features {
-    /// Subscriptions and server pushes (SUBSCRIBE, PUBLISH, EVENT frames). Reserved.
+    /// Subscriptions and server pushes (SUBSCRIBE, UNSUBSCRIBE; EVENT, MESSAGE, GAP,
+    /// PROGRESS, LOST and PING pushes).
     pub const PUSH: u32 = 1 << 0;
     /// Time-to-live on PUT and CAS. Reserved: without it a non-zero TTL is refused.
     pub const TTL: u32 = 1 << 1;

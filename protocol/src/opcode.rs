@@ -57,12 +57,12 @@ macro_rules! byte_codes {
 byte_codes! {
     /// What a frame asks for. A response carries the opcode of its request.
     ///
-    /// Ranges: `0x01..=0x0F` connection, `0x10..=0x1F` records, `0x20..=0x2F` reserved for
-    /// subscribe/publish, `0x30..=0x3F` reserved for server pushes, `0x40..` unassigned.
+    /// Ranges: `0x01..=0x0F` connection, `0x10..=0x1F` records, `0x20..=0x2F`
+    /// subscribe/publish, `0x30..=0x3F` server pushes, `0x40..` unassigned.
     Opcode {
         /// Negotiate version and features; optional, and only as the first request.
         HELLO = 0x01,
-        /// Liveness check; the payload is echoed.
+        /// Liveness check; the payload is echoed. As a push: a keepalive.
         PING = 0x02,
         /// Server counters as text.
         STATS = 0x03,
@@ -76,25 +76,36 @@ byte_codes! {
         CAS = 0x13,
         /// List records by key prefix, in key order, a page at a time.
         SCAN = 0x14,
-        /// Reserved: subscribe to changes and messages under a prefix.
+        /// Subscribe to changes and messages under a prefix (feature PUSH).
         SUBSCRIBE = 0x20,
-        /// Reserved: cancel a subscription.
+        /// Cancel a subscription (feature PUSH).
         UNSUBSCRIBE = 0x21,
-        /// Reserved: send a message to every subscriber of a subject.
+        /// Send a message to every subscriber of a subject.
         PUBLISH = 0x22,
-        /// Reserved push: a record changed.
+        /// Push: a record changed.
         EVENT = 0x30,
-        /// Reserved push: a published message.
+        /// Push: a published message.
         MESSAGE = 0x31,
         /// Reserved push: the server is going away.
         GOAWAY = 0x32,
+        /// Push: changes a subscription could not be given.
+        GAP = 0x33,
+        /// Push: a subscription has everything up to a sequence.
+        PROGRESS = 0x34,
+        /// Push: published messages dropped for a subscription.
+        LOST = 0x35,
     }
 }
 
 impl Opcode {
     /// True for opcodes whose numbers are set aside for a later version.
     pub fn is_reserved(self) -> bool {
-        (0x20..=0x3F).contains(&self.0)
+        self == Opcode::GOAWAY
+    }
+
+    /// True for opcodes only servers send, as pushes.
+    pub fn is_push(self) -> bool {
+        (0x30..=0x3F).contains(&self.0)
     }
 }
 
@@ -125,8 +136,10 @@ byte_codes! {
         KEY_TOO_LARGE = 0x15,
         /// The value is longer than the value limit.
         VALUE_TOO_LARGE = 0x16,
-        /// A feature the request uses (a TTL) was not negotiated.
+        /// A feature the request uses (a TTL, a subscription) was not negotiated.
         UNSUPPORTED = 0x17,
+        /// The connection, or the server, holds as many subscriptions as it may.
+        SUBSCRIPTION_LIMIT = 0x18,
         /// The write would take the store past its memory limit; reads and deletes work.
         MEMORY_LIMIT = 0x20,
         /// The server is at its connection limit; it closes after this frame.

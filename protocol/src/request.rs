@@ -4,6 +4,7 @@ use crate::decode::Frame;
 use crate::error::RequestError;
 use crate::header::{Flags, Header, RequestId};
 use crate::limits::Limits;
+use crate::msg::subscribe::Resume;
 use crate::msg::{self, Reader};
 use crate::opcode::{Opcode, Status};
 use bytes::{Bytes, BytesMut};
@@ -89,6 +90,30 @@ pub enum Request {
         /// Most entries wanted; 0 = the server's default.
         limit: u16,
     },
+    /// Receive the changes and messages under a prefix.
+    Subscribe {
+        /// Subjects and keys starting with this (empty = all).
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key_or_empty))]
+        prefix: Bytes,
+        /// Replay the logged changes after a sequence first; `None` = live only.
+        resume: Option<Resume>,
+        /// A PROGRESS push after this many quiet milliseconds; 0 = none.
+        progress_ms: u32,
+    },
+    /// End a subscription.
+    Unsubscribe {
+        /// The id SUBSCRIBE answered with.
+        sub_id: u32,
+    },
+    /// Send a message to a subject's subscribers.
+    Publish {
+        /// The subject.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::key))]
+        subject: Bytes,
+        /// The payload.
+        #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::value))]
+        payload: Bytes,
+    },
 }
 
 /// Parses one request body.
@@ -107,6 +132,9 @@ fn body_decoder(opcode: Opcode) -> Option<BodyDecoder> {
         Opcode::DELETE => msg::delete::decode_request,
         Opcode::CAS => msg::cas::decode_request,
         Opcode::SCAN => msg::scan::decode_request,
+        Opcode::SUBSCRIBE => msg::subscribe::decode_request,
+        Opcode::UNSUBSCRIBE => |r, _| msg::subscribe::decode_unsubscribe(r),
+        Opcode::PUBLISH => msg::publish::decode_request,
         _ => return None,
     };
     Some(decode)
@@ -124,6 +152,9 @@ impl Request {
             Request::Delete { .. } => Opcode::DELETE,
             Request::Cas { .. } => Opcode::CAS,
             Request::Scan { .. } => Opcode::SCAN,
+            Request::Subscribe { .. } => Opcode::SUBSCRIBE,
+            Request::Unsubscribe { .. } => Opcode::UNSUBSCRIBE,
+            Request::Publish { .. } => Opcode::PUBLISH,
         }
     }
 
@@ -200,6 +231,15 @@ impl Request {
                 cursor,
                 limit,
             } => msg::scan::encode_request(buf, id, prefix, cursor, *limit),
+            Request::Subscribe {
+                prefix,
+                resume,
+                progress_ms,
+            } => msg::subscribe::encode_request(buf, id, prefix, *resume, *progress_ms),
+            Request::Unsubscribe { sub_id } => msg::subscribe::encode_unsubscribe(buf, id, *sub_id),
+            Request::Publish { subject, payload } => {
+                msg::publish::encode_request(buf, id, subject, payload)
+            }
         }
     }
 }

@@ -50,6 +50,22 @@ pub enum ResponseBody {
     },
     /// OK to SCAN.
     Scan(ScanPage),
+    /// OK to SUBSCRIBE.
+    Subscribed {
+        /// The subscription's id on this connection.
+        sub_id: u32,
+        /// The server's history id.
+        history: u64,
+        /// The server's change sequence when the subscription began.
+        seq: u64,
+    },
+    /// OK to UNSUBSCRIBE.
+    Unsubscribed,
+    /// OK to PUBLISH.
+    Published {
+        /// Connections the message was delivered to.
+        receivers: u32,
+    },
     /// NOT_FOUND.
     NotFound,
     /// VERSION_CONFLICT.
@@ -104,6 +120,9 @@ impl Response {
                 Opcode::DELETE => msg::delete::decode_response(r)?,
                 Opcode::CAS => msg::cas::decode_response(r)?,
                 Opcode::SCAN => msg::scan::decode_response(r)?,
+                Opcode::SUBSCRIBE => msg::subscribe::decode_response(r)?,
+                Opcode::UNSUBSCRIBE => msg::subscribe::decode_unsubscribed(r)?,
+                Opcode::PUBLISH => msg::publish::decode_response(r)?,
                 _ => return Err(RequestError::bad("OK response to an unknown opcode")),
             },
             Status::NOT_FOUND => {
@@ -140,6 +159,15 @@ impl Response {
             }
             ResponseBody::Written { version } => encode::written(buf, op, id, *version),
             ResponseBody::Scan(page) => msg::scan::encode_response(buf, id, page),
+            ResponseBody::Subscribed {
+                sub_id,
+                history,
+                seq,
+            } => msg::subscribe::encode_response(buf, id, *sub_id, *history, *seq),
+            ResponseBody::Unsubscribed => msg::subscribe::encode_unsubscribed(buf, id),
+            ResponseBody::Published { receivers } => {
+                msg::publish::encode_response(buf, id, *receivers)
+            }
             ResponseBody::NotFound => encode::not_found(buf, op, id),
             ResponseBody::VersionConflict { current } => {
                 encode::version_conflict(buf, op, id, *current)

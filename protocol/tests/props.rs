@@ -4,6 +4,7 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use switchboard_protocol::msg::hello::HelloReply;
 use switchboard_protocol::msg::scan::{ScanEntry, ScanPage};
+use switchboard_protocol::msg::subscribe::Resume;
 use switchboard_protocol::*;
 
 fn key() -> impl Strategy<Value = Bytes> {
@@ -48,6 +49,18 @@ fn request() -> impl Strategy<Value = Request> {
             cursor,
             limit
         }),
+        (
+            value(),
+            proptest::option::of((any::<u64>(), any::<u64>())),
+            any::<u32>()
+        )
+            .prop_map(|(prefix, resume, progress_ms)| Request::Subscribe {
+                prefix,
+                resume: resume.map(|(from, history)| Resume { from, history }),
+                progress_ms
+            }),
+        any::<u32>().prop_map(|sub_id| Request::Unsubscribe { sub_id }),
+        (key(), value()).prop_map(|(subject, payload)| Request::Publish { subject, payload }),
     ]
 }
 
@@ -64,10 +77,11 @@ fn response() -> impl Strategy<Value = Response> {
             any::<u32>(),
             any::<u32>(),
             any::<u32>(),
+            any::<u64>(),
             value()
         )
             .prop_map(
-                |(version, features, max_frame, max_key, max_value, server)| (
+                |(version, features, max_frame, max_key, max_value, history, server)| (
                     Opcode::HELLO,
                     ResponseBody::Hello(HelloReply {
                         version,
@@ -75,6 +89,7 @@ fn response() -> impl Strategy<Value = Response> {
                         max_frame,
                         max_key,
                         max_value,
+                        history,
                         server
                     })
                 )
@@ -100,6 +115,16 @@ fn response() -> impl Strategy<Value = Response> {
                     next_cursor
                 })
             )),
+        (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(sub_id, history, seq)| (
+            Opcode::SUBSCRIBE,
+            ResponseBody::Subscribed {
+                sub_id,
+                history,
+                seq
+            }
+        )),
+        Just((Opcode::UNSUBSCRIBE, ResponseBody::Unsubscribed)),
+        any::<u32>().prop_map(|receivers| (Opcode::PUBLISH, ResponseBody::Published { receivers })),
         (0x10u8..=0xff, value(), any::<u8>()).prop_map(|(s, message, op)| (
             Opcode(op),
             ResponseBody::Error {
@@ -113,6 +138,49 @@ fn response() -> impl Strategy<Value = Response> {
         opcode,
         body,
     })
+}
+
+fn push() -> impl Strategy<Value = Push> {
+    prop_oneof![
+        (any::<u32>(), any::<u64>(), key(), value(), any::<bool>()).prop_map(
+            |(sub_id, seq, key, value, put)| Push::Event {
+                sub_id,
+                seq,
+                kind: if put {
+                    EventKind::Put
+                } else {
+                    EventKind::Delete
+                },
+                key,
+                value: if put { value } else { Bytes::new() },
+            }
+        ),
+        (any::<u32>(), key(), value()).prop_map(|(sub_id, subject, payload)| Push::Message {
+            sub_id,
+            subject,
+            payload
+        }),
+        (any::<u32>(), any::<[u64; 4]>()).prop_map(
+            |(sub_id, [history, after, oldest, current])| {
+                Push::Gap {
+                    sub_id,
+                    history,
+                    after,
+                    oldest,
+                    current,
+                }
+            }
+        ),
+        (any::<u32>(), any::<u64>(), any::<u64>()).prop_map(|(sub_id, history, seq)| {
+            Push::Progress {
+                sub_id,
+                history,
+                seq,
+            }
+        }),
+        (any::<u32>(), any::<u64>()).prop_map(|(sub_id, count)| Push::Lost { sub_id, count }),
+        Just(Push::Ping),
+    ]
 }
 
 /// Limits wide enough for every generated request.
@@ -155,6 +223,23 @@ proptest! {
         let frames = decode_all(&mut buf);
         prop_assert_eq!(frames.len(), 1);
         prop_assert_eq!(Response::decode(&frames[0]).unwrap(), resp);
+    }
+
+    #[test]
+    fn any_push_round_trips(push in push()) {
+        let version = MAX_VERSION;
+        let mut buf = BytesMut::new();
+        push.encode(version, &mut buf);
+        let encoded = buf.clone();
+        let frames = decode_all(&mut buf);
+        prop_assert_eq!(frames.len(), 1);
+        prop_assert_eq!(frames[0].header.version, version);
+        prop_assert!(Response::decode(&frames[0]).is_err(), "a push is not a response");
+        let decoded = Push::decode(&frames[0]).unwrap();
+        prop_assert_eq!(&decoded, &push);
+        let mut again = BytesMut::new();
+        decoded.encode(version, &mut again);
+        prop_assert_eq!(again, encoded);
     }
 
     #[test]
@@ -201,6 +286,7 @@ proptest! {
                         let borrowed = Request::decode(&frame, &limits);
                         prop_assert_eq!(borrowed, Request::decode_owned(frame.clone(), &limits));
                         let _ = Response::decode(&frame);
+                        let _ = Push::decode(&frame);
                     }
                     Ok(None) => break,
                     Err(_) => break 'feed,

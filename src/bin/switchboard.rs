@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use switchboard::config::{self, parse_bytes, Config};
 use switchboard::protocol::Limits;
+use switchboard::push::{self, PushConfig};
 use switchboard::server::Server;
 
 /// A versioned in-memory record store over a compact binary protocol.
@@ -75,6 +76,30 @@ struct Flags {
     /// executing for most of this; the rest are answered SHUTTING_DOWN.
     #[arg(long, default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
     shutdown_timeout: f64,
+
+    /// Changes kept in memory for subscribers that resume from a sequence; one that
+    /// resumes from before the oldest kept gets a GAP.
+    #[arg(long, default_value_t = push::DEFAULT_CHANGE_LOG_EVENTS)]
+    change_log_events: usize,
+
+    /// Bytes the kept changes may hold (suffixes k, m, g); fewer changes are kept when
+    /// this binds first.
+    #[arg(long, default_value = "64m", value_parser = parse_bytes)]
+    change_log_bytes: u64,
+
+    /// Subscriptions one connection may hold; more are refused with SUBSCRIPTION_LIMIT.
+    #[arg(long, default_value_t = push::DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION)]
+    max_subscriptions_per_connection: usize,
+
+    /// Subscriptions all connections together may hold.
+    #[arg(long, default_value_t = push::DEFAULT_MAX_SUBSCRIPTIONS)]
+    max_subscriptions: usize,
+
+    /// Seconds with nothing sent either way after which a subscriber is sent a PING
+    /// push; one that sends nothing for three of these after it is closed. Its
+    /// socket also gets TCP keepalive probes on the same interval.
+    #[arg(long, default_value_t = push::DEFAULT_KEEPALIVE.as_secs_f64())]
+    keepalive: f64,
 }
 
 fn parse_u32_bytes(text: &str) -> Result<u32, String> {
@@ -112,6 +137,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let keepalive = match Duration::try_from_secs_f64(flags.keepalive) {
+        Ok(t) if !t.is_zero() => t,
+        _ => {
+            eprintln!("switchboard: --keepalive must be a number of seconds above 0");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = Config {
         listen: flags.listen,
         listen_backlog: flags.listen_backlog,
@@ -126,6 +158,13 @@ fn main() -> ExitCode {
         shutdown_timeout,
         inline_max_batch: flags.inline_max_batch,
         idle_timeout: (flags.idle_timeout > 0).then(|| Duration::from_secs(flags.idle_timeout)),
+        push: PushConfig {
+            change_log_events: flags.change_log_events,
+            change_log_bytes: usize::try_from(flags.change_log_bytes).unwrap_or(usize::MAX),
+            max_per_connection: flags.max_subscriptions_per_connection,
+            max_subscriptions: flags.max_subscriptions,
+            keepalive,
+        },
         ..Config::default()
     };
     let server = match Server::bind(&config) {

@@ -33,16 +33,22 @@
 //!
 //! (The hidden lines start a server in-process on a free port.)
 
+mod subscribe;
+
+pub use subscribe::{Subscribed, Subscriber, Watch, WatchEvent};
+
 use crate::protocol::msg::hello::HelloReply;
 use crate::protocol::msg::scan::{ScanEntry, ScanPage};
+use crate::protocol::msg::subscribe::Resume;
 use crate::protocol::{
-    DecodeError, Decoder, Limits, Request, RequestError, RequestId, Response, ResponseBody, Status,
-    MAX_VERSION,
+    DecodeError, Decoder, Flags, Frame, Limits, Push, Request, RequestError, RequestId, Response,
+    ResponseBody, Status, MAX_VERSION,
 };
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 /// A record as a client sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +112,10 @@ pub struct Client {
     read_buf: BytesMut,
     write_buf: BytesMut,
     next_id: u32,
+    /// Pushes that arrived while an answer was awaited, oldest first.
+    pushes: VecDeque<Push>,
+    /// PINGs sent to answer keepalives, whose answers nobody waits for.
+    pongs: VecDeque<RequestId>,
 }
 
 impl Client {
@@ -123,7 +133,17 @@ impl Client {
             read_buf: BytesMut::with_capacity(16 << 10),
             write_buf: BytesMut::with_capacity(16 << 10),
             next_id: 1,
+            pushes: VecDeque::new(),
+            pongs: VecDeque::new(),
         })
+    }
+
+    /// The server's address.
+    ///
+    /// # Errors
+    /// When the socket cannot say.
+    pub fn peer_addr(&self) -> Result<SocketAddr> {
+        Ok(self.stream.peer_addr()?)
     }
 
     /// Fails calls that wait longer than `timeout` for the server (`None` = forever).
@@ -319,14 +339,50 @@ impl Client {
         Ok(())
     }
 
-    /// Waits for the next response (responses arrive in request order).
+    /// Waits for the next response (responses arrive in request order). Pushes that
+    /// arrive first are kept for [`next_push`](Self::next_push).
     ///
     /// # Errors
     /// When the connection fails or closes, or the frame is invalid.
     pub fn recv(&mut self) -> Result<Response> {
-        let frame = loop {
+        loop {
+            let frame = self.read_frame()?;
+            if let Some(response) = self.take_frame(frame)? {
+                return Ok(response);
+            }
+        }
+    }
+
+    /// A response, or `None` for a push (queued, or answered when it is a keepalive)
+    /// and for the answer to a keepalive's PING.
+    fn take_frame(&mut self, frame: Frame) -> Result<Option<Response>> {
+        if frame.header.flags.contains(Flags::PUSH) {
+            match Push::decode(&frame)? {
+                Push::Ping => {
+                    // Any frame answers a keepalive; a PING is the cheapest.
+                    let id = self.send(&Request::Ping {
+                        payload: Bytes::new(),
+                    })?;
+                    self.pongs.push_back(id);
+                    self.flush()?;
+                }
+                push => self.pushes.push_back(push),
+            }
+            return Ok(None);
+        }
+        let response = Response::decode(&frame)?;
+        if self.pongs.front() == Some(&response.request_id) {
+            self.pongs.pop_front();
+            return Ok(None);
+        }
+        Ok(Some(response))
+    }
+
+    /// Reads until a whole frame is buffered, and takes it.
+    fn read_frame(&mut self) -> Result<Frame> {
+        loop {
             if let Some(frame) = self.decoder.decode(&mut self.read_buf)? {
-                break frame;
+                return Ok(frame);
             }
             self.read_buf.reserve(16 << 10);
             let start = self.read_buf.len();
@@ -344,8 +400,110 @@ impl Client {
                     }
                 }
             }
+        }
+    }
+
+    /// Subscribes to the changes and messages under `prefix` (the connection must have
+    /// been granted [`PUSH`](crate::protocol::features::PUSH) by [`hello`](Self::hello));
+    /// with `resume`, the logged changes after it are replayed first. Pushes then
+    /// arrive through [`next_push`](Self::next_push), between the answers to any
+    /// other requests.
+    ///
+    /// # Errors
+    /// As for every call; `SUBSCRIPTION_LIMIT` and `UNSUPPORTED` (no PUSH) come back as
+    /// [`ClientError::Server`].
+    pub fn subscribe(
+        &mut self,
+        prefix: impl Into<Bytes>,
+        resume: Option<Resume>,
+        progress_ms: u32,
+    ) -> Result<Subscribed> {
+        let request = Request::Subscribe {
+            prefix: prefix.into(),
+            resume,
+            progress_ms,
         };
-        Ok(Response::decode(&frame)?)
+        match self.call(&request)? {
+            ResponseBody::Subscribed {
+                sub_id,
+                history,
+                seq,
+            } => Ok(Subscribed {
+                sub_id,
+                history,
+                seq,
+            }),
+            other => unexpected(other),
+        }
+    }
+
+    /// Ends a subscription; false when the connection held no such subscription.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn unsubscribe(&mut self, sub_id: u32) -> Result<bool> {
+        match self.call(&Request::Unsubscribe { sub_id })? {
+            ResponseBody::Unsubscribed => Ok(true),
+            ResponseBody::NotFound => Ok(false),
+            other => unexpected(other),
+        }
+    }
+
+    /// Publishes a message; returns how many connections hold a matching subscription.
+    ///
+    /// # Errors
+    /// As for every call.
+    pub fn publish(&mut self, subject: impl Into<Bytes>, payload: impl Into<Bytes>) -> Result<u32> {
+        let request = Request::Publish {
+            subject: subject.into(),
+            payload: payload.into(),
+        };
+        match self.call(&request)? {
+            ResponseBody::Published { receivers } => Ok(receivers),
+            other => unexpected(other),
+        }
+    }
+
+    /// The next push: one that arrived meanwhile, or the next to arrive within
+    /// `timeout` (`None` = wait for ever). Returns `Ok(None)` when the time passes.
+    /// Keepalive PINGs are answered here, and not returned.
+    ///
+    /// # Errors
+    /// When the connection fails or closes, or a response arrives that no request
+    /// waits for.
+    pub fn next_push(&mut self, timeout: Option<Duration>) -> Result<Option<Push>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(push) = self.pushes.pop_front() {
+                return Ok(Some(push));
+            }
+            let wait = match deadline {
+                Some(at) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(None),
+                },
+                None => None,
+            };
+            let before = self.stream.read_timeout()?;
+            self.stream.set_read_timeout(wait)?;
+            let frame = self.read_frame();
+            self.stream.set_read_timeout(before)?;
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(ClientError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(response) = self.take_frame(frame)? {
+                return Err(ClientError::Unexpected(Box::new(response.body)));
+            }
+        }
     }
 
     /// Starts a pipeline: requests queued, then sent in one write.

@@ -73,8 +73,8 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::time::{Duration, Instant};
 
-/// Feature bits this server grants in HELLO (none yet: pushes and TTLs are reserved).
-pub const SUPPORTED_FEATURES: u32 = 0;
+/// Feature bits this server grants in HELLO (TTLs are reserved).
+pub const SUPPORTED_FEATURES: u32 = features::PUSH;
 
 /// Buffers larger than this are released once empty, so one large frame does not leave
 /// a connection holding a large buffer for the rest of its life.
@@ -144,6 +144,12 @@ pub struct Connection {
     cancelled: bool,
     /// The last time a byte moved either way or an answer arrived.
     last_activity: Instant,
+    /// The last time a byte arrived.
+    last_input: Instant,
+    /// Holds subscriptions: the idle timeout does not apply (keepalive does).
+    subscribed: bool,
+    /// A subscription fell behind for lack of room and waits for the output to drain.
+    push_behind: bool,
 }
 
 impl Connection {
@@ -167,6 +173,9 @@ impl Connection {
             discard_answers: false,
             cancelled: false,
             last_activity: now,
+            last_input: now,
+            subscribed: false,
+            push_behind: false,
         }
     }
 
@@ -269,6 +278,7 @@ impl Connection {
         self.input.extend_from_slice(data);
         self.decodable = true;
         self.last_activity = now;
+        self.last_input = now;
     }
 
     /// Copying convenience for tests: `handle_input` then `poll_jobs`.
@@ -454,6 +464,71 @@ impl Connection {
         self.settle();
     }
 
+    /// The protocol version the connection speaks (pushes are written in it).
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// Where pushes are written: `None` unless the connection is open and its
+    /// answers are wanted. Pushes count against the output limit like answers.
+    pub fn push_out(&mut self) -> Option<&mut Outgoing> {
+        (self.state == State::Open && !self.discard_answers && !self.cancelled)
+            .then_some(&mut self.output)
+    }
+
+    /// True while pending output is under the limit: a push may be queued.
+    pub fn push_room(&self) -> bool {
+        self.output.len() < self.limits.max_output
+    }
+
+    /// The connection holds subscriptions (true) or no longer does: the idle timeout
+    /// does not apply to a subscriber, which is judged by keepalive instead.
+    pub fn set_subscribed(&mut self, subscribed: bool) {
+        self.subscribed = subscribed;
+    }
+
+    /// True while the connection holds subscriptions.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed
+    }
+
+    /// A subscription fell behind for lack of room: [`push_resumable`] turns true
+    /// once the output has drained to half its limit.
+    ///
+    /// [`push_resumable`]: Self::push_resumable
+    pub fn set_push_behind(&mut self) {
+        self.push_behind = true;
+    }
+
+    /// True once, when a subscription behind may be caught up: the output has
+    /// drained to half its limit. Clears the mark.
+    pub fn take_push_resumable(&mut self) -> bool {
+        if self.push_behind
+            && self.state == State::Open
+            && self.output.len() <= self.limits.max_output / 2
+        {
+            self.push_behind = false;
+            return true;
+        }
+        false
+    }
+
+    /// The last time a byte arrived from the client.
+    pub fn last_input(&self) -> Instant {
+        self.last_input
+    }
+
+    /// The last time a byte moved either way.
+    pub fn last_activity(&self) -> Instant {
+        self.last_activity
+    }
+
+    /// A subscriber answered none of its keepalive PINGs while its output drained: it
+    /// is gone. Closes at once.
+    pub fn handle_keepalive_timeout(&mut self) {
+        self.abort(CloseReason::IdleTimeout);
+    }
+
     /// The first contiguous bytes ready to be written.
     #[must_use]
     pub fn poll_transmit(&self) -> &[u8] {
@@ -522,7 +597,9 @@ impl Connection {
         match (timer, self.state) {
             // Answers held for the server's own reasons (durability) are not the
             // client's to take: like a run in flight, they suspend the idle clock.
-            (Timer::Idle, State::Open) if self.in_flight == 0 && !self.output.is_holding() => {
+            (Timer::Idle, State::Open)
+                if self.in_flight == 0 && !self.output.is_holding() && !self.subscribed =>
+            {
                 self.limits.idle_timeout.map(|t| self.last_activity + t)
             }
             (Timer::Closing, State::Closing(_))
@@ -711,6 +788,14 @@ impl Connection {
                     if ttl_ms != 0 && self.features & features::TTL == 0 =>
                 {
                     reject(Status::UNSUPPORTED, "TTL was not negotiated")
+                }
+                Ok(Request::Subscribe { .. } | Request::Unsubscribe { .. })
+                    if self.features & features::PUSH == 0 =>
+                {
+                    reject(
+                        Status::UNSUPPORTED,
+                        "PUSH was not negotiated: ask for it in HELLO",
+                    )
                 }
                 Ok(request) => {
                     if let Request::Hello {

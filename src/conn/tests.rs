@@ -535,7 +535,9 @@ fn hello_is_only_allowed_first_and_ttl_needs_the_feature() {
     h.execute();
     let out = h.drain_output();
     match &out[0].body {
-        ResponseBody::Hello(reply) => assert_eq!((reply.version, reply.features), (1, 0)),
+        ResponseBody::Hello(reply) => {
+            assert_eq!((reply.version, reply.features), (1, features::PUSH))
+        }
         other => panic!("{other:?}"),
     }
     assert!(matches!(
@@ -553,6 +555,41 @@ fn hello_is_only_allowed_first_and_ttl_needs_the_feature() {
         }
     ));
     assert_eq!(h.conn.state(), State::Open);
+}
+
+#[test]
+fn subscribing_needs_the_push_feature() {
+    let mut h = ConnHarness::new(limits());
+    let subscribe = Request::Subscribe {
+        prefix: "k".into(),
+        resume: None,
+        progress_ms: 0,
+    };
+    h.conn.handle_input(h.now, &encode(subscribe.clone(), 1));
+    h.conn
+        .handle_input(h.now, &encode(Request::Unsubscribe { sub_id: 1 }, 2));
+    h.feed(&encode(
+        Request::Publish {
+            subject: "k".into(),
+            payload: "hi".into(),
+        },
+        3,
+    ));
+    h.execute();
+    let out = h.drain_output();
+    for answer in &out[..2] {
+        assert!(
+            matches!(
+                answer.body,
+                ResponseBody::Error {
+                    status: Status::UNSUPPORTED,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(out[2].body, ResponseBody::Published { receivers: 0 });
 }
 
 #[test]

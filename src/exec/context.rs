@@ -2,6 +2,7 @@
 //! worker: the store, the counters, the limits, and the flag that cancels work.
 
 use crate::protocol::Limits;
+use crate::push::{Hub, PushConfig};
 use crate::stats::Stats;
 use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,8 @@ pub struct Context {
     pub limits: Limits,
     /// Worker threads, reported by STATS.
     pub workers: usize,
+    /// Subscriptions, the change log and what waits to be pushed.
+    pub push: Hub,
     /// Set when the server stops executing requests (a shutdown's deadline is near, or
     /// a second signal came): no job starts after it, and jobs not started are
     /// answered SHUTTING_DOWN.
@@ -31,6 +34,7 @@ impl Context {
             stats: Stats::default(),
             limits,
             workers,
+            push: Hub::new(PushConfig::default(), 0),
             cancel: AtomicBool::new(false),
         }
     }

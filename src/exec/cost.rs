@@ -28,6 +28,10 @@ pub enum Cost {
     Lookup,
     /// Work that grows with the store or the answer (a SCAN page, the STATS text).
     Heavy,
+    /// Cheap, and must run on the reactor: it changes what the reactor pushes to this
+    /// connection (a subscription), so its answer must not arrive after a push it
+    /// caused.
+    Local,
 }
 
 /// Every opcode this server executes, with its cost. Opcodes not listed are answered
@@ -41,6 +45,9 @@ pub const COSTS: &[(Opcode, Cost)] = &[
     (Opcode::DELETE, Cost::Fixed),
     (Opcode::CAS, Cost::Payload),
     (Opcode::SCAN, Cost::Heavy),
+    (Opcode::SUBSCRIBE, Cost::Local),
+    (Opcode::UNSUBSCRIBE, Cost::Local),
+    (Opcode::PUBLISH, Cost::Payload),
 ];
 
 /// [`COSTS`] indexed by opcode byte, built at compile time: a lookup per request.
@@ -64,7 +71,7 @@ pub fn cost_of(opcode: Opcode) -> Cost {
 pub fn payload_len(request: &Request) -> usize {
     match request {
         Request::Put { value, .. } | Request::Cas { value, .. } => value.len(),
-        Request::Ping { payload } => payload.len(),
+        Request::Ping { payload } | Request::Publish { payload, .. } => payload.len(),
         _ => 0,
     }
 }
@@ -74,11 +81,16 @@ pub fn is_cheap(job: &Job) -> bool {
     match &job.op {
         JobOp::Reject { .. } => true,
         JobOp::Request(r) => match cost_of(r.opcode()) {
-            Cost::Fixed | Cost::Lookup => true,
+            Cost::Fixed | Cost::Lookup | Cost::Local => true,
             Cost::Payload => payload_len(r) <= SMALL_PAYLOAD_BYTES,
             Cost::Heavy => false,
         },
     }
+}
+
+/// True when a job must run on the reactor ([`Cost::Local`]).
+pub fn is_local(job: &Job) -> bool {
+    matches!(&job.op, JobOp::Request(r) if cost_of(r.opcode()) == Cost::Local)
 }
 
 /// Budget units a job is charged before it runs (see [`Budget`](super::Budget)):
@@ -113,8 +125,11 @@ mod tests {
 
     #[test]
     fn every_defined_request_opcode_has_a_row() {
-        // Reserved opcodes (subscribe, pushes) get their rows when they are implemented.
-        for op in Opcode::ALL.iter().filter(|op| !op.is_reserved()) {
+        // Pushes are never requests; reserved opcodes get rows when implemented.
+        for op in Opcode::ALL
+            .iter()
+            .filter(|op| !op.is_reserved() && !op.is_push())
+        {
             assert!(COSTS.iter().any(|(o, _)| o == op), "{op} has no cost row");
         }
     }

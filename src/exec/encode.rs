@@ -57,17 +57,32 @@ pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome<'_>,
         }
         Outcome::Stats => {
             let store = &ctx.store;
-            ctx.stats.encode(
-                out.buf(),
-                to,
-                &[
-                    ("keys", store.len()),
-                    ("memory_used_bytes", store.memory_used()),
-                    ("memory_limit_bytes", store.max_memory()),
-                    ("seq", store.seq()),
-                    ("workers", ctx.workers as u64),
-                ],
-            );
+            let push = ctx.push.lock();
+            let c = push.counts;
+            let extra = [
+                ("keys", store.len()),
+                ("memory_used_bytes", store.memory_used()),
+                ("memory_limit_bytes", store.max_memory()),
+                ("seq", store.seq()),
+                ("workers", ctx.workers as u64),
+                ("subscriptions_current", push.subscriptions() as u64),
+                (
+                    "subscribed_connections",
+                    push.subscribed_connections() as u64,
+                ),
+                ("change_log_events", push.log.len() as u64),
+                ("change_log_bytes", push.log.bytes() as u64),
+                ("change_log_oldest", push.log.base() + 1),
+                ("push_events_sent", c.events_sent),
+                ("push_messages_sent", c.messages_sent),
+                ("push_messages_lost", c.messages_lost),
+                ("push_gaps_sent", c.gaps_sent),
+                ("push_pings_sent", c.pings_sent),
+                ("push_keepalive_closes", c.keepalive_closes),
+                ("published_total", c.published),
+            ];
+            drop(push);
+            ctx.stats.encode(out.buf(), to, &extra);
         }
         Outcome::Hello => {
             let (max_version, features) = match &job.op {
@@ -84,9 +99,17 @@ pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome<'_>,
                 max_frame: ctx.limits.max_frame,
                 max_key: ctx.limits.max_key,
                 max_value: ctx.limits.max_value,
+                history: ctx.push.history,
                 server: Bytes::from_static(SERVER_NAME.as_bytes()),
             };
             msg::hello::encode_response(out.buf(), to, &reply);
+        }
+        Outcome::Subscribed { sub_id, seq } => {
+            msg::subscribe::encode_response(out.buf(), to, *sub_id, ctx.push.history, *seq)
+        }
+        Outcome::Unsubscribed => msg::subscribe::encode_unsubscribed(out.buf(), to),
+        Outcome::Published { receivers } => {
+            msg::publish::encode_response(out.buf(), to, *receivers)
         }
     }
 }

@@ -59,6 +59,20 @@ pub enum Outcome<'a> {
     Stats,
     /// HELLO: the negotiated version and features, derived from the request.
     Hello,
+    /// SUBSCRIBE took effect.
+    Subscribed {
+        /// The subscription's id on its connection.
+        sub_id: u32,
+        /// The server's sequence when it began.
+        seq: u64,
+    },
+    /// UNSUBSCRIBE ended the subscription.
+    Unsubscribed,
+    /// PUBLISH queued the message for this many connections.
+    Published {
+        /// Connections with a matching subscription.
+        receivers: u32,
+    },
 }
 
 /// Executes `job` against the store, counting it in `tally`; a successful write's
@@ -166,6 +180,46 @@ pub fn execute<R>(
         Request::Hello { .. } => {
             c.cmd_hello += 1;
             then(Outcome::Hello)
+        }
+        Request::Subscribe {
+            prefix,
+            resume,
+            progress_ms,
+        } => {
+            c.cmd_subscribe += 1;
+            let seq = ctx.store.seq();
+            let subscribed = ctx.push.subscribe(
+                job.conn,
+                prefix.clone(),
+                *resume,
+                *progress_ms,
+                seq,
+                std::time::Instant::now(),
+            );
+            match subscribed {
+                Ok(sub_id) => then(Outcome::Subscribed { sub_id, seq }),
+                Err((status, reason)) => {
+                    c.request_errors += 1;
+                    then(Outcome::Refused {
+                        opcode: Opcode::SUBSCRIBE,
+                        status,
+                        reason,
+                    })
+                }
+            }
+        }
+        Request::Unsubscribe { sub_id } => {
+            c.cmd_unsubscribe += 1;
+            if ctx.push.unsubscribe(job.conn, *sub_id) {
+                then(Outcome::Unsubscribed)
+            } else {
+                then(Outcome::NotFound)
+            }
+        }
+        Request::Publish { subject, payload } => {
+            c.cmd_publish += 1;
+            let receivers = ctx.push.publish(subject.clone(), payload.clone());
+            then(Outcome::Published { receivers })
         }
     }
 }

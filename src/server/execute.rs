@@ -101,7 +101,7 @@ impl Server {
             &mut self.tally,
             &mut changes,
         );
-        self.sequence(&mut changes);
+        self.sequence(&mut changes, now);
         self.changes = changes;
         self.return_unrun_inline();
         for id in touched.drain(..) {
@@ -151,7 +151,18 @@ impl Server {
                 }
             });
             self.spare.push(std::mem::take(&mut done.unrun));
-            super::sequence(&mut self.sequencer, &mut self.listeners, &mut done.changes);
+            let mut targets = super::push::RegistryTargets {
+                registry: &mut self.registry,
+                again: &mut self.again,
+            };
+            super::push::sequence(
+                &mut self.sequencer,
+                &mut self.listeners,
+                &self.ctx.push,
+                &mut targets,
+                &mut done.changes,
+                now,
+            );
             pool.recycle(done);
         }
         self.queue = touched;

@@ -47,6 +47,7 @@ mod execute;
 mod fds;
 mod listener;
 mod memory;
+mod push;
 mod registry;
 mod service;
 mod shutdown;
@@ -138,6 +139,8 @@ pub struct Server {
     again: Vec<ConnId>,
     /// This iteration's runs cheap enough to execute here (see `execute`).
     inline: Batch,
+    /// A run executed here at once: with `--workers 0`, or one that must run here.
+    local: Batch,
     /// Per worker, a batch of jobs for each of its lanes (see `worker`).
     batches: Vec<[Batch; 2]>,
     /// Emptied batches come back from workers; kept for the next batches.
@@ -163,23 +166,20 @@ pub struct Server {
     sequencer: Sequencer,
     /// What receives the ordered change stream.
     listeners: Vec<ChangeListener>,
+    /// Connections holding subscriptions.
+    subscribers: usize,
+    /// When push's periodic work is next due (see `push`).
+    push_tick_at: Instant,
+    /// Connections with subscriptions to catch up from the change log.
+    push_ready: Vec<ConnId>,
+    /// Connections whose subscriptions began or ended, to apply (kept for reuse).
+    push_notices: Vec<(ConnId, bool)>,
+    /// The keepalive interval for subscribers.
+    push_keepalive: Duration,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
 pub type ChangeListener = Box<dyn FnMut(&Change) + Send>;
-
-/// Feeds `changes` to `sequencer`, and what it emits to `listeners`.
-fn sequence(
-    sequencer: &mut Sequencer,
-    listeners: &mut [ChangeListener],
-    changes: &mut Vec<Change>,
-) {
-    sequencer.accept_all(changes, |c| {
-        for listen in listeners.iter_mut() {
-            listen(c);
-        }
-    });
-}
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -211,11 +211,9 @@ impl Server {
         poll.registry()
             .register(&mut signals, SIGNAL, Interest::READABLE)
             .map_err(ServerError::Poll)?;
-        let ctx = Arc::new(Context::new(
-            config.limits,
-            config.max_memory,
-            config.workers,
-        ));
+        let mut ctx = Context::new(config.limits, config.max_memory, config.workers);
+        ctx.push = crate::push::Hub::new(config.push, ctx.store.seq());
+        let ctx = Arc::new(ctx);
         let pool = match config.workers {
             0 => None,
             n => Some(Pool::start(n, ctx.clone(), wake.clone()).map_err(ServerError::Spawn)?),
@@ -243,6 +241,7 @@ impl Server {
             queue: Vec::new(),
             again: Vec::new(),
             inline: Batch::default(),
+            local: Batch::default(),
             spare: Vec::new(),
             discard: Outgoing::default(),
             timers: timers::Heap::default(),
@@ -255,6 +254,11 @@ impl Server {
             changes: Vec::new(),
             sequencer: Sequencer::new(0),
             listeners: Vec::new(),
+            subscribers: 0,
+            push_tick_at: Instant::now(),
+            push_ready: Vec::new(),
+            push_notices: Vec::new(),
+            push_keepalive: config.push.keepalive,
         })
     }
 
@@ -276,12 +280,6 @@ impl Server {
     /// thread as soon as the changes before it have arrived.
     pub fn on_change(&mut self, listener: impl FnMut(&Change) + Send + 'static) {
         self.listeners.push(Box::new(listener));
-    }
-
-    /// Hands the changes of a run or batch to the sequencer, which emits what is now in
-    /// order to the listeners.
-    fn sequence(&mut self, changes: &mut Vec<Change>) {
-        sequence(&mut self.sequencer, &mut self.listeners, changes);
     }
 
     /// The shared context (store and counters), for embedding and tests.
@@ -337,6 +335,7 @@ impl Server {
             self.service_queue(now);
             self.dispatch(now);
             self.complete(now);
+            self.deliver_push(now);
             self.fire_timers(now);
             self.enforce_client_memory(now);
             self.publish(now);
@@ -353,7 +352,11 @@ impl Server {
             .batches
             .iter()
             .any(|[cheap, heavy]| !cheap.is_empty() || !heavy.is_empty());
-        if !self.again.is_empty() || !self.inline.is_empty() || batched {
+        if !self.again.is_empty()
+            || !self.inline.is_empty()
+            || batched
+            || !self.push_ready.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         if let Some(pool) = &self.pool {
@@ -365,7 +368,8 @@ impl Server {
         }
         let listener = self.listener.as_ref().and_then(|l| l.resume_at());
         let stopping = self.stopping.as_ref().map(|s| s.next_deadline());
-        [listener, self.timers.next(), stopping]
+        let push = (self.subscribers > 0).then_some(self.push_tick_at);
+        [listener, self.timers.next(), stopping, push]
             .into_iter()
             .flatten()
             .min()

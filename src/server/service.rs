@@ -111,7 +111,12 @@ impl Server {
             return Took::Nothing;
         }
         self.inline.end_run(id, start, credit);
-        let Some(pool) = &self.pool else {
+        // A run that changes this connection's subscriptions runs here and now, so
+        // that its answers are queued before any push they cause.
+        let local = self.pool.is_some() && self.inline.jobs[start..].iter().any(cost::is_local);
+        if self.pool.is_none() || local {
+            let mut batch = std::mem::take(&mut self.local);
+            self.inline.move_last_run(&mut batch);
             let mut route = RegistryRoute {
                 registry: &mut self.registry,
                 discard: &mut self.discard,
@@ -120,18 +125,26 @@ impl Server {
             let mut changes = std::mem::take(&mut self.changes);
             exec::run_batch(
                 &self.ctx,
-                &mut self.inline,
+                &mut batch,
                 &mut route,
                 budget,
                 &mut self.tally,
                 &mut changes,
             );
-            self.sequence(&mut changes);
+            self.sequence(&mut changes, now);
             self.changes = changes;
-            if self.inline.is_empty() {
-                return Took::Ran;
-            }
-            self.return_unrun_inline();
+            let ran = batch.is_empty();
+            let cancelled = self.ctx.cancelled();
+            let registry = &mut self.registry;
+            batch.drain_runs(|run, jobs| {
+                if let Some(slot) = registry.get_mut(run.conn) {
+                    slot.conn.handle_unrun(jobs, cancelled);
+                }
+            });
+            self.local = batch;
+            return if ran { Took::Ran } else { Took::Nothing };
+        }
+        let Some(pool) = &self.pool else {
             return Took::Nothing;
         };
         let cheap =
@@ -175,6 +188,9 @@ impl Server {
         }
         if slot.conn.poll_shutdown(now) {
             let _ = slot.stream.shutdown(Shutdown::Write);
+        }
+        if slot.conn.take_push_resumable() {
+            self.push_ready.push(id);
         }
         let memory = slot.conn.memory();
         self.client_memory = self.client_memory - slot.memory + memory;
@@ -220,6 +236,7 @@ impl Server {
         let Some(slot) = self.registry.remove(id) else {
             return;
         };
+        self.forget_subscriptions(id, slot.conn.subscribed());
         self.client_memory -= slot.memory;
         let c = &self.ctx.stats.counters;
         c.connections_current.fetch_sub(1, Ordering::Relaxed);

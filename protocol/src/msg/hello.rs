@@ -3,13 +3,14 @@
 //! ```text
 //! request  max_version u8 | features u32 | token_len u16 | token
 //! OK       version u8 | features u32 | max_frame u32 | max_key u32 | max_value u32
-//!          | server (UTF-8, the rest of the body)
+//!          | history u64 | server (UTF-8, the rest of the body)
 //! ```
 //!
 //! The client names the highest version it speaks and the features it wants; the
 //! server answers with the version it will use (the lower of the two highest versions)
 //! and the features it granted (a subset of those asked for), plus its limits, so a
-//! client need not guess them. `token` is reserved for authentication: a server with
+//! client need not guess them, and its history id: change sequences are comparable
+//! only between servers (or runs of one) that report the same history. `token` is reserved for authentication: a server with
 //! no token configured ignores it.
 //!
 //! HELLO is optional, and only allowed as a connection's first request. Without it the
@@ -38,6 +39,9 @@ pub struct HelloReply {
     pub max_key: u32,
     /// The server's value limit.
     pub max_value: u32,
+    /// The server's history id: its change sequences continue those of every run
+    /// that reported the same id.
+    pub history: u64,
     /// The server's name and version, for people and logs.
     #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::bytes))]
     pub server: Bytes,
@@ -82,7 +86,7 @@ pub fn encode_request(
 
 /// Appends an OK response to HELLO.
 pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, reply: &HelloReply) {
-    let body_len = 1 + 4 * 4 + reply.server.len();
+    let body_len = 1 + 4 * 4 + 8 + reply.server.len();
     header(
         buf,
         response_header(Opcode::HELLO, Status::OK, id),
@@ -93,6 +97,7 @@ pub fn encode_response(buf: &mut BytesMut, id: impl Into<ReplyTo>, reply: &Hello
     buf.put_u32(reply.max_frame);
     buf.put_u32(reply.max_key);
     buf.put_u32(reply.max_value);
+    buf.put_u64(reply.history);
     buf.put_slice(&reply.server);
 }
 
@@ -104,6 +109,7 @@ pub fn decode_response(r: &mut Reader) -> Result<ResponseBody, RequestError> {
         max_frame: r.u32()?,
         max_key: r.u32()?,
         max_value: r.u32()?,
+        history: r.u64()?,
         server: r.rest(),
     }))
 }

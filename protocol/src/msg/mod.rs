@@ -10,9 +10,11 @@ pub mod delete;
 pub mod get;
 pub mod hello;
 pub mod ping;
+pub mod publish;
 pub mod put;
 pub mod scan;
 pub mod stats;
+pub mod subscribe;
 
 mod reader;
 

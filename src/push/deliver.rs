@@ -1,0 +1,345 @@
+//! Delivering pushes, on the reactor: change events as the sequencer emits them,
+//! published messages, replays of subscriptions that are behind, and the periodic
+//! PROGRESS and keepalive PING.
+//!
+//! Every push is appended to its connection's one ordered output queue, after the
+//! answers already there, and counts against the same output limit. An EVENT's or
+//! MESSAGE's body is encoded once; each subscriber gets its own 16-byte prefix (length,
+//! header, subscription id), then the body, copied when short and shared when long.
+
+use super::log::{ChangeLog, Entry};
+use super::{PushCounts, State, Sub, KEEPALIVE_MISSES, REPLAY_BUDGET};
+use crate::conn::{Connection, Outgoing};
+use crate::exec::sink::Sink;
+use crate::job::ConnId;
+use crate::protocol::push::{encode_message_body, encode_prefix, Push};
+use crate::protocol::Opcode;
+use crate::store::Change;
+use bytes::{Bytes, BytesMut};
+use std::time::Instant;
+
+/// Bodies at least this long are shared between subscribers' queues, not copied.
+const SHARE_BYTES: usize = 1024;
+
+/// The connections pushes go to.
+pub trait Targets {
+    /// The connection, if it is still there.
+    fn conn(&mut self, id: ConnId) -> Option<&mut Connection>;
+    /// Something was queued on `id`, which needs writing.
+    fn touched(&mut self, id: ConnId);
+}
+
+/// How a replay ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replay {
+    /// Every subscription of the connection is live.
+    Caught,
+    /// The output is full; the connection resumes when it drains.
+    NoRoom,
+    /// The budget ran out; call again.
+    Budget,
+}
+
+/// Appends a body shared by subscribers: copied when short, by reference when long.
+fn put_body(out: &mut Outgoing, parts: &[&Bytes]) {
+    for part in parts {
+        if part.len() >= SHARE_BYTES {
+            out.share((*part).clone());
+        } else {
+            out.buf().extend_from_slice(part);
+        }
+    }
+}
+
+fn write_event(out: &mut Outgoing, version: u8, sub_id: u32, entry: &Entry) {
+    encode_prefix(out.buf(), Opcode::EVENT, version, sub_id, entry.body_len());
+    put_body(out, &[&entry.head, &entry.value]);
+}
+
+impl State {
+    /// A change the sequencer emitted, in order: delivered to the live subscriptions
+    /// it matches, then logged.
+    pub fn on_change(&mut self, change: &Change, now: Instant, t: &mut impl Targets) {
+        let Some(entry) = self.log.entry(change) else {
+            return;
+        };
+        if !self.index.is_empty() {
+            let (subs, counts) = (&mut self.subs, &mut self.counts);
+            self.index.for_each_match(entry.key(), |key| {
+                let Some(sub) = subs.get_mut(&key) else {
+                    return;
+                };
+                if sub.behind || entry.seq <= sub.cursor {
+                    return;
+                }
+                let Some(conn) = t.conn(key.0) else {
+                    return;
+                };
+                if !conn.push_room() {
+                    // Behind from here: the log has this change for the replay, which
+                    // ends with a PROGRESS like any other.
+                    sub.behind = true;
+                    sub.progress_owed = true;
+                    conn.set_push_behind();
+                    return;
+                }
+                let version = conn.version();
+                let Some(out) = conn.push_out() else {
+                    return;
+                };
+                write_event(out, version, key.1, &entry);
+                sub.cursor = entry.seq;
+                sub.last_sent = now;
+                counts.events_sent += 1;
+                t.touched(key.0);
+            });
+        }
+        self.log.push(entry);
+    }
+
+    /// Work executing left: connections whose subscriptions changed (applied through
+    /// `notice`), published messages, and replays to start.
+    pub fn deliver_pending(
+        &mut self,
+        now: Instant,
+        t: &mut impl Targets,
+        mut notice: impl FnMut(ConnId, bool),
+        ready: &mut Vec<ConnId>,
+    ) {
+        for (conn, subscribed) in self.notices.drain(..) {
+            notice(conn, subscribed);
+        }
+        ready.append(&mut self.ready);
+        let outbox = std::mem::take(&mut self.outbox);
+        for message in &outbox {
+            self.deliver_message(&message.subject, &message.payload, now, t);
+        }
+        let mut outbox = outbox;
+        outbox.clear();
+        if self.outbox.is_empty() {
+            self.outbox = outbox;
+        }
+    }
+
+    fn deliver_message(
+        &mut self,
+        subject: &Bytes,
+        payload: &Bytes,
+        now: Instant,
+        t: &mut impl Targets,
+    ) {
+        let mut body = BytesMut::with_capacity(2 + subject.len() + payload.len().min(SHARE_BYTES));
+        let shared_payload = payload.len() >= SHARE_BYTES;
+        encode_message_body(
+            &mut body,
+            subject,
+            if shared_payload { &[] } else { payload },
+        );
+        let head = body.freeze();
+        let body_len = head.len() + if shared_payload { payload.len() } else { 0 };
+        let (subs, counts) = (&mut self.subs, &mut self.counts);
+        self.index.for_each_match(subject, |key| {
+            let Some(sub) = subs.get_mut(&key) else {
+                return;
+            };
+            let Some(conn) = t.conn(key.0) else {
+                return;
+            };
+            if !conn.push_room() {
+                sub.lost += 1;
+                counts.messages_lost += 1;
+                return;
+            }
+            let version = conn.version();
+            let Some(out) = conn.push_out() else {
+                return;
+            };
+            if sub.lost > 0 {
+                Push::Lost {
+                    sub_id: key.1,
+                    count: sub.lost,
+                }
+                .encode(version, out.buf());
+                sub.lost = 0;
+            }
+            encode_prefix(out.buf(), Opcode::MESSAGE, version, key.1, body_len);
+            if shared_payload {
+                put_body(out, &[&head, payload]);
+            } else {
+                out.buf().extend_from_slice(&head);
+            }
+            sub.last_sent = now;
+            counts.messages_sent += 1;
+            t.touched(key.0);
+        });
+    }
+
+    /// Replays the log to `conn`'s subscriptions that are behind, within the budget.
+    pub fn catch_up(&mut self, conn_id: ConnId, now: Instant, t: &mut impl Targets) -> Replay {
+        let Some(subs) = self.conns.get(&conn_id) else {
+            return Replay::Caught;
+        };
+        let Some(conn) = t.conn(conn_id) else {
+            return Replay::Caught;
+        };
+        let mut budget = REPLAY_BUDGET;
+        let mut result = Replay::Caught;
+        for &id in &subs.ids {
+            let Some(sub) = self.subs.get_mut(&(conn_id, id)) else {
+                continue;
+            };
+            if !sub.behind {
+                continue;
+            }
+            let replay = ReplayTo {
+                log: &self.log,
+                history: self.history,
+                counts: &mut self.counts,
+                now,
+            };
+            match replay.run(sub, id, conn, &mut budget) {
+                Replay::Caught => {}
+                other => {
+                    result = other;
+                    break;
+                }
+            }
+        }
+        if result == Replay::NoRoom {
+            conn.set_push_behind();
+        }
+        t.touched(conn_id);
+        result
+    }
+
+    /// Periodic work: PROGRESS on quiet subscriptions that asked for it, keepalive
+    /// PINGs to quiet subscribers, and closing those that answer none.
+    pub fn tick(&mut self, now: Instant, t: &mut impl Targets) {
+        let keepalive = self.config.keepalive;
+        let last = self.log.last();
+        for (&conn_id, cs) in self.conns.iter_mut() {
+            let Some(conn) = t.conn(conn_id) else {
+                continue;
+            };
+            if cs.ping_sent.is_some_and(|sent| conn.last_input() >= sent) {
+                cs.ping_sent = None;
+            }
+            let version = conn.version();
+            match cs.ping_sent {
+                None if now.saturating_duration_since(conn.last_activity()) >= keepalive => {
+                    if let Some(out) = conn.push_out() {
+                        Push::Ping.encode(version, out.buf());
+                        cs.ping_sent = Some(now);
+                        self.counts.pings_sent += 1;
+                        t.touched(conn_id);
+                    }
+                }
+                Some(sent)
+                    if now.saturating_duration_since(sent) >= keepalive * KEEPALIVE_MISSES
+                        && conn.pending_output() == 0 =>
+                {
+                    // The PING went out long ago and nothing came back: the peer is
+                    // gone. (A peer that does not read is TCP's to judge.)
+                    conn.handle_keepalive_timeout();
+                    self.counts.keepalive_closes += 1;
+                    t.touched(conn_id);
+                    continue;
+                }
+                _ => {}
+            }
+            for &id in &cs.ids {
+                let Some(sub) = self.subs.get_mut(&(conn_id, id)) else {
+                    continue;
+                };
+                let Some(every) = sub.progress_every else {
+                    continue;
+                };
+                if sub.behind || now.saturating_duration_since(sub.last_sent) < every {
+                    continue;
+                }
+                let Some(conn) = t.conn(conn_id) else {
+                    break;
+                };
+                if let Some(out) = conn.push_out() {
+                    Push::Progress {
+                        sub_id: id,
+                        history: self.history,
+                        seq: sub.cursor.max(last),
+                    }
+                    .encode(version, out.buf());
+                    sub.last_sent = now;
+                    t.touched(conn_id);
+                }
+            }
+        }
+    }
+}
+
+/// One subscription's replay from the log.
+struct ReplayTo<'a> {
+    log: &'a ChangeLog,
+    history: u64,
+    counts: &'a mut PushCounts,
+    now: Instant,
+}
+
+impl ReplayTo<'_> {
+    fn run(self, sub: &mut Sub, id: u32, conn: &mut Connection, budget: &mut usize) -> Replay {
+        let version = conn.version();
+        let log = self.log;
+        if sub.gap_after.is_some() || sub.cursor < log.base() {
+            if !conn.push_room() {
+                return Replay::NoRoom;
+            }
+            let after = sub.gap_after.take().unwrap_or(sub.cursor);
+            let Some(out) = conn.push_out() else {
+                return Replay::Caught;
+            };
+            Push::Gap {
+                sub_id: id,
+                history: self.history,
+                after,
+                oldest: log.base() + 1,
+                current: log.last(),
+            }
+            .encode(version, out.buf());
+            self.counts.gaps_sent += 1;
+            sub.cursor = log.base();
+            sub.last_sent = self.now;
+        }
+        let mut position = log.position_after(sub.cursor);
+        while let Some(entry) = log.get(position) {
+            if *budget == 0 {
+                return Replay::Budget;
+            }
+            *budget -= 1;
+            if entry.key().starts_with(&sub.prefix) {
+                if !conn.push_room() {
+                    return Replay::NoRoom;
+                }
+                let Some(out) = conn.push_out() else {
+                    return Replay::Caught;
+                };
+                write_event(out, version, id, entry);
+                self.counts.events_sent += 1;
+                sub.last_sent = self.now;
+            }
+            sub.cursor = entry.seq;
+            position += 1;
+        }
+        sub.cursor = sub.cursor.max(log.last());
+        sub.behind = false;
+        if std::mem::take(&mut sub.progress_owed) {
+            if let Some(out) = conn.push_out() {
+                Push::Progress {
+                    sub_id: id,
+                    history: self.history,
+                    seq: sub.cursor,
+                }
+                .encode(version, out.buf());
+                sub.last_sent = self.now;
+            }
+        }
+        Replay::Caught
+    }
+}
