@@ -5,8 +5,11 @@
 
 use clap::{Parser, Subcommand};
 use rustyline::error::ReadlineError;
+use std::io::Write;
 use std::process::ExitCode;
-use switchboard::client::{Client, ClientError};
+use switchboard::client::{Client, ClientError, Subscriber, Watch, WatchEvent};
+use switchboard::protocol::msg::subscribe::Resume;
+use switchboard::protocol::{EventKind, Push};
 
 /// Command-line client for a switchboard server.
 ///
@@ -85,6 +88,40 @@ enum Command {
     },
     /// Print the server's counters.
     Stats,
+    /// Print every change under PREFIX, and every message published on a subject
+    /// under it, as it arrives: `EVENT seq key put|delete version value` or
+    /// `MESSAGE subject payload` (text when UTF-8, else hex). Missed changes and
+    /// dropped messages are stated (GAP, LOST). Reconnects and resumes by itself.
+    Sub {
+        /// The prefix ("" = everything).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// First replay the kept changes after this sequence.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The history id the --from sequence belongs to (0 = the server's current).
+        #[arg(long, default_value_t = 0)]
+        history: u64,
+        /// Stop after this many events, messages, GAP and LOST lines.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Print the records under PREFIX, then every change to them as it happens.
+    Watch {
+        /// The prefix ("" = every key).
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Stop after this many records and changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Publish a message on SUBJECT; prints how many connections it reached.
+    Pub {
+        /// The subject.
+        subject: String,
+        /// The payload.
+        payload: String,
+    },
 }
 
 /// How a command ended, for the exit status.
@@ -169,8 +206,138 @@ fn run(client: &mut Client, command: Command) -> Result<Outcome, ClientError> {
                 println!("{name} {value}");
             }
         }
+        Command::Pub { subject, payload } => {
+            let receivers = client.publish(subject, payload)?;
+            println!("delivered to {receivers} connection(s)");
+        }
+        Command::Sub {
+            prefix,
+            from,
+            history,
+            count,
+        } => {
+            let resume = from.map(|from| Resume { from, history });
+            let mut sub = Subscriber::connect(client.peer_addr()?, prefix, resume, 0)?;
+            let mut printed = 0;
+            while count.is_none_or(|n| printed < n) {
+                let Some(push) = sub.next(None)? else {
+                    continue;
+                };
+                if print_push(&push) {
+                    printed += 1;
+                }
+            }
+        }
+        Command::Watch { prefix, count } => {
+            let mut watch = Watch::start(client.peer_addr()?, prefix)?;
+            let mut printed = 0;
+            while count.is_none_or(|n| printed < n) {
+                let Some(event) = watch.next(None)? else {
+                    continue;
+                };
+                let counted = match event {
+                    WatchEvent::Put {
+                        key,
+                        version,
+                        value,
+                    } => {
+                        line(format_args!(
+                            "PUT\t{}\t{version}\t{}",
+                            show(&key),
+                            text_or_hex(&value)
+                        ));
+                        true
+                    }
+                    WatchEvent::Delete { key, seq } => {
+                        line(format_args!("DELETE\t{}\t{seq}", show(&key)));
+                        true
+                    }
+                    WatchEvent::Synced { seq } => {
+                        line(format_args!(
+                            "(listed; changes after sequence {seq} follow)"
+                        ));
+                        false
+                    }
+                    WatchEvent::Reset => {
+                        line(format_args!(
+                            "RESET: changes were missed; listing the records again"
+                        ));
+                        true
+                    }
+                };
+                printed += u64::from(counted);
+            }
+        }
     }
     Ok(Outcome::Done)
+}
+
+/// Prints one line and flushes it, so a pipe sees each as it happens. A closed pipe
+/// (`| head`) ends the program quietly, as other command-line tools do.
+fn line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
+/// Prints a push; true when it counts towards `--count` (PROGRESS does not).
+fn print_push(push: &Push) -> bool {
+    match push {
+        Push::Event {
+            seq,
+            kind,
+            key,
+            value,
+            ..
+        } => {
+            let kind = match kind {
+                EventKind::Put => "put",
+                EventKind::Delete => "delete",
+            };
+            line(format_args!(
+                "EVENT\t{seq}\t{}\t{kind}\t{seq}\t{}",
+                show(key),
+                text_or_hex(value)
+            ));
+        }
+        Push::Message {
+            subject, payload, ..
+        } => line(format_args!(
+            "MESSAGE\t{}\t{}",
+            show(subject),
+            text_or_hex(payload)
+        )),
+        Push::Gap {
+            after,
+            oldest,
+            current,
+            ..
+        } => line(format_args!(
+            "GAP: changes after sequence {after} and before {oldest} were missed (the \
+             server no longer holds them); continuing from {oldest}, server at {current}"
+        )),
+        Push::Lost { count, .. } => line(format_args!(
+            "LOST: {count} message(s) were dropped because this client read too slowly"
+        )),
+        Push::Progress { seq, .. } => {
+            line(format_args!("(up to date at sequence {seq})"));
+            return false;
+        }
+        Push::Ping => return false,
+    }
+    true
+}
+
+/// UTF-8 text as it is (escaped if it holds control characters), anything else as hex.
+fn text_or_hex(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => show(bytes),
+        Err(_) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}")
+        }
+    }
 }
 
 fn not_found() -> Outcome {

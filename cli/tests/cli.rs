@@ -118,3 +118,48 @@ fn cli_prompt_runs_commands_from_its_input() {
     assert!(text.contains("hello world\n(version 1)"), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand 'bogus'"));
 }
+
+#[test]
+fn cli_sub_watch_and_pub_print_each_line_and_stop_at_the_count() {
+    let server = start_server();
+    cli(&server, &["put", "order:1", "new"]);
+    cli(&server, &["put", "order:1", "paid"]);
+    cli(&server, &["del", "order:1"]);
+    cli(&server, &["put", "user:1", "\u{1}"]);
+    cli(&server, &["put", "order:2", "new"]);
+
+    // From the start of the history: the kept changes, in order, then stop.
+    let o = cli(&server, &["sub", "order:", "--from", "0", "--count", "4"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        stdout(&o),
+        "EVENT\t1\torder:1\tput\t1\tnew\n\
+         EVENT\t2\torder:1\tput\t2\tpaid\n\
+         EVENT\t3\torder:1\tdelete\t3\t\"\"\n\
+         EVENT\t5\torder:2\tput\t5\tnew\n"
+    );
+
+    let o = cli(&server, &["watch", "order:", "--count", "1"]);
+    assert_eq!(stdout(&o), "PUT\torder:2\t5\tnew\n");
+
+    // Nobody listens: published to no one.
+    let o = cli(&server, &["pub", "chat", "hi"]);
+    assert_eq!(stdout(&o), "delivered to 0 connection(s)\n");
+
+    // A live subscriber sees a message published after it started; its first line
+    // tells the test it is subscribed.
+    let mut sub = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &server.local_addr().to_string()])
+        .args(["sub", "", "--from", "5", "--count", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run switchboard-cli sub");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(sub.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), "(up to date at sequence 5)");
+    let o = cli(&server, &["pub", "chat", "\u{ff}hi"]);
+    assert_eq!(stdout(&o), "delivered to 1 connection(s)\n");
+    cli(&server, &["put", "k", "v"]);
+    assert_eq!(lines.next().unwrap().unwrap(), "MESSAGE\tchat\tÿhi");
+    assert_eq!(lines.next().unwrap().unwrap(), "EVENT\t6\tk\tput\t6\tv");
+    assert!(sub.wait().unwrap().success());
+}
