@@ -50,26 +50,26 @@ impl Sequencer {
     }
 
     /// Takes a batch's changes (in the order they ran; batches in any order) and emits
-    /// through `emit` every change that is now next in order, leaving `changes` empty.
+    /// through `emit` every change that is now next in order, leaving `changes` empty
+    /// (its allocation kept).
     ///
-    /// A batch that continues the stream with nothing held, the usual case, is
-    /// emitted where it lies, without moving a change.
-    pub fn accept_all(&mut self, changes: &mut Vec<Change>, mut emit: impl FnMut(&Change)) {
+    /// A batch that continues the stream with nothing held, the usual case, goes
+    /// straight through, without being held.
+    pub fn accept_all(&mut self, changes: &mut Vec<Change>, mut emit: impl FnMut(Change)) {
         let in_order = self.waiting.is_empty()
             && changes
                 .iter()
                 .enumerate()
                 .all(|(i, c)| c.seq == self.next + i as u64);
         if in_order {
-            for change in changes.iter() {
+            self.next += changes.len() as u64;
+            for change in changes.drain(..) {
                 emit(change);
             }
-            self.next += changes.len() as u64;
-            changes.clear();
             return;
         }
         for change in changes.drain(..) {
-            self.accept(change, |c| emit(&c));
+            self.accept(change, &mut emit);
         }
     }
 

@@ -357,3 +357,329 @@ fn watch_lists_then_follows_and_a_subscriber_resumes_after_reconnect() {
     assert!(matches!(sub.next(Some(WAIT)).unwrap(), Some(Push::Event { seq, .. }) if seq == v));
     assert_eq!(sub.last_seq(), v);
 }
+
+#[test]
+fn keepalive_keeps_a_quiet_subscriber_and_closes_a_silent_one() {
+    use std::io::{Read, Write};
+    let server = ServerProcess::start(&["--keepalive", "0.2", "--idle-timeout", "1"]);
+    // Alive but quiet: the client answers each PING push by itself.
+    let mut alive = subscriber(&server);
+    alive.subscribe("q", None, 0).unwrap();
+    // Silent: reads everything (so its output drains) and never sends a byte.
+    let mut silent = std::net::TcpStream::connect(server.addr).unwrap();
+    let mut hello = bytes::BytesMut::new();
+    switchboard::protocol::Request::Hello {
+        max_version: 1,
+        features: features::PUSH,
+        token: Bytes::new(),
+    }
+    .encode(switchboard::protocol::RequestId(1), &mut hello);
+    switchboard::protocol::Request::Subscribe {
+        prefix: "q".into(),
+        resume: None,
+        progress_ms: 0,
+    }
+    .encode(switchboard::protocol::RequestId(2), &mut hello);
+    silent.write_all(&hello).unwrap();
+    silent.set_read_timeout(Some(WAIT)).unwrap();
+    let silent = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match silent.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("the silent subscriber was not closed: {e}"),
+            }
+        }
+        (started.elapsed(), received)
+    });
+    // Meanwhile the quiet one reads (answering PINGs) and, past the keepalive
+    // deadline and its idle timeout too, is still served.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        let got = alive
+            .next_push(Some(std::time::Duration::from_millis(100)))
+            .unwrap();
+        assert_eq!(got, None, "nothing was written");
+    }
+    let (waited, received) = silent.join().unwrap();
+    assert!(
+        waited >= std::time::Duration::from_millis(600),
+        "closed after {waited:?}, before three intervals"
+    );
+    // It was sent PINGs (push frames with opcode 0x02) before being closed.
+    assert!(received.windows(4).any(|w| w == [0x01, 0x02, 0x01, 0x00]));
+    let mut w = server.client();
+    let v = w.put("q1", "x").unwrap();
+    assert_eq!(event(next(&mut alive)).1, v);
+    let stats = server.stats();
+    assert!(switchboard::client::stat(&stats, "push_pings_sent").unwrap() >= 2);
+    assert_eq!(
+        switchboard::client::stat(&stats, "push_keepalive_closes"),
+        Some(1)
+    );
+}
+
+#[test]
+fn progress_is_sent_while_nothing_else_is_when_asked() {
+    let server = ServerProcess::start(&[]);
+    let mut s = subscriber(&server);
+    let sub = s.subscribe("p", None, 100).unwrap();
+    let mut w = server.client();
+    let v = w.put("p1", "x").unwrap();
+    assert_eq!(event(next(&mut s)).1, v);
+    let w2 = w.put("elsewhere", "y").unwrap();
+    // Quiet for the interval: a PROGRESS covering everything up to the last change.
+    match next(&mut s) {
+        Push::Progress { sub_id, seq, .. } => {
+            assert_eq!(sub_id, sub.sub_id);
+            assert_eq!(seq, w2);
+        }
+        other => panic!("expected PROGRESS, got {other:?}"),
+    }
+}
+
+#[test]
+fn concurrent_publishers_each_keep_their_order_at_every_subscriber() {
+    let server = ServerProcess::start(&[]);
+    let mut subs: Vec<Client> = (0..3).map(|_| subscriber(&server)).collect();
+    for s in &mut subs {
+        s.subscribe("t", None, 0).unwrap();
+    }
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let mut c = server.client();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    assert_eq!(c.publish("t", format!("{p}:{i}")).unwrap(), 3);
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for s in &mut subs {
+        let mut next_of = [0usize; 4];
+        for _ in 0..800 {
+            let Push::Message { payload, .. } = next(s) else {
+                panic!("a message")
+            };
+            let text = std::str::from_utf8(&payload).unwrap();
+            let (p, i) = text.split_once(':').unwrap();
+            let (p, i): (usize, usize) = (p.parse().unwrap(), i.parse().unwrap());
+            assert_eq!(i, next_of[p], "publisher {p} out of order");
+            next_of[p] += 1;
+        }
+        assert_eq!(next_of, [200; 4]);
+    }
+}
+
+#[test]
+fn a_subscriber_that_disconnects_mid_fan_out_costs_the_others_nothing() {
+    let server = ServerProcess::start(&[]);
+    let mut stay = subscriber(&server);
+    stay.subscribe("f", None, 0).unwrap();
+    let mut leave = subscriber(&server);
+    leave.subscribe("f", None, 0).unwrap();
+    let mut p = server.client();
+    let payload = Bytes::from(vec![b'x'; 4096]);
+    let publisher = std::thread::spawn(move || {
+        for _ in 0..500 {
+            p.publish("f", payload.clone()).unwrap();
+        }
+        p
+    });
+    // Read a little, then vanish in the middle of the stream.
+    for _ in 0..10 {
+        next(&mut leave);
+    }
+    drop(leave);
+    let mut p = publisher.join().unwrap();
+    for _ in 0..500 {
+        assert!(matches!(next(&mut stay), Push::Message { .. }));
+    }
+    common::wait_until("the leaver's subscription is forgotten", || {
+        switchboard::client::stat(&server.stats(), "subscriptions_current") == Some(1)
+    });
+    assert_eq!(p.publish("f", "after").unwrap(), 1);
+}
+
+/// One watcher's view: every push it received, across reconnects, and the state it
+/// rebuilt from them (re-listing after each GAP, as the spec's recipe says).
+struct Watcher {
+    events: Vec<u64>,
+    gaps: Vec<(u64, u64)>,
+    state: std::collections::BTreeMap<Bytes, (u64, Bytes)>,
+}
+
+fn watch_with_reconnects(
+    addr: std::net::SocketAddr,
+    history: u64,
+    seed: u64,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Watcher {
+    let mut rng = seed;
+    let mut rand = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut w = Watcher {
+        events: Vec::new(),
+        gaps: Vec::new(),
+        state: Default::default(),
+    };
+    let mut seen: std::collections::HashMap<Bytes, u64> = Default::default();
+    let mut floor = 0;
+    let mut last = 0;
+    'connection: loop {
+        let mut c = Client::connect(addr).unwrap();
+        c.set_timeout(Some(WAIT)).unwrap();
+        c.hello(features::PUSH).unwrap();
+        c.subscribe(
+            "h",
+            Some(Resume {
+                from: last,
+                history,
+            }),
+            0,
+        )
+        .unwrap();
+        let mut until_drop = 20 + rand(300);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            let final_seq = done.load(std::sync::atomic::Ordering::SeqCst);
+            if final_seq != 0 && last >= final_seq {
+                return w;
+            }
+            let tick = std::time::Duration::from_millis(50);
+            let Some(push) = c.next_push(Some(tick)).unwrap() else {
+                waited += tick;
+                assert!(waited < WAIT, "the stream stalled at {last}");
+                continue;
+            };
+            waited = std::time::Duration::ZERO;
+            match push {
+                Push::Event {
+                    seq,
+                    kind,
+                    key,
+                    value,
+                    ..
+                } => {
+                    assert!(
+                        seq > last,
+                        "event {seq} after {last}: out of order or twice"
+                    );
+                    w.events.push(seq);
+                    last = seq;
+                    let newer = seen.get(&key).is_none_or(|&v| v < seq);
+                    if seq > floor && newer {
+                        seen.insert(key.clone(), seq);
+                        match kind {
+                            EventKind::Put => {
+                                w.state.insert(key, (seq, value));
+                            }
+                            EventKind::Delete => {
+                                w.state.remove(&key);
+                            }
+                        }
+                    }
+                }
+                Push::Gap { after, oldest, .. } => {
+                    assert_eq!(after, last, "a GAP starts where the stream was");
+                    w.gaps.push((after, oldest));
+                    last = oldest - 1;
+                    // Re-list, and drop whatever the stream replays at or below it.
+                    let (entries, seq) = c.scan_all("h").unwrap();
+                    floor = seq;
+                    seen.clear();
+                    w.state = entries
+                        .into_iter()
+                        .map(|e| {
+                            seen.insert(e.key.clone(), e.version);
+                            (e.key, (e.version, e.value))
+                        })
+                        .collect();
+                }
+                Push::Progress { seq, .. } => last = last.max(seq),
+                other => panic!("{other:?}"),
+            }
+            until_drop -= 1;
+            if until_drop == 0 {
+                // Vanish, stay away a moment (the log may roll meanwhile), come back.
+                drop(c);
+                std::thread::sleep(std::time::Duration::from_millis(rand(30)));
+                continue 'connection;
+            }
+        }
+    }
+}
+
+#[test]
+fn watchers_that_reconnect_see_every_change_or_a_gap_and_end_equal_to_the_store() {
+    let server = ServerProcess::start(&["--change-log-events", "300", "--workers", "2"]);
+    let history = server.client().hello(0).unwrap().history;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watchers: Vec<_> = (0..3)
+        .map(|i| {
+            let (addr, done) = (server.addr, done.clone());
+            std::thread::spawn(move || watch_with_reconnects(addr, history, 7 + i, done))
+        })
+        .collect();
+    let writers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let mut c = server.client();
+            std::thread::spawn(move || {
+                let mut x = t + 1;
+                for i in 0..1500u64 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let key = format!("h{}", (x >> 33) % 40);
+                    if (x >> 20) % 5 == 0 {
+                        let _ = c.delete(key, 0).unwrap();
+                    } else {
+                        c.put(key, format!("{t}:{i}")).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let final_seq = switchboard::client::stat(&server.stats(), "seq").unwrap();
+    done.store(final_seq, std::sync::atomic::Ordering::SeqCst);
+    let (store, _) = server.client().scan_all("h").unwrap();
+    let store: std::collections::BTreeMap<Bytes, (u64, Bytes)> = store
+        .into_iter()
+        .map(|e| (e.key, (e.version, e.value)))
+        .collect();
+    let mut gaps = 0;
+    for w in watchers {
+        let w = w.join().unwrap();
+        // Every change is an event or inside a GAP, never both, never twice.
+        let mut covered = vec![0u8; final_seq as usize + 1];
+        for &seq in &w.events {
+            covered[seq as usize] += 1;
+        }
+        for &(after, oldest) in &w.gaps {
+            for seq in after + 1..oldest {
+                covered[seq as usize] += 1;
+            }
+        }
+        assert!(
+            covered[1..].iter().all(|&n| n == 1),
+            "a change missed or repeated"
+        );
+        assert_eq!(w.state, store, "the rebuilt state is the store's");
+        gaps += w.gaps.len();
+    }
+    assert!(gaps > 0, "the log rolled past some watcher at least once");
+}

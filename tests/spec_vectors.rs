@@ -393,7 +393,9 @@ fn run(v: &Vector) -> Result<Vec<Seen>, String> {
                     return Err("a push frame decoded as a response".into());
                 }
                 let op = frame.header.opcode;
-                let defined = (op.is_push() && !op.is_reserved()) || op == Opcode::PING;
+                let defined = op.name().is_some()
+                    && !op.is_reserved()
+                    && (op.is_push() || op == Opcode::PING);
                 if !defined {
                     // A push this version does not define: recognised, and ignored.
                     encode::header(&mut again, frame.header, frame.body.len());

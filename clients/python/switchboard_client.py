@@ -7,7 +7,9 @@ The module has three layers:
   ``decode_response`` and ``FrameDecoder`` (bytes in, whole frames out);
 * ``describe_*`` functions that print decoded values in the canonical text the
   spec's test vectors use;
-* ``Client``, a blocking socket client with HELLO, every request and pipelining.
+* ``Client``, a blocking socket client with HELLO, every request, pipelining,
+  subscriptions (``subscribe``, ``next_push``) and ``watch``, the list-then-watch
+  recipe of section 13.5.
 
 Run ``python3 switchboard_client.py --addr HOST:PORT`` for a demo round against a
 live server; it exits 0 only if every answer was the expected one.
@@ -296,7 +298,8 @@ class Push:
         if layout is None:
             if fields:
                 raise TypeError("push %s has no fields" % self.name)
-            self.request_id, self.status, self.body, self.fields = request_id, status, bytes(body), None
+            self.request_id, self.status, self.body = request_id, status, bytes(body)
+            self.fields = None
             return
         self.request_id, self.status = 0, 0  # section 13.1: always 0 in a defined push
         self.fields = {}
@@ -1016,7 +1019,7 @@ class Client:
 
         Needs HELLO with FEATURE_PUSH; ``limit`` is the SCAN page size (0: the server's).
         Messages published under the prefix are ignored. Closing the generator ends the
-        subscription.
+        subscription. With ``auto_pong`` off, answer keepalives when it yields None.
         """
         state = {}  # key -> (version, value): the records as yielded so far
         while True:
@@ -1189,6 +1192,41 @@ def demo(host, port, batch=128):
                 all(r.ok and r.fields["value"] == b"v%d" % i
                     and r.fields["version"] == put_versions[i]
                     for i, r in enumerate(resps[batch:])))
+
+        # Subscriptions: a second connection with PUSH watches while this one writes.
+        with Client(host, port) as sub:
+            reply = sub.hello(FEATURE_PUSH)
+            c.check("HELLO grants PUSH and names a history", reply["features"] == FEATURE_PUSH
+                    and reply["history"] != 0, repr(reply))
+            sp = prefix + b"sub:"
+            sid = sub.subscribe(sp)
+            ver = cl.put(sp + b"k", b"v")
+            push = sub.next_push(5.0)
+            c.check("a PUT under the prefix is pushed as an EVENT",
+                    push is not None and push.name == "EVENT" and push.fields == {
+                        "sub_id": sid, "seq": ver, "kind": "put", "key": sp + b"k",
+                        "value": b"v"}, repr(push))
+            c.check("PUBLISH reaches the subscriber", cl.publish(sp + b"chat", b"hi") >= 1)
+            push = sub.next_push(5.0)
+            c.check("the message is pushed as a MESSAGE",
+                    push is not None and push.name == "MESSAGE"
+                    and (push["subject"], push["payload"]) == (sp + b"chat", b"hi"), repr(push))
+            c.check("UNSUBSCRIBE ends it, a second one is NOT_FOUND",
+                    sub.unsubscribe(sid) and not sub.unsubscribe(sid))
+
+            cl.put(sp + b"w1", b"one")
+            cl.put(sp + b"w2", b"two")
+            watch = sub.watch(sp + b"w", limit=1, timeout=5.0)
+            listed = [next(watch), next(watch)]
+            c.check("watch lists the records first",
+                    [(ch.kind, ch.key, ch.value) for ch in listed]
+                    == [("put", sp + b"w1", b"one"), ("put", sp + b"w2", b"two")], repr(listed))
+            _, seq = cl.delete(sp + b"w1")
+            change = next(watch)
+            c.check("then yields each change", change == Change("delete", sp + b"w1", seq, None),
+                    repr(change))
+            watch.close()
+            c.check("closing the watch ends its subscription", sub.subscriptions == {})
 
         text = cl._expect(Request("STATS")).fields["text"].decode("utf-8")
         lines = text.split("\n")

@@ -43,6 +43,21 @@ def reply(frame, status, body=b""):
     return sb.encode_frame(frame.opcode, frame.request_id, body, status=sb.STATUSES[status])
 
 
+def ok(frame, **fields):
+    return sb.encode_response(sb.Response(frame.request_id, frame.opcode, 0, **fields))
+
+
+def scripted(answers):
+    """An answer function giving the i-th request the i-th answer."""
+    count = [0]
+
+    def answer(frame):
+        count[0] += 1
+        return answers[count[0] - 1](frame)
+
+    return answer
+
+
 class ClientTests(unittest.TestCase):
     def run_client(self, n, answer, body):
         ours, theirs = socket.socketpair()
@@ -114,6 +129,164 @@ class ClientTests(unittest.TestCase):
     def test_server_closing_early_is_reported(self):
         with self.assertRaises(sb.ProtocolError):
             self.run_client(1, lambda frame: b"", lambda c: c.ping())
+
+    def test_subscribe_publish_unsubscribe(self):
+        answers = [
+            lambda f: ok(f, sub_id=3, history=9, seq=20),
+            lambda f: ok(f, sub_id=4, history=9, seq=21),
+            lambda f: ok(f, receivers=2),
+            lambda f: ok(f),
+            lambda f: reply(f, "NOT_FOUND"),
+        ]
+        answer = scripted(answers)
+
+        def body(c):
+            return (c.subscribe(b"p", from_seq=5, history=9, progress_ms=100),
+                    c.subscribe(b"q", history=9), dict(c.subscriptions), c.publish(b"p1", b"hi"),
+                    c.unsubscribe(3), c.unsubscribe(3), dict(c.subscriptions))
+
+        got, peer = self.run_client(5, answer, body)
+        self.assertEqual(got, (3, 4, {3: {"prefix": b"p", "history": 9, "seq": 20},
+                                      4: {"prefix": b"q", "history": 9, "seq": 21}},
+                               2, True, False, {4: {"prefix": b"q", "history": 9, "seq": 21}}))
+        described = [sb.describe_request(sb.decode_request(f), f.request_id)
+                     for f in peer.requests]
+        self.assertEqual(described, [
+            '#1 SUBSCRIBE from=5 history=9 progress_ms=100 prefix="p"',
+            '#2 SUBSCRIBE progress_ms=0 prefix="q"',
+            '#3 PUBLISH subject="p1" payload="hi"',
+            "#4 UNSUBSCRIBE sub_id=3",
+            "#5 UNSUBSCRIBE sub_id=3",
+        ])
+
+    def test_pushes_are_queued_in_order_and_filtered_by_subscription(self):
+        event = sb.Push("EVENT", sub_id=1, seq=7, kind="put", key=b"k", value=b"v")
+        message = sb.Push("MESSAGE", sub_id=2, subject=b"s", payload=b"m")
+        progress = sb.Push("PROGRESS", sub_id=1, history=3, seq=7)
+
+        def answer(frame):
+            return sb.encode_push(event) + sb.encode_push(message) + echo(frame) + \
+                sb.encode_push(progress)
+
+        def body(c):
+            c.ping(b"x")
+            got = (c.next_push(1.0, sub_id=2), c.next_push(1.0), c.next_push(1.0))
+            with self.assertRaises(sb.ProtocolError):  # the peer closes after one answer
+                c.next_push(1.0)
+            return got
+
+        got, _ = self.run_client(1, answer, body)
+        self.assertEqual(got, (message, event, progress))
+
+    def test_a_keepalive_ping_is_answered_and_its_answer_consumed(self):
+        ping = sb.encode_push(sb.Push("PING"))
+
+        def answer(frame):
+            if len(answer.seen) == 0:  # the first of the pipelined GETs
+                answer.seen.append(frame)
+                return reply(frame, "NOT_FOUND") + ping
+            answer.seen.append(frame)
+            return echo(frame) if sb.opcode_name(frame.opcode) == "PING" else \
+                reply(frame, "NOT_FOUND")
+        answer.seen = []
+
+        def body(c):
+            got = c.pipeline([sb.Request("GET", key=b"k%d" % i) for i in range(3)])
+            return [sb.status_name(r.status) for r in got], c.ping(b"mine"), list(c.pushes)
+
+        got, peer = self.run_client(5, answer, body)
+        self.assertEqual(got, (["NOT_FOUND"] * 3, b"mine", []))
+        self.assertEqual([(sb.opcode_name(f.opcode), f.body) for f in peer.requests],
+                         [("GET", b"\x00\x02k0"), ("GET", b"\x00\x02k1"), ("GET", b"\x00\x02k2"),
+                          ("PING", b""), ("PING", b"mine")])
+
+    def test_without_auto_pong_the_ping_push_is_handed_out(self):
+        ours, theirs = socket.socketpair()
+        try:
+            c = sb.Client(None, None, timeout=5.0, sock=ours, auto_pong=False)
+            theirs.sendall(sb.encode_push(sb.Push("PING")))
+            self.assertEqual(c.next_push(1.0), sb.Push("PING"))
+            self.assertEqual(c.next_push(0.05), None)
+            theirs.setblocking(False)
+            with self.assertRaises(BlockingIOError):
+                theirs.recv(100)  # nothing was sent
+        finally:
+            ours.close()
+            theirs.close()
+
+    def test_watch_lists_then_follows_and_resynchronises_after_a_gap(self):
+        def event(sub, seq, key, value=None):
+            kind = "delete" if value is None else "put"
+            return sb.encode_push(sb.Push("EVENT", sub_id=sub, seq=seq, kind=kind, key=key,
+                                          value=value or b""))
+
+        def page(f, seq, entries, cursor):
+            return ok(f, seq=seq, entries=entries, next_cursor=cursor)
+
+        answers = [
+            lambda f: ok(f, version=1, features=1, max_frame=sb.DEFAULT_MAX_FRAME,
+                         max_key=1024, max_value=sb.DEFAULT_MAX_FRAME - 4096, history=77,
+                         server=b"test"),
+            lambda f: page(f, 10, [(b"a", 5, b"a5")], b"a"),
+            # Events 11 (b deleted before its page) and 12 (c written after S).
+            lambda f: ok(f, sub_id=7, history=77, seq=12) + event(7, 11, b"b")
+            + event(7, 12, b"c", b"c12"),
+            # b's page entry is older than its deletion, c's older than event 12.
+            lambda f: page(f, 12, [(b"b", 3, b"b3"), (b"c", 4, b"c4")], b"c"),
+            # The last page shows e at 14, written after S; a keepalive follows.
+            lambda f: page(f, 14, [(b"d", 6, b"d6"), (b"e", 14, b"e14")], b"")
+            + sb.encode_push(sb.Push("PING")),
+            # The answer to the automatic PING, then live pushes: 14 is already known,
+            # the MESSAGE and PROGRESS are not changes, sub 99 is someone else's; after
+            # the GAP (and before the UNSUBSCRIBE answer) nothing counts.
+            lambda f: echo(f) + event(7, 13, b"d", b"d13") + event(7, 14, b"e", b"e14")
+            + sb.encode_push(sb.Push("MESSAGE", sub_id=7, subject=b"m", payload=b""))
+            + event(7, 15, b"a") + event(99, 15, b"a")
+            + sb.encode_push(sb.Push("PROGRESS", sub_id=7, history=77, seq=15))
+            + sb.encode_push(sb.Push("GAP", sub_id=7, history=77, after=15, oldest=19,
+                                     current=20))
+            + event(7, 19, b"z", b"z19"),
+            lambda f: ok(f),
+            lambda f: page(f, 20, [(b"c", 12, b"c12"), (b"d", 13, b"d13"), (b"f", 18, b"f18")],
+                           b""),
+            lambda f: ok(f, sub_id=8, history=77, seq=20),
+            lambda f: ok(f),  # the UNSUBSCRIBE when the generator is closed
+        ]
+
+        def body(c):
+            c.hello(sb.FEATURE_PUSH)
+            changes = []
+            watch = c.watch(b"", limit=2, timeout=0.2)
+            for change in watch:
+                if change is None:
+                    break
+                changes.append(tuple(change))
+            watch.close()
+            return changes, list(c.pushes), dict(c.subscriptions)
+
+        (changes, pushes, subs), peer = self.run_client(10, scripted(answers), body)
+        self.assertEqual(changes, [
+            ("put", b"a", 5, b"a5"), ("put", b"c", 12, b"c12"), ("put", b"d", 6, b"d6"),
+            ("put", b"e", 14, b"e14"),  # the listing; b stays deleted
+            ("put", b"d", 13, b"d13"), ("delete", b"a", 15, None),  # live
+            ("delete", b"e", 0, None), ("put", b"f", 18, b"f18"),  # after the GAP
+        ])
+        self.assertEqual([p.sub_id for p in pushes], [99])
+        self.assertEqual(subs, {})
+        described = [sb.describe_request(sb.decode_request(f), f.request_id)
+                     for f in peer.requests]
+        self.assertEqual(described, [
+            "#1 HELLO max_version=1 features=1 token=\"\"",
+            '#2 SCAN limit=2 prefix="" cursor=""',
+            '#3 SUBSCRIBE from=10 history=77 progress_ms=0 prefix=""',
+            '#4 SCAN limit=2 prefix="" cursor="a"',
+            '#5 SCAN limit=2 prefix="" cursor="c"',
+            '#6 PING payload=""',
+            "#7 UNSUBSCRIBE sub_id=7",
+            '#8 SCAN limit=2 prefix="" cursor=""',
+            '#9 SUBSCRIBE from=20 history=77 progress_ms=0 prefix=""',
+            "#10 UNSUBSCRIBE sub_id=8",
+        ])
 
 
 if __name__ == "__main__":

@@ -357,6 +357,11 @@ impl Client {
     /// and for the answer to a keepalive's PING.
     fn take_frame(&mut self, frame: Frame) -> Result<Option<Response>> {
         if frame.header.flags.contains(Flags::PUSH) {
+            let op = frame.header.opcode;
+            if op.name().is_none() || op.is_reserved() {
+                // A push of a later version (or GOAWAY, reserved): not ours to read.
+                return Ok(None);
+            }
             match Push::decode(&frame)? {
                 Push::Ping => {
                     // Any frame answers a keepalive; a PING is the cheapest.

@@ -3,18 +3,21 @@
 //! PROGRESS and keepalive PING.
 //!
 //! Every push is appended to its connection's one ordered output queue, after the
-//! answers already there, and counts against the same output limit. An EVENT's or
-//! MESSAGE's body is encoded once; each subscriber gets its own 16-byte prefix (length,
-//! header, subscription id), then the body, copied when short and shared when long.
+//! answers already there, and counts against the same output limit. A long value (an
+//! event's or a message's) is never copied: every subscriber's queue shares the one
+//! buffer. Short bodies are written into each queue, which costs what copying a
+//! pre-encoded body would.
 
-use super::log::{ChangeLog, Entry};
+use super::log::ChangeLog;
 use super::{PushCounts, State, Sub, KEEPALIVE_MISSES, REPLAY_BUDGET};
 use crate::conn::{Connection, Outgoing};
 use crate::exec::sink::Sink;
 use crate::job::ConnId;
-use crate::protocol::push::{encode_message_body, encode_prefix, Push};
+use crate::protocol::push::{
+    encode_event_body, encode_message_body, encode_prefix, EventKind, Push, EVENT_OVERHEAD,
+};
 use crate::protocol::Opcode;
-use crate::store::Change;
+use crate::store::{Change, ChangeOp};
 use bytes::{Bytes, BytesMut};
 use std::time::Instant;
 
@@ -51,25 +54,39 @@ fn put_body(out: &mut Outgoing, parts: &[&Bytes]) {
     }
 }
 
-fn write_event(out: &mut Outgoing, version: u8, sub_id: u32, entry: &Entry) {
-    encode_prefix(out.buf(), Opcode::EVENT, version, sub_id, entry.body_len());
-    put_body(out, &[&entry.head, &entry.value]);
+/// Appends an EVENT for `change` (never a hole).
+fn write_event(out: &mut Outgoing, version: u8, sub_id: u32, change: &Change) {
+    let (kind, value, shared) = match &change.op {
+        ChangeOp::Put(stored) => (
+            EventKind::Put,
+            stored.as_bytes(),
+            stored.shared().filter(|v| v.len() >= SHARE_BYTES),
+        ),
+        ChangeOp::Delete | ChangeOp::Hole => (EventKind::Delete, &[][..], None),
+    };
+    let key = change.key.as_bytes();
+    let body_len = EVENT_OVERHEAD + key.len() + value.len();
+    encode_prefix(out.buf(), Opcode::EVENT, version, sub_id, body_len);
+    match shared {
+        Some(value) => {
+            encode_event_body(out.buf(), change.seq, kind, key, &[]);
+            out.share(value.clone());
+        }
+        None => encode_event_body(out.buf(), change.seq, kind, key, value),
+    }
 }
 
 impl State {
     /// A change the sequencer emitted, in order: delivered to the live subscriptions
     /// it matches, then logged.
-    pub fn on_change(&mut self, change: &Change, now: Instant, t: &mut impl Targets) {
-        let Some(entry) = self.log.entry(change) else {
-            return;
-        };
-        if !self.index.is_empty() {
+    pub fn on_change(&mut self, change: Change, now: Instant, t: &mut impl Targets) {
+        if !self.index.is_empty() && !matches!(change.op, ChangeOp::Hole) {
             let (subs, counts) = (&mut self.subs, &mut self.counts);
-            self.index.for_each_match(entry.key(), |key| {
+            self.index.for_each_match(change.key.as_bytes(), |key| {
                 let Some(sub) = subs.get_mut(&key) else {
                     return;
                 };
-                if sub.behind || entry.seq <= sub.cursor {
+                if sub.behind || change.seq <= sub.cursor {
                     return;
                 }
                 let Some(conn) = t.conn(key.0) else {
@@ -87,14 +104,14 @@ impl State {
                 let Some(out) = conn.push_out() else {
                     return;
                 };
-                write_event(out, version, key.1, &entry);
-                sub.cursor = entry.seq;
+                write_event(out, version, key.1, &change);
+                sub.cursor = change.seq;
                 sub.last_sent = now;
                 counts.events_sent += 1;
                 t.touched(key.0);
             });
         }
-        self.log.push(entry);
+        self.log.push(change);
     }
 
     /// Work executing left: connections whose subscriptions changed (applied through
@@ -218,6 +235,9 @@ impl State {
         let keepalive = self.config.keepalive;
         let last = self.log.last();
         for (&conn_id, cs) in self.conns.iter_mut() {
+            if cs.ids.is_empty() {
+                continue;
+            }
             let Some(conn) = t.conn(conn_id) else {
                 continue;
             };
@@ -313,7 +333,7 @@ impl ReplayTo<'_> {
                 return Replay::Budget;
             }
             *budget -= 1;
-            if entry.key().starts_with(&sub.prefix) {
+            if entry.key.as_bytes().starts_with(&sub.prefix) {
                 if !conn.push_room() {
                     return Replay::NoRoom;
                 }

@@ -351,8 +351,8 @@ impl State {
         self.index.remove(&sub.prefix, (conn, sub_id));
         if let Some(subs) = self.conns.get_mut(&conn) {
             subs.ids.retain(|&i| i != sub_id);
+            // The entry stays (its ids are never reused) until the connection closes.
             if subs.ids.is_empty() {
-                self.conns.remove(&conn);
                 self.notices.push((conn, false));
             }
         }
@@ -391,7 +391,7 @@ impl State {
 
     /// Connections holding subscriptions.
     pub fn subscribed_connections(&self) -> usize {
-        self.conns.len()
+        self.conns.values().filter(|c| !c.ids.is_empty()).count()
     }
 
     /// A frame came from `conn`: any outstanding keepalive PING is answered.

@@ -56,7 +56,7 @@ pub(super) fn sequence(
     let mut push = hub.lock();
     sequencer.accept_all(changes, |c| {
         for listen in listeners.iter_mut() {
-            listen(c);
+            listen(&c);
         }
         push.on_change(c, now, targets);
     });

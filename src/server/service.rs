@@ -115,8 +115,14 @@ impl Server {
         // that its answers are queued before any push they cause.
         let local = self.pool.is_some() && self.inline.jobs[start..].iter().any(cost::is_local);
         if self.pool.is_none() || local {
-            let mut batch = std::mem::take(&mut self.local);
-            self.inline.move_last_run(&mut batch);
+            // Without workers the inline batch holds only this run: run it in place.
+            let mut batch = if local {
+                let mut batch = std::mem::take(&mut self.local);
+                self.inline.move_last_run(&mut batch);
+                batch
+            } else {
+                std::mem::take(&mut self.inline)
+            };
             let mut route = RegistryRoute {
                 registry: &mut self.registry,
                 discard: &mut self.discard,
@@ -141,7 +147,11 @@ impl Server {
                     slot.conn.handle_unrun(jobs, cancelled);
                 }
             });
-            self.local = batch;
+            if local {
+                self.local = batch;
+            } else {
+                self.inline = batch;
+            }
             return if ran { Took::Ran } else { Took::Nothing };
         }
         let Some(pool) = &self.pool else {

@@ -17,8 +17,8 @@
 //! * `progress_ms` asks for a PROGRESS push after that many milliseconds in which
 //!   nothing else was sent on the subscription; 0 asks for none (a PROGRESS still
 //!   follows a replay that caught up).
-//! * The answer names the subscription (every push for it carries `sub_id`, unique on
-//!   the connection), the server's history id and its change sequence at that moment.
+//! * The answer names the subscription (every push for it carries `sub_id`, never
+//!   reused on the connection), the server's history id and its change sequence at that moment.
 //! * UNSUBSCRIBE of an id the connection does not hold answers NOT_FOUND.
 
 use super::{put_bytes_u16, Reader};
@@ -42,26 +42,28 @@ pub struct Resume {
 
 /// Parses a SUBSCRIBE request body.
 pub fn decode_request(r: &mut Reader, limits: &Limits) -> Result<Request, RequestError> {
+    // Checked field by field, in wire order, like every other body: the first bad
+    // field decides the status.
     let flags = r.u8()?;
-    let from = r.u64()?;
-    let history = r.u64()?;
-    let progress_ms = r.u32()?;
-    let prefix = r.bytes_u16()?;
-    r.finish()?;
     if flags & !RESUME != 0 {
         return Err(RequestError::bad("SUBSCRIBE sets a reserved flag"));
     }
+    let from = r.u64()?;
+    let history = r.u64()?;
     if flags & RESUME == 0 && (from != 0 || history != 0) {
         return Err(RequestError::bad(
             "SUBSCRIBE names a sequence without the RESUME flag",
         ));
     }
+    let progress_ms = r.u32()?;
+    let prefix = r.bytes_u16()?;
     if prefix.len() as u64 > u64::from(limits.max_key) {
         return Err(RequestError::new(
             Status::KEY_TOO_LARGE,
             "prefix is over the key limit",
         ));
     }
+    r.finish()?;
     Ok(Request::Subscribe {
         prefix,
         resume: (flags & RESUME != 0).then_some(Resume { from, history }),
