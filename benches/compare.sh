@@ -6,8 +6,11 @@
 # switchboard-load in the same shapes (50 connections, 64-byte values, 100k keys;
 # GET and PUT at pipeline 1 and 16; a 90/10 mix; the mix at a fixed rate of half
 # Redis's pipeline-1 throughput), keeps the median of REPEAT runs, and also runs
-# redis-benchmark against Redis as a cross-check of the generator. Server CPU per
-# request comes from /proc/PID/stat (user+system ticks) before and after each run.
+# redis-benchmark against Redis as a cross-check of the generator. Then fan-out:
+# 10 subscribers, 1 publisher at pipeline 16, 64-byte payloads, switchboard against
+# Redis's PUBLISH/SUBSCRIBE (deliveries/s, delivery latency, server CPU per delivery).
+# Server CPU per request comes from /proc/PID/stat (user+system ticks) before and
+# after each run.
 #
 # Usage: benches/compare.sh            (about 5-6 minutes; hard limit 10)
 # Environment: DURATION=2s RATE_DURATION=5s WARMUP=1s REPEAT=3 CONNECTIONS=50
@@ -282,6 +285,36 @@ for shape in get-p1:get:1 get-p16:get:16 put-p1:set:1 put-p16:set:16; do
         '{ printf "%s\t%s\t%s\t%s\tfalse\t-", $2, $5 * 1000, $7 * 1000, ticks * 1e6 / tck / n }' <<<"$line")
 done
 
+# Fan-out: one publisher, ten subscribers, round-robin over the servers that have
+# publish/subscribe. Prints "deliveries/s p50 p99 server_cpu_us_per_delivery".
+declare -A FANOUT
+FANOUT_SERVERS=()
+for server in "${SERVERS[@]}"; do
+    [[ $server == floor || $server == memcached ]] || FANOUT_SERVERS+=("$server")
+done
+fanout_run() {
+    local server=$1 json=$2 pid=${PIDOF[$1]}
+    timeout 60 "$LOAD" --addr "${ADDRS[$server]}" --protocol "${PROTO[$server]}" \
+        --workload pubsub --subscribers 10 --publishers 1 --pipeline 16 --value-size "$VALUE" \
+        --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" --quiet --json "$json" \
+        >/dev/null || true
+    jq -r '[ .deliveries_per_sec, .latency_us.p50, .latency_us.p99,
+             .server_cpu_us_per_delivery ] | @tsv' "$json"
+}
+echo "fan-out, servers interleaved..." >&2
+declare -A fruns=()
+for i in $(seq 1 "$REPEAT"); do
+    for server in "${FANOUT_SERVERS[@]}"; do
+        over_budget && break 2
+        fruns[$server]+="$(fanout_run "$server" "$WORK/$server-fanout-$i.json")"$'\n'
+    done
+done
+for server in "${FANOUT_SERVERS[@]}"; do
+    [[ -n ${fruns[$server]:-} ]] || continue
+    FANOUT[$server]=$(printf '%s' "${fruns[$server]}" | sort -g -k1,1 | sed -n "$(((REPEAT + 1) / 2))p")
+    echo "  $server fan-out: ${FANOUT[$server]}" >&2
+done
+
 printf '\nswitchboard-load, %s connections, %s-byte values, %s keys, median of %s x %s (+%s warm-up)\n' \
     "$CONNECTIONS" "$VALUE" "$KEYS" "$REPEAT" "$DURATION" "$WARMUP"
 printf 'fixed rate = half of Redis mix90/10-p1 throughput = %s ops/s, median of %s x %s\n' \
@@ -311,5 +344,17 @@ for shape in "${SHAPES[@]}"; do
         printf '%-12s %-16s %10.0f %9.1f %9.1f %9.2f %9s  %s\n' \
             "$name" "$server" "$tput" "$p50" "$p99" "$cpu" "$gen" "$ratio"
     done
+done
+
+printf '\nfan-out: 1 publisher at pipeline 16, 10 subscribers, %s-byte payloads, median of %s x %s\n' \
+    "$VALUE" "$REPEAT" "$DURATION"
+printf '%-16s %12s %9s %9s %11s  %s\n' server "deliveries/s" "p50 us" "p99 us" "srv us/dlv" "vs redis"
+for server in "${FANOUT_SERVERS[@]}"; do
+    row=${FANOUT[$server]:-}
+    [[ -n $row ]] || continue
+    IFS=$'\t' read -r dps p50 p99 cpu <<<"$row"
+    base=$(cut -f1 <<<"${FANOUT[redis]:-0}")
+    ratio=$(awk -v a="$dps" -v b="$base" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+    printf '%-16s %12.0f %9.1f %9.1f %11.3f  %s\n' "$server" "$dps" "$p50" "$p99" "$cpu" "$ratio"
 done
 echo "(whole script: $((SECONDS - START_S)) s)"

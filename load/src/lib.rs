@@ -26,6 +26,7 @@
 pub mod clock;
 pub mod dialect;
 pub mod engine;
+pub mod pubsub;
 pub mod report;
 pub mod run;
 pub mod schedule;

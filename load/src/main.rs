@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_load::engine::Progress;
+use switchboard_load::pubsub::{self, Workload};
 use switchboard_load::search::{self, Search, Trial};
 use switchboard_load::settings::parse_slo;
 use switchboard_load::{report, run, Error, Outcome, Run, Settings, Slo};
@@ -85,6 +86,48 @@ fn main_with(args: &Args) -> Result<u8, Error> {
     let mut printer = ProgressLine::new(args);
     let mut watch = |p: &Progress, elapsed: Duration| printer.show(p, elapsed);
     let was_interrupted = || interrupted.load(Ordering::Relaxed);
+    if args.settings.workload != Workload::Kv {
+        let (outcome, params) = pubsub::run(&args.settings, &addrs, &interrupted)?;
+        let s = &args.settings;
+        let header = format!(
+            "switchboard-load: {} {}, {} {}, {} {}, pipeline {}, payload {} B",
+            s.protocol.name(),
+            s.addrs.join(","),
+            s.publishers,
+            if s.workload == Workload::Watch {
+                "writer(s)"
+            } else {
+                "publisher(s)"
+            },
+            s.subscribers,
+            if s.workload == Workload::Watch {
+                "watcher(s)"
+            } else {
+                "subscriber(s)"
+            },
+            s.pipeline,
+            s.value_size,
+        );
+        print!("{}", outcome.to_text(&header));
+        if let Some(path) = &args.json {
+            let text = serde_json::to_string_pretty(&outcome.to_json(params))
+                .expect("JSON of plain values");
+            std::fs::write(path, text + "\n")
+                .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
+        }
+        if was_interrupted() {
+            return Ok(INTERRUPTED);
+        }
+        let silent = outcome.silent_errors();
+        if silent > 0 && !args.allow_errors {
+            eprintln!(
+                "switchboard-load: {silent} deliveries were missing, duplicated or out of \
+                 order, or sends failed (--allow-errors to accept)"
+            );
+            return Ok(1);
+        }
+        return Ok(0);
+    }
     if !args.find_max_rate {
         let r = run(
             &args.settings,

@@ -3,6 +3,7 @@
 
 use crate::dialect::Protocol;
 use crate::engine::Plan;
+use crate::pubsub::Workload;
 use crate::schedule::Stop;
 use crate::workload::{self, KeyDist, Mix, Ring, ValueSize};
 use std::fmt;
@@ -81,6 +82,41 @@ pub struct Settings {
     /// Seed for key and operation choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// kv: requests against records. pubsub: --publishers publish stamped messages
+    /// that --subscribers receive (deliveries/s, end-to-end latency, anything missing,
+    /// duplicated or out of order). watch: --publishers writers PUT, --subscribers
+    /// watchers watch their keys, and each must see every change or a GAP.
+    #[arg(long, value_enum, default_value = "kv")]
+    pub workload: Workload,
+
+    /// Subscribing connections (pubsub, watch).
+    #[arg(long, default_value_t = 10)]
+    pub subscribers: usize,
+
+    /// Publishing (or writing) connections (pubsub, watch).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+
+    /// Before the run, hold this many subscriptions that match nothing the run sends
+    /// (switchboard only), spread over --idle-connections: what matching costs when
+    /// most subscriptions are elsewhere.
+    #[arg(long, default_value_t = 0)]
+    pub idle_subscriptions: usize,
+
+    /// Connections holding the --idle-subscriptions.
+    #[arg(long, default_value_t = 1000)]
+    pub idle_connections: usize,
+
+    /// Subscribers (pubsub) or watchers (watch) that subscribe and then never read:
+    /// what a stalled consumer costs the server and the others.
+    #[arg(long, default_value_t = 0)]
+    pub stalled_subscribers: usize,
+
+    /// The server's process id, when it runs on this machine (pubsub, watch): its CPU
+    /// time over the measured window is reported per delivery and per send.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 impl Settings {
