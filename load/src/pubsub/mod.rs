@@ -1,9 +1,11 @@
 //! The push workloads: `pubsub` (publishers and subscribers) and `watch` (writers and
 //! watchers of their keys).
 //!
-//! Every connection has a thread of its own with blocking I/O: subscriber counts are
-//! small, and a subscriber's time goes to reading large batches of frames, not to
-//! scheduling. Each payload carries a stamp (its source, its number there, its send
+//! Each publisher has a thread of its own with blocking I/O; subscribers share
+//! `--threads` event loops, so a burst of deliveries to many subscribers wakes one
+//! thread once rather than one thread each (waking ten blocked threads for every
+//! write cost the server more in the kernel than the delivery itself, whichever server
+//! it was). Each payload carries a stamp (its source, its number there, its send
 //! time), so a subscriber measures end-to-end delivery latency and checks that every
 //! source's messages arrive once each and in order. When the measured time is over,
 //! sources stop and every subscriber drains what is still on its way before anything
@@ -19,6 +21,9 @@
 //!   watcher must see every successful write's change, in sequence order, or a GAP
 //!   naming what it missed.
 
+mod setup;
+mod sink;
+mod source;
 pub mod wire;
 
 use crate::clock::{self, now_ns};
@@ -29,12 +34,11 @@ use crate::settings::{Error, Settings};
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use wire::{Incoming, Stamp, Wire};
 
 /// The subject publishers publish on, and the prefix watchers watch.
 const SUBJECT: &[u8] = b"bench.pubsub";
@@ -259,8 +263,8 @@ pub fn run(
             .map_err(|e| Error::Connect(format!("setting TCP_NODELAY: {e}")))?;
         Ok::<TcpStream, Error>(s)
     };
-    let idle = idle_subscriptions(settings, &connect)?;
-    let stalled = stalled_subscribers(settings, &connect)?;
+    let idle = setup::idle_subscriptions(settings, &connect)?;
+    let stalled = setup::stalled_subscribers(settings, &connect)?;
     let sink_streams = (0..subs)
         .map(|_| connect("a subscriber"))
         .collect::<Result<Vec<_>, _>>()?;
@@ -278,7 +282,7 @@ pub fn run(
         stop: AtomicBool::new(false),
         sources_done: AtomicBool::new(false),
         last: (0..pubs).map(|_| AtomicU64::new(0)).collect(),
-        start: Barrier::new(subs + pubs + 1),
+        start: Barrier::new(settings.threads.clamp(1, subs) + pubs + 1),
     };
     let warmup = settings.warmup.as_nanos() as u64;
     let measured = settings
@@ -287,11 +291,17 @@ pub fn run(
         .as_nanos() as u64;
     let cpu_before = clock::cpu_time_ns();
     let (sources, sinks, server_cpu_ns) = std::thread::scope(|scope| {
-        let sinks: Vec<_> = sink_streams
+        // Subscribers spread over --threads event loops.
+        let groups = settings.threads.clamp(1, subs);
+        let mut grouped: Vec<Vec<TcpStream>> = (0..groups).map(|_| Vec::new()).collect();
+        for (i, stream) in sink_streams.into_iter().enumerate() {
+            grouped[i % groups].push(stream);
+        }
+        let sinks: Vec<_> = grouped
             .into_iter()
-            .map(|s| {
+            .map(|streams| {
                 let shared = &shared;
-                scope.spawn(move || subscriber(shared, s))
+                scope.spawn(move || sink::group(shared, streams))
             })
             .collect();
         let sources: Vec<_> = source_streams
@@ -299,7 +309,7 @@ pub fn run(
             .enumerate()
             .map(|(p, s)| {
                 let shared = &shared;
-                scope.spawn(move || source(shared, p as u32, s))
+                scope.spawn(move || source::source(shared, p as u32, s))
             })
             .collect();
         // Everyone connected and subscribed: the clock starts.
@@ -329,7 +339,7 @@ pub fn run(
         shared.sources_done.store(true, Ordering::SeqCst);
         let sinks: Vec<SinkResult> = sinks
             .into_iter()
-            .map(|h| h.join().expect("subscriber thread"))
+            .flat_map(|h| h.join().expect("subscriber thread"))
             .collect();
         (sources, sinks, server_cpu_ns)
     });
@@ -342,7 +352,7 @@ pub fn run(
         .max()
         .unwrap_or(0);
     let (resumed_whole, resumed_broken) = match workload {
-        Workload::Watch => resume_stalled(stalled, last_written),
+        Workload::Watch => setup::resume_stalled(stalled, last_written),
         _ => (0, 0),
     };
     let window = shared.window.load(Ordering::SeqCst);
@@ -401,140 +411,27 @@ pub fn run(
     Ok((o, params))
 }
 
-/// Opens `--idle-connections` connections holding `--idle-subscriptions` prefixes that
-/// match nothing the run sends, all confirmed before it starts.
-fn idle_subscriptions(
-    settings: &Settings,
-    connect: &dyn Fn(&str) -> Result<TcpStream, Error>,
-) -> Result<Vec<TcpStream>, Error> {
-    let (n, conns) = (
-        settings.idle_subscriptions,
-        settings.idle_connections.max(1),
-    );
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if settings.protocol != Protocol::Switchboard {
-        return Err(Error::Usage(
-            "--idle-subscriptions needs --protocol switchboard".into(),
-        ));
-    }
-    let conns = conns.min(n);
-    let mut streams = Vec::with_capacity(conns);
-    for c in 0..conns {
-        let mut stream = connect("an idle subscriber")?;
-        let mut wire = Wire::new(Protocol::Switchboard);
-        let mut out = BytesMut::new();
-        let share = n / conns + usize::from(c < n % conns);
-        for i in 0..share {
-            // Distinct prefixes of several lengths, none a prefix of the run's subjects
-            // or keys.
-            let prefix = format!("idle.{c}.{i}.");
-            if i == 0 {
-                wire.subscribe(&mut out, prefix.as_bytes());
-            } else {
-                wire.subscribe_more(&mut out, prefix.as_bytes());
+/// Reads what the socket has (at least one byte), into `input`.
+pub(super) fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<usize> {
+    input.reserve(64 << 10);
+    let start = input.len();
+    input.resize(input.capacity(), 0);
+    let n = loop {
+        match stream.read(&mut input[start..]) {
+            Ok(0) => {
+                input.truncate(start);
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                input.truncate(start);
+                return Err(e);
             }
         }
-        stream
-            .write_all(&out)
-            .map_err(|e| Error::Connect(format!("subscribing: {e}")))?;
-        // HELLO's answer and one per SUBSCRIBE.
-        let mut owed = share + 1;
-        let mut input = BytesMut::new();
-        while owed > 0 {
-            read_more(&mut stream, &mut input)
-                .map_err(|e| Error::Connect(format!("subscribing: {e}")))?;
-            while let Some(incoming) = wire
-                .incoming(&mut input)
-                .map_err(|e| Error::Failed(format!("subscribing: {e}")))?
-            {
-                if matches!(incoming, Incoming::Other) {
-                    owed -= 1;
-                }
-            }
-        }
-        streams.push(stream);
-    }
-    Ok(streams)
-}
-
-/// The stalled watchers read at last: each must get, in order, an event or a GAP for
-/// every change up to `last` (the last written; every change of a watch run is a
-/// write to a watched key). Returns (whole, broken).
-fn resume_stalled(streams: Vec<TcpStream>, last: u64) -> (u64, u64) {
-    let (mut whole, mut broken) = (0, 0);
-    for mut stream in streams {
-        let _ = stream.set_read_timeout(Some(TICK));
-        let mut wire = Wire::new(Protocol::Switchboard);
-        let mut input = BytesMut::with_capacity(256 << 10);
-        let mut out = BytesMut::new();
-        let mut reached = 0u64;
-        let mut ok = true;
-        let deadline = now_ns() + DRAIN.as_nanos() as u64;
-        while reached < last && now_ns() < deadline {
-            match read_more(&mut stream, &mut input) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(_) => break,
-            }
-            while let Ok(Some(incoming)) = wire.incoming(&mut input) {
-                match incoming {
-                    Incoming::Event { seq, .. } => {
-                        // Every write of the run matches: the stream has no holes.
-                        ok &= reached == 0 || seq == reached + 1;
-                        reached = seq;
-                    }
-                    Incoming::Gap { after, oldest } => {
-                        ok &= after == reached || reached == 0;
-                        reached = oldest - 1;
-                    }
-                    Incoming::Ping => {
-                        wire.ping(&mut out);
-                        let _ = stream.write_all(&out);
-                        out.clear();
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if ok && reached >= last {
-            whole += 1;
-        } else {
-            broken += 1;
-        }
-    }
-    (whole, broken)
-}
-
-/// Opens `--stalled-subscribers` connections that subscribe like the others and then
-/// never read.
-fn stalled_subscribers(
-    settings: &Settings,
-    connect: &dyn Fn(&str) -> Result<TcpStream, Error>,
-) -> Result<Vec<TcpStream>, Error> {
-    let prefix = match settings.workload {
-        Workload::Watch => WATCH_PREFIX,
-        _ => SUBJECT,
     };
-    (0..settings.stalled_subscribers)
-        .map(|_| {
-            let mut stream = connect("a stalled subscriber")?;
-            let mut out = BytesMut::new();
-            Wire::new(settings.protocol).subscribe(&mut out, prefix);
-            stream
-                .write_all(&out)
-                .map_err(|e| Error::Connect(format!("subscribing: {e}")))?;
-            Ok(stream)
-        })
-        .collect()
+    input.truncate(start + n);
+    Ok(n)
 }
 
 /// A process's CPU time (user + system) from /proc, in ns.
@@ -560,284 +457,4 @@ fn missing_changes(written: &[u64], seen: &[u64], gaps: &[(u64, u64)]) -> u64 {
                     .any(|&(after, oldest)| after < seq && seq < oldest)
         })
         .count() as u64
-}
-
-/// A publisher or writer: keeps `pipeline` sends in flight until told to stop, then
-/// collects the answers still owed.
-fn source(shared: &Shared, id: u32, mut stream: TcpStream) -> SourceResult {
-    let mut wire = Wire::new(shared.proto);
-    let mut out = BytesMut::with_capacity(64 << 10);
-    let mut input = BytesMut::with_capacity(64 << 10);
-    let mut result = SourceResult::default();
-    let mut seq = 0u64;
-    let mut in_flight = 0usize;
-    // Send times of the sends in flight, in order, to count those in the window.
-    let mut sent_at = std::collections::VecDeque::with_capacity(shared.pipeline);
-    shared.start.wait();
-    let mut key = u64::from(id);
-    let mut send = |wire: &mut Wire, out: &mut BytesMut, seq: &mut u64| {
-        *seq += 1;
-        let now = now_ns();
-        let stamp = Stamp {
-            source: id,
-            seq: *seq,
-            sent_ns: now,
-        };
-        let mut payload = BytesMut::with_capacity(shared.value_size);
-        stamp.write(&mut payload, shared.value_size);
-        match shared.workload {
-            Workload::Watch => {
-                key = (key + 7919) % shared.keys;
-                let name = format!("key:{key:012}");
-                wire.put(out, name.as_bytes(), &payload);
-            }
-            _ => wire.publish(out, SUBJECT, &payload),
-        }
-        now
-    };
-    loop {
-        let stopping = shared.stop.load(Ordering::Relaxed);
-        while !stopping && in_flight < shared.pipeline {
-            sent_at.push_back(send(&mut wire, &mut out, &mut seq));
-            in_flight += 1;
-        }
-        if in_flight == 0 {
-            break;
-        }
-        if !out.is_empty() {
-            if stream.write_all(&out).is_err() {
-                result.errors += in_flight as u64;
-                break;
-            }
-            out.clear();
-        }
-        if read_more(&mut stream, &mut input).is_err() {
-            result.errors += in_flight as u64;
-            break;
-        }
-        loop {
-            match wire.answer(&mut input) {
-                Ok(Some(answer)) => {
-                    in_flight -= 1;
-                    let at = sent_at.pop_front().unwrap_or(0);
-                    let window = shared.window.load(Ordering::Relaxed);
-                    let end = shared.window_end.load(Ordering::Relaxed);
-                    match answer {
-                        Ok(version) => {
-                            if at >= window && at < end {
-                                result.in_window += 1;
-                            }
-                            if shared.workload == Workload::Watch {
-                                result.written.push(version);
-                                shared.last[id as usize].fetch_max(version, Ordering::SeqCst);
-                            }
-                        }
-                        Err(_) => result.errors += 1,
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    result.errors += in_flight as u64;
-                    return result;
-                }
-            }
-        }
-    }
-    if shared.workload != Workload::Watch {
-        shared.last[id as usize].store(seq, Ordering::SeqCst);
-    }
-    result
-}
-
-/// Reads what the socket has (at least one byte), into `input`.
-fn read_more(stream: &mut TcpStream, input: &mut BytesMut) -> io::Result<usize> {
-    input.reserve(64 << 10);
-    let start = input.len();
-    input.resize(input.capacity(), 0);
-    let n = loop {
-        match stream.read(&mut input[start..]) {
-            Ok(0) => {
-                input.truncate(start);
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                input.truncate(start);
-                return Err(e);
-            }
-        }
-    };
-    input.truncate(start + n);
-    Ok(n)
-}
-
-/// A subscriber or watcher: subscribes, then reads and checks every delivery until
-/// the sources are done and everything they sent has arrived (or the drain time is
-/// up).
-fn subscriber(shared: &Shared, mut stream: TcpStream) -> SinkResult {
-    let mut wire = Wire::new(shared.proto);
-    let mut out = BytesMut::new();
-    let mut input = BytesMut::with_capacity(256 << 10);
-    let mut r = SinkResult {
-        deliveries: 0,
-        latency: new_histogram(),
-        missing: 0,
-        duplicated: 0,
-        out_of_order: 0,
-        announced: 0,
-        disconnected: false,
-        seen: Vec::new(),
-        gaps: Vec::new(),
-    };
-    let prefix = match shared.workload {
-        Workload::Watch => WATCH_PREFIX,
-        _ => SUBJECT,
-    };
-    wire.subscribe(&mut out, prefix);
-    let subscribed = stream.write_all(&out).is_ok();
-    out.clear();
-    // Wait for the subscription's answers (switchboard answers HELLO and SUBSCRIBE,
-    // Redis confirms once) before anyone starts sending.
-    let mut owed = if subscribed {
-        match shared.proto {
-            Protocol::Resp => 1,
-            _ => 2,
-        }
-    } else {
-        0
-    };
-    'confirm: while owed > 0 {
-        if read_more(&mut stream, &mut input).is_err() {
-            break;
-        }
-        loop {
-            match wire.incoming(&mut input) {
-                Ok(Some(Incoming::Other)) => {
-                    owed -= 1;
-                    if owed == 0 {
-                        break 'confirm;
-                    }
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(_) => break 'confirm,
-            }
-        }
-    }
-    let _ = stream.set_read_timeout(Some(TICK));
-    shared.start.wait();
-    let sources = shared.last.len();
-    // Next number expected from each source (pubsub), or the last sequence (watch).
-    let mut next = vec![1u64; sources];
-    let mut last_seq = 0u64;
-    let mut drain_deadline = None;
-    loop {
-        if shared.sources_done.load(Ordering::SeqCst) {
-            let deadline =
-                *drain_deadline.get_or_insert_with(|| now_ns() + DRAIN.as_nanos() as u64);
-            let all_in = match shared.workload {
-                Workload::Watch => {
-                    (0..sources).all(|p| last_seq >= shared.last[p].load(Ordering::SeqCst))
-                }
-                _ => (0..sources).all(|p| next[p] > shared.last[p].load(Ordering::SeqCst)),
-            };
-            if all_in || now_ns() > deadline {
-                break;
-            }
-        }
-        match read_more(&mut stream, &mut input) {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => {
-                r.disconnected = true;
-                break;
-            }
-        }
-        let now = now_ns();
-        let window = shared.window.load(Ordering::Relaxed);
-        let end = shared.window_end.load(Ordering::Relaxed);
-        loop {
-            let incoming = match wire.incoming(&mut input) {
-                Ok(Some(incoming)) => incoming,
-                Ok(None) => break,
-                Err(_) => {
-                    r.disconnected = true;
-                    break;
-                }
-            };
-            let payload = match incoming {
-                Incoming::Message(payload) => payload,
-                Incoming::Event { seq, value } => {
-                    if seq <= last_seq {
-                        if r.seen.binary_search(&seq).is_ok() {
-                            r.duplicated += 1;
-                        } else {
-                            r.out_of_order += 1;
-                        }
-                        continue;
-                    }
-                    last_seq = seq;
-                    r.seen.push(seq);
-                    value
-                }
-                Incoming::Lost(n) => {
-                    r.announced += n;
-                    continue;
-                }
-                Incoming::Gap { after, oldest } => {
-                    r.announced += oldest.saturating_sub(after + 1);
-                    r.gaps.push((after, oldest));
-                    last_seq = last_seq.max(oldest.saturating_sub(1));
-                    continue;
-                }
-                Incoming::Ping => {
-                    wire.ping(&mut out);
-                    let _ = stream.write_all(&out);
-                    out.clear();
-                    continue;
-                }
-                Incoming::Other => continue,
-            };
-            let Some(stamp) = Stamp::read(&payload) else {
-                continue;
-            };
-            if stamp.sent_ns >= window && stamp.sent_ns < end {
-                r.deliveries += 1;
-                let _ = r.latency.record(now.saturating_sub(stamp.sent_ns).max(1));
-            }
-            if shared.workload == Workload::Watch {
-                continue;
-            }
-            let Some(expected) = next.get_mut(stamp.source as usize) else {
-                continue;
-            };
-            if stamp.seq == *expected {
-                *expected += 1;
-            } else if stamp.seq > *expected {
-                r.missing += stamp.seq - *expected;
-                *expected = stamp.seq + 1;
-            } else {
-                r.out_of_order += 1;
-            }
-        }
-        if r.disconnected {
-            break;
-        }
-    }
-    if shared.workload != Workload::Watch {
-        for (p, n) in next.iter().enumerate() {
-            r.missing += shared.last[p].load(Ordering::SeqCst).saturating_sub(n - 1);
-        }
-        // Messages the server announced as dropped are not silent.
-        r.missing = r.missing.saturating_sub(r.announced);
-    }
-    r
 }
