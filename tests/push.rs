@@ -164,7 +164,14 @@ fn published_messages_reach_every_matching_connection_in_order() {
 
 #[test]
 fn subscribing_needs_push_and_limits_are_enforced() {
-    let server = ServerProcess::start(&["--max-subscriptions-per-connection", "2"]);
+    let server = ServerProcess::start(&[
+        "--max-subscriptions-per-connection",
+        "2",
+        "--max-subject",
+        "8",
+        "--max-payload",
+        "16",
+    ]);
     let mut plain = server.client();
     match plain.subscribe("x", None, 0) {
         Err(ClientError::Server { status, .. }) => assert_eq!(status, Status::UNSUPPORTED),
@@ -179,6 +186,23 @@ fn subscribing_needs_push_and_limits_are_enforced() {
         }
         other => panic!("{other:?}"),
     }
+    let refused = |r: Result<u32, ClientError>| match r {
+        Err(ClientError::Server { status, .. }) => status,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        refused(s.publish("a-long-subject", "x")),
+        Status::KEY_TOO_LARGE
+    );
+    assert_eq!(
+        refused(s.publish("short", vec![b'p'; 17])),
+        Status::VALUE_TOO_LARGE
+    );
+    assert_eq!(
+        refused(s.subscribe("a-long-prefix", None, 0).map(|s| s.sub_id)),
+        Status::KEY_TOO_LARGE
+    );
+    assert_eq!(s.publish("short", vec![b'p'; 16]).unwrap(), 0);
     s.ping().unwrap();
 }
 
@@ -265,15 +289,23 @@ fn a_subscriber_that_stops_reading_is_caught_up_from_the_log_when_it_reads_again
     }
     // Writers were never held up; now the subscriber reads everything, in order.
     let mut expect = last - 2999;
+    let mut progress = 0;
     while expect <= last {
         let Some(push) = s.next_push(Some(WAIT)).unwrap() else {
             panic!("stalled at {expect} of {last}: {:?}", server.stats());
         };
+        // Each time it fell behind and caught up, a PROGRESS says so.
+        if let Push::Progress { seq, .. } = push {
+            assert_eq!(seq, expect - 1, "a PROGRESS covers what came before it");
+            progress += 1;
+            continue;
+        }
         let (_, seq, ..) = event(push);
         assert_eq!(seq, expect, "in order, none missing, none twice");
         expect += 1;
     }
     assert!(matches!(next(&mut s), Push::Progress { seq, .. } if seq == last));
+    assert!(progress >= 1, "it fell behind at least once before the end");
 }
 
 #[test]

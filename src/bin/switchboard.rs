@@ -100,6 +100,16 @@ struct Flags {
     /// socket also gets TCP keepalive probes on the same interval.
     #[arg(long, default_value_t = push::DEFAULT_KEEPALIVE.as_secs_f64())]
     keepalive: f64,
+
+    /// Longest PUBLISH subject and SUBSCRIBE prefix in bytes; longer ones are refused
+    /// with KEY_TOO_LARGE (the key limit, 1024, applies too).
+    #[arg(long, default_value_t = push::DEFAULT_MAX_SUBJECT)]
+    max_subject: usize,
+
+    /// Largest PUBLISH payload in bytes (suffixes k, m, g); larger ones are refused with
+    /// VALUE_TOO_LARGE (the value limit applies too).
+    #[arg(long, default_value = "1m", value_parser = parse_bytes)]
+    max_payload: u64,
 }
 
 fn parse_u32_bytes(text: &str) -> Result<u32, String> {
@@ -164,6 +174,8 @@ fn main() -> ExitCode {
             max_per_connection: flags.max_subscriptions_per_connection,
             max_subscriptions: flags.max_subscriptions,
             keepalive,
+            max_subject: flags.max_subject,
+            max_payload: usize::try_from(flags.max_payload).unwrap_or(usize::MAX),
         },
         ..Config::default()
     };

@@ -218,8 +218,17 @@ pub fn execute<R>(
         }
         Request::Publish { subject, payload } => {
             c.cmd_publish += 1;
-            let receivers = ctx.push.publish(subject.clone(), payload.clone());
-            then(Outcome::Published { receivers })
+            match ctx.push.publish(subject.clone(), payload.clone()) {
+                Ok(receivers) => then(Outcome::Published { receivers }),
+                Err((status, reason)) => {
+                    c.request_errors += 1;
+                    then(Outcome::Refused {
+                        opcode: Opcode::PUBLISH,
+                        status,
+                        reason,
+                    })
+                }
+            }
         }
     }
 }

@@ -56,6 +56,11 @@ pub const DEFAULT_CHANGE_LOG_BYTES: usize = 64 << 20;
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 1024;
 /// Default subscriptions the server holds in all.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1_000_000;
+/// Default longest PUBLISH subject and SUBSCRIBE prefix: the default key limit, since
+/// keys are the subjects of change events.
+pub const DEFAULT_MAX_SUBJECT: usize = 1024;
+/// Default largest PUBLISH payload: the default value limit.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1 << 20;
 /// Default quiet time after which a subscriber's connection is sent a PING push.
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Keepalive intervals a subscriber may leave a PING unanswered, while its output
@@ -77,6 +82,10 @@ pub struct PushConfig {
     pub max_subscriptions: usize,
     /// Quiet time before a PING push to a subscriber.
     pub keepalive: Duration,
+    /// Longest PUBLISH subject and SUBSCRIBE prefix (the key limit also applies).
+    pub max_subject: usize,
+    /// Largest PUBLISH payload (the value limit also applies).
+    pub max_payload: usize,
 }
 
 impl Default for PushConfig {
@@ -87,6 +96,8 @@ impl Default for PushConfig {
             max_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
             max_subscriptions: DEFAULT_MAX_SUBSCRIPTIONS,
             keepalive: DEFAULT_KEEPALIVE,
+            max_subject: DEFAULT_MAX_SUBJECT,
+            max_payload: DEFAULT_MAX_PAYLOAD,
         }
     }
 }
@@ -235,7 +246,7 @@ impl Hub {
     /// server's sequence (`current`, the last number handed out).
     ///
     /// # Errors
-    /// SUBSCRIPTION_LIMIT at either limit.
+    /// SUBSCRIPTION_LIMIT at either limit; KEY_TOO_LARGE past `--max-subject`.
     pub fn subscribe(
         &self,
         conn: ConnId,
@@ -272,8 +283,23 @@ impl Hub {
 
     /// Executes PUBLISH: queues the message for delivery and returns how many
     /// connections hold a matching subscription.
-    pub fn publish(&self, subject: Bytes, payload: Bytes) -> u32 {
+    ///
+    /// # Errors
+    /// KEY_TOO_LARGE past `--max-subject`, VALUE_TOO_LARGE past `--max-payload`.
+    pub fn publish(&self, subject: Bytes, payload: Bytes) -> Result<u32, Refusal> {
         let mut state = self.lock();
+        if subject.len() > state.config.max_subject {
+            return Err((
+                Status::KEY_TOO_LARGE,
+                "subject is over the server's --max-subject",
+            ));
+        }
+        if payload.len() > state.config.max_payload {
+            return Err((
+                Status::VALUE_TOO_LARGE,
+                "payload is over the server's --max-payload",
+            ));
+        }
         state.counts.published += 1;
         let receivers = state.receivers(&subject);
         if receivers > 0 {
@@ -281,7 +307,7 @@ impl Hub {
             drop(state);
             self.set_pending();
         }
-        receivers
+        Ok(receivers)
     }
 }
 
@@ -295,6 +321,12 @@ impl State {
         current: u64,
         now: Instant,
     ) -> Result<u32, Refusal> {
+        if prefix.len() > self.config.max_subject {
+            return Err((
+                Status::KEY_TOO_LARGE,
+                "prefix is over the server's --max-subject",
+            ));
+        }
         if self.subs.len() >= self.config.max_subscriptions {
             return Err((
                 Status::SUBSCRIPTION_LIMIT,

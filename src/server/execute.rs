@@ -153,7 +153,7 @@ impl Server {
             self.spare.push(std::mem::take(&mut done.unrun));
             let mut targets = super::push::RegistryTargets {
                 registry: &mut self.registry,
-                again: &mut self.again,
+                pending: &mut self.push_flush,
             };
             super::push::sequence(
                 &mut self.sequencer,

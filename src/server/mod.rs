@@ -172,6 +172,9 @@ pub struct Server {
     push_tick_at: Instant,
     /// Connections with subscriptions to catch up from the change log.
     push_ready: Vec<ConnId>,
+    /// Connections given pushes not yet written (see `push`), and since when.
+    push_flush: Vec<ConnId>,
+    push_flush_since: Option<Instant>,
     /// Connections whose subscriptions began or ended, to apply (kept for reuse).
     push_notices: Vec<(ConnId, bool)>,
     /// The keepalive interval for subscribers.
@@ -258,6 +261,8 @@ impl Server {
             push_tick_at: Instant::now(),
             push_ready: Vec::new(),
             push_notices: Vec::new(),
+            push_flush: Vec::new(),
+            push_flush_since: None,
             push_keepalive: config.push.keepalive,
         })
     }
@@ -336,6 +341,7 @@ impl Server {
             self.dispatch(now);
             self.complete(now);
             self.deliver_push(now);
+            self.flush_pushes(now, events.is_empty());
             self.fire_timers(now);
             self.enforce_client_memory(now);
             self.publish(now);
@@ -352,10 +358,13 @@ impl Server {
             .batches
             .iter()
             .any(|[cheap, heavy]| !cheap.is_empty() || !heavy.is_empty());
+        // Pushes waiting to be written: look for more work without blocking; a poll
+        // that finds none writes them.
         if !self.again.is_empty()
             || !self.inline.is_empty()
             || batched
             || !self.push_ready.is_empty()
+            || !self.push_flush.is_empty()
         {
             return Some(Duration::ZERO);
         }

@@ -3,7 +3,12 @@
 //! replays to start, connections that now hold subscriptions), the replays of
 //! subscribers whose output drained, and the periodic PROGRESS and keepalive.
 //!
-//! Connections given a push are queued for servicing like any other with output.
+//! Pushes are written when the reactor is about to wait (a poll that found nothing
+//! new), or [`PUSH_FLUSH_DELAY`] after the first unwritten one, whichever is first, as
+//! Redis writes its replies before it sleeps: while publishers keep the reactor busy,
+//! each subscriber's pushes go out in fewer, larger writes (each write to a
+//! subscriber costs a system call and a wake-up of its reader, far more than the
+//! bytes), and an idle server writes at once.
 
 use super::registry::Registry;
 use super::Server;
@@ -19,10 +24,14 @@ use std::time::{Duration, Instant};
 /// the granularity of PROGRESS intervals and keepalive.
 pub(super) const PUSH_TICK: Duration = Duration::from_millis(100);
 
-/// The registry as push's view of the connections; touched ones are queued.
+/// The longest a push waits to be written while the reactor stays busy.
+pub(super) const PUSH_FLUSH_DELAY: Duration = Duration::from_micros(200);
+
+/// The registry as push's view of the connections; touched ones wait in `pending` to
+/// be written.
 pub(super) struct RegistryTargets<'a> {
     pub(super) registry: &'a mut Registry,
-    pub(super) again: &'a mut Vec<ConnId>,
+    pub(super) pending: &'a mut Vec<ConnId>,
 }
 
 impl Targets for RegistryTargets<'_> {
@@ -32,9 +41,9 @@ impl Targets for RegistryTargets<'_> {
 
     fn touched(&mut self, id: ConnId) {
         if let Some(slot) = self.registry.get_mut(id) {
-            if !slot.queued {
-                slot.queued = true;
-                self.again.push(id);
+            if !slot.push_pending {
+                slot.push_pending = true;
+                self.pending.push(id);
             }
         }
     }
@@ -68,7 +77,7 @@ impl Server {
     pub(super) fn sequence(&mut self, changes: &mut Vec<Change>, now: Instant) {
         let mut targets = RegistryTargets {
             registry: &mut self.registry,
-            again: &mut self.again,
+            pending: &mut self.push_flush,
         };
         sequence(
             &mut self.sequencer,
@@ -94,7 +103,7 @@ impl Server {
         let mut ready = std::mem::take(&mut self.push_ready);
         let mut targets = RegistryTargets {
             registry: &mut self.registry,
-            again: &mut self.again,
+            pending: &mut self.push_flush,
         };
         if pending {
             state.deliver_pending(now, &mut targets, |c, s| notices.push((c, s)), &mut ready);
@@ -115,8 +124,28 @@ impl Server {
             self.note_subscribed(id, subscribed);
         }
         self.push_notices = notices;
-        // Connections given pushes are in `again`: written out next.
-        self.service_queue(now);
+    }
+
+    /// Writes the pushes waiting, when the reactor found nothing new to do (`idle`) or
+    /// the first of them has waited [`PUSH_FLUSH_DELAY`].
+    pub(super) fn flush_pushes(&mut self, now: Instant, idle: bool) {
+        if self.push_flush.is_empty() {
+            self.push_flush_since = None;
+            return;
+        }
+        let since = *self.push_flush_since.get_or_insert(now);
+        if !idle && now.saturating_duration_since(since) < PUSH_FLUSH_DELAY {
+            return;
+        }
+        let mut pending = std::mem::take(&mut self.push_flush);
+        for id in pending.drain(..) {
+            if let Some(slot) = self.registry.get_mut(id) {
+                slot.push_pending = false;
+                self.flush(id, now);
+            }
+        }
+        self.push_flush = pending;
+        self.push_flush_since = None;
     }
 
     /// A connection now holds subscriptions, or no longer does.

@@ -41,6 +41,8 @@ pub(super) struct Slot {
     pub memory: usize,
     /// The slot is on the reactor's list of connections to service.
     pub queued: bool,
+    /// The slot is on the list of connections given pushes not yet written.
+    pub push_pending: bool,
     /// The deadline this connection has in the timer heap, if any.
     pub timer: Option<Instant>,
 }
@@ -96,6 +98,7 @@ impl Registry {
             write_blocked: false,
             memory: 0,
             queued: false,
+            push_pending: false,
             timer: None,
         });
         (id, Token(index + FIRST_CONN))
