@@ -715,3 +715,29 @@ fn watchers_that_reconnect_see_every_change_or_a_gap_and_end_equal_to_the_store(
     }
     assert!(gaps > 0, "the log rolled past some watcher at least once");
 }
+
+#[test]
+fn a_replay_longer_than_a_turn_of_the_reactor_arrives_whole_and_in_order() {
+    let server = ServerProcess::start(&[]);
+    let mut w = server.client();
+    let history = w.hello(0).unwrap().history;
+    // More than the replays may look at in one iteration of the reactor.
+    let n = 40_000u64;
+    let value = Bytes::from_static(b"v");
+    for chunk in 0..n / 1000 {
+        let mut pipeline = w.pipeline();
+        for i in 0..1000 {
+            pipeline = pipeline.put(format!("r{}", (chunk * 1000 + i) % 97), value.clone());
+        }
+        pipeline.send().unwrap();
+    }
+    let mut s = subscriber(&server);
+    s.subscribe("r", Some(Resume { from: 0, history }), 0)
+        .unwrap();
+    // Meanwhile the connection answers requests.
+    s.ping().unwrap();
+    for seq in 1..=n {
+        assert_eq!(event(next(&mut s)).1, seq);
+    }
+    assert!(matches!(next(&mut s), Push::Progress { seq, .. } if seq == n));
+}

@@ -125,6 +125,9 @@ pub fn canonical(response: Response) -> Response {
         ResponseBody::Written { .. } if writes.contains(&opcode) => opcode,
         ResponseBody::Written { .. } => writes[usize::from(opcode.0 % 3)],
         ResponseBody::Scan(_) => Opcode::SCAN,
+        ResponseBody::Subscribed { .. } => Opcode::SUBSCRIBE,
+        ResponseBody::Unsubscribed => Opcode::UNSUBSCRIBE,
+        ResponseBody::Published { .. } => Opcode::PUBLISH,
         _ => opcode,
     };
     let body = match body {

@@ -9,7 +9,7 @@
 //! pre-encoded body would.
 
 use super::log::ChangeLog;
-use super::{PushCounts, State, Sub, KEEPALIVE_MISSES, REPLAY_BUDGET};
+use super::{PushCounts, State, Sub, KEEPALIVE_MISSES};
 use crate::conn::{Connection, Outgoing};
 use crate::exec::sink::Sink;
 use crate::job::ConnId;
@@ -191,15 +191,21 @@ impl State {
         });
     }
 
-    /// Replays the log to `conn`'s subscriptions that are behind, within the budget.
-    pub fn catch_up(&mut self, conn_id: ConnId, now: Instant, t: &mut impl Targets) -> Replay {
+    /// Replays the log to `conn`'s subscriptions that are behind, looking at no more
+    /// than `budget` log entries (and taking what it looked at from it).
+    pub fn catch_up(
+        &mut self,
+        conn_id: ConnId,
+        now: Instant,
+        t: &mut impl Targets,
+        budget: &mut usize,
+    ) -> Replay {
         let Some(subs) = self.conns.get(&conn_id) else {
             return Replay::Caught;
         };
         let Some(conn) = t.conn(conn_id) else {
             return Replay::Caught;
         };
-        let mut budget = REPLAY_BUDGET;
         let mut result = Replay::Caught;
         for &id in &subs.ids {
             let Some(sub) = self.subs.get_mut(&(conn_id, id)) else {
@@ -214,7 +220,7 @@ impl State {
                 counts: &mut self.counts,
                 now,
             };
-            match replay.run(sub, id, conn, &mut budget) {
+            match replay.run(sub, id, conn, budget) {
                 Replay::Caught => {}
                 other => {
                     result = other;

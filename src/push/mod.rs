@@ -29,7 +29,7 @@
 //!
 //! # Bounds
 //! Subscriptions per connection and in all are limited (SUBSCRIPTION_LIMIT); the log by
-//! events and bytes; a replay's work per connection turn by [`REPLAY_BUDGET`]; each
+//! events and bytes; the replays' work per reactor iteration by [`REPLAY_BUDGET`]; each
 //! connection's pushes by its output limit, like its answers.
 
 pub mod deliver;
@@ -66,8 +66,9 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Keepalive intervals a subscriber may leave a PING unanswered, while its output
 /// drains, before it is closed.
 pub const KEEPALIVE_MISSES: u32 = 3;
-/// Log entries one replay looks at per connection turn before others get theirs.
-pub const REPLAY_BUDGET: usize = 4096;
+/// Log entries the replays of all subscribers look at in one reactor iteration
+/// (about a quarter of a millisecond); what is left waits for the next.
+pub const REPLAY_BUDGET: usize = 16_384;
 
 /// The push limits and bounds.
 #[derive(Clone, Copy, Debug)]

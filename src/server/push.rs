@@ -112,9 +112,12 @@ impl Server {
             state.tick(now, &mut targets);
             self.push_tick_at = now + PUSH_TICK;
         }
+        // The replays share one budget per iteration; connections it does not reach,
+        // or whose replay it cut short, go first next time.
+        let mut budget = crate::push::REPLAY_BUDGET;
         let mut left = Vec::new();
         for id in ready.drain(..) {
-            if state.catch_up(id, now, &mut targets) == Replay::Budget {
+            if budget == 0 || state.catch_up(id, now, &mut targets, &mut budget) == Replay::Budget {
                 left.push(id);
             }
         }
