@@ -54,7 +54,42 @@ fn put_body(out: &mut Outgoing, parts: &[&Bytes]) {
     }
 }
 
-/// Appends an EVENT for `change` (never a hole).
+/// Encodes the body of `change`'s EVENT after its `sub_id` into `scratch`, once for
+/// all its subscribers: the sequence, kind and key, and a short value. Returns a long
+/// value, which each subscriber's queue shares instead. `change` is never a hole.
+fn encode_event(scratch: &mut BytesMut, change: &Change) -> Option<Bytes> {
+    let (kind, value, shared) = match &change.op {
+        ChangeOp::Put(stored) => (
+            EventKind::Put,
+            stored.as_bytes(),
+            stored.shared().filter(|v| v.len() >= SHARE_BYTES),
+        ),
+        ChangeOp::Delete | ChangeOp::Hole => (EventKind::Delete, &[][..], None),
+    };
+    scratch.clear();
+    let inline = if shared.is_some() { &[][..] } else { value };
+    encode_event_body(scratch, change.seq, kind, change.key.as_bytes(), inline);
+    shared.cloned()
+}
+
+/// Appends an EVENT frame for subscription `sub_id` from a body [`encode_event`] made.
+fn write_encoded(
+    out: &mut Outgoing,
+    version: u8,
+    sub_id: u32,
+    head: &[u8],
+    shared: Option<&Bytes>,
+) {
+    let len = head.len() + shared.map_or(0, |v| v.len());
+    encode_prefix(out.buf(), Opcode::EVENT, version, sub_id, len);
+    out.buf().extend_from_slice(head);
+    if let Some(value) = shared {
+        out.share(value.clone());
+    }
+}
+
+/// Appends an EVENT for `change` (never a hole), encoding it in place: a replay's,
+/// for one subscriber.
 fn write_event(out: &mut Outgoing, version: u8, sub_id: u32, change: &Change) {
     let (kind, value, shared) = match &change.op {
         ChangeOp::Put(stored) => (
@@ -82,6 +117,10 @@ impl State {
     pub fn on_change(&mut self, change: Change, now: Instant, t: &mut impl Targets) {
         if !self.index.is_empty() && !matches!(change.op, ChangeOp::Hole) {
             let (subs, counts) = (&mut self.subs, &mut self.counts);
+            let scratch = &mut self.scratch_event;
+            // Encoded at the first subscriber it goes to, then copied to the others.
+            let mut encoded = false;
+            let mut shared = None;
             self.index.for_each_match(change.key.as_bytes(), |key| {
                 let Some(sub) = subs.get_mut(&key) else {
                     return;
@@ -104,7 +143,11 @@ impl State {
                 let Some(out) = conn.push_out() else {
                     return;
                 };
-                write_event(out, version, key.1, &change);
+                if !encoded {
+                    shared = encode_event(scratch, &change);
+                    encoded = true;
+                }
+                write_encoded(out, version, key.1, scratch, shared.as_ref());
                 sub.cursor = change.seq;
                 sub.last_sent = now;
                 counts.events_sent += 1;

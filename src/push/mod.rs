@@ -179,6 +179,8 @@ pub struct State {
     notices: Vec<Notice>,
     /// Reused to count a message's receivers.
     scratch: Vec<ConnId>,
+    /// Reused to encode a change's event once for all its subscribers.
+    scratch_event: bytes::BytesMut,
     config: PushConfig,
     /// What was done.
     pub counts: PushCounts,
@@ -215,6 +217,7 @@ impl Hub {
                 ready: Vec::new(),
                 notices: Vec::new(),
                 scratch: Vec::new(),
+                scratch_event: bytes::BytesMut::new(),
                 config,
                 counts: PushCounts::default(),
             }),
