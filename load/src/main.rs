@@ -70,6 +70,7 @@ fn main() -> ExitCode {
 }
 
 fn main_with(args: &Args) -> Result<u8, Error> {
+    check_outputs(args)?;
     let addrs = args.settings.resolve()?;
     // The first Ctrl-C (or SIGTERM) ends the run early with a report of what was
     // measured; a second one exits at once.
@@ -186,13 +187,45 @@ fn main_with(args: &Args) -> Result<u8, Error> {
     Ok(code)
 }
 
-/// The once-a-second progress line on stderr.
+/// Checks the files the report will be written to before anything runs, so a bad
+/// path does not cost the whole run: each must be creatable, and the plot is SVG.
+fn check_outputs(args: &Args) -> Result<(), Error> {
+    if let Some(plot) = &args.plot {
+        let svg = plot
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        if !svg {
+            return Err(Error::Usage(format!(
+                "--plot writes SVG: name the file .svg (got {})",
+                plot.display()
+            )));
+        }
+    }
+    for path in [&args.json, &args.plot].into_iter().flatten() {
+        let existed = path.exists();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(|e| Error::Usage(format!("cannot write {}: {e}", path.display())))?;
+        if !existed {
+            // Only a probe: the report writes it at the end.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
+}
+
+/// The once-a-second progress line on stderr: that second's throughput and latency
+/// percentiles (not the run's so far), labelled as such.
 struct ProgressLine {
     quiet: bool,
     warmup: Duration,
     next: Duration,
     last_elapsed: Duration,
     last_ops: u64,
+    /// The latency histogram as it was at the last line, to take this second's out.
+    last_latency: Option<hdrhistogram::Histogram<u64>>,
 }
 
 impl ProgressLine {
@@ -203,6 +236,7 @@ impl ProgressLine {
             next: Duration::from_secs(1),
             last_elapsed: Duration::ZERO,
             last_ops: 0,
+            last_latency: None,
         }
     }
 
@@ -211,6 +245,7 @@ impl ProgressLine {
             // A new run (the next trial of a search) started its clock and counters.
             self.next = Duration::from_secs(1);
             self.last_ops = 0;
+            self.last_latency = None;
         }
         self.last_elapsed = elapsed;
         if self.quiet || elapsed < self.next {
@@ -219,27 +254,40 @@ impl ProgressLine {
         self.next += Duration::from_secs(1);
         let ops = progress.completed.load(Ordering::Relaxed);
         let errors = progress.errors.load(Ordering::Relaxed);
-        let (p50, p99) = match progress.latency.lock() {
-            Ok(h) if !h.is_empty() => (
-                h.value_at_quantile(0.5) as f64 / 1e3,
-                h.value_at_quantile(0.99) as f64 / 1e3,
-            ),
-            _ => (0.0, 0.0),
+        let per_second = ops.saturating_sub(self.last_ops);
+        self.last_ops = ops;
+        if elapsed < self.warmup {
+            eprintln!(
+                "[{:>5.1}s] warm-up: {per_second} ops in the last second, errors {errors}",
+                elapsed.as_secs_f64()
+            );
+            return;
+        }
+        // This second's latencies: the run's histogram minus the one at the last line.
+        let now = match progress.latency.lock() {
+            Ok(h) => h.clone(),
+            Err(_) => return,
         };
-        let phase = if elapsed < self.warmup {
-            " (warm-up)"
+        let mut second = now.clone();
+        if let Some(before) = &self.last_latency {
+            if second.subtract(before).is_err() {
+                second = now.clone();
+            }
+        }
+        self.last_latency = Some(now);
+        let (p50, p99) = if second.is_empty() {
+            (f64::NAN, f64::NAN)
         } else {
-            ""
+            (
+                second.value_at_quantile(0.5) as f64 / 1e3,
+                second.value_at_quantile(0.99) as f64 / 1e3,
+            )
         };
         eprintln!(
-            "[{:>5.1}s] {:>9} ops/s  p50 {:>8.1} us  p99 {:>8.1} us  errors {}{phase}",
+            "[{:>5.1}s] last second: {per_second:>9} ops/s  p50 {p50:>8.1} us  p99 {p99:>8.1} us  \
+             errors so far {errors}",
             elapsed.as_secs_f64(),
-            ops.saturating_sub(self.last_ops),
-            p50,
-            p99,
-            errors
         );
-        self.last_ops = ops;
     }
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::fake::{serve, Behavior};
-use common::{run_load, serial, text, u, TempJson, RUN_LIMIT};
+use common::{f, run_load, serial, text, u, TempJson, RUN_LIMIT};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -202,10 +202,25 @@ fn an_interrupt_ends_the_run_with_a_report() {
     };
     assert_eq!(out.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED EARLY: interrupted"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("CLIENT-BOUND"),
+        "an interrupt is not the generator's fault: {stdout}"
+    );
     let j = json.read();
     let ops = u(&j, &["ops"]);
     assert!(ops > 0 && ops < 30_000, "{ops}");
     assert_eq!(u(&j, &["errors"]), 0);
+    assert_eq!(j["interrupted"], true);
+    // The time actually measured, not the 30 s planned, so the rate is the real one.
+    let measured = f(&j, &["duration_s"]);
+    assert!(measured > 0.5 && measured < 15.0, "duration_s {measured}");
+    let rate = f(&j, &["throughput_ops_per_sec"]);
+    assert!(
+        (rate - 1000.0).abs() < 200.0,
+        "{rate} ops/s at an offered 1000/s"
+    );
+    assert_eq!(j["client_bound"], false);
 }
 
 #[test]
@@ -313,4 +328,19 @@ fn cas_over_resp_is_refused_with_a_reason() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cas is not supported"));
+}
+
+#[test]
+fn output_paths_are_checked_before_the_run() {
+    let out = run_load(&[
+        "--addr",
+        "127.0.0.1:1",
+        "--json",
+        "/nonexistent-directory/out.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("cannot write /nonexistent-directory/out.json"));
+    let out = run_load(&["--addr", "127.0.0.1:1", "--plot", "latency.png"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--plot writes SVG"), "{}", text(&out));
 }

@@ -329,6 +329,7 @@ impl Engine<'_> {
                 if deadline > now && progress.interrupted.load(Ordering::Relaxed) {
                     deadline = now;
                     self.res.gave_up = Some("interrupted; the report covers what was sent".into());
+                    self.res.interrupted = true;
                 }
             }
             if now >= next_publish {

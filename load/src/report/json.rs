@@ -64,6 +64,7 @@ pub fn to_json(o: &Outcome, params: Value) -> Value {
         "answered_total": o.answered_all,
         "first_error": o.first_error,
         "stopped_early": o.gave_up,
+        "interrupted": o.interrupted,
         "reconnects": o.reconnects,
         "client_cpu_us_per_request": (o.cpu_us_per_request() * 1000.0).round() / 1000.0,
         "client_cpu_user_s": o.cpu_user_ns as f64 / 1e9,

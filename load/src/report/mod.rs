@@ -97,6 +97,9 @@ pub struct Outcome {
     pub first_error: Option<String>,
     /// Why some thread stopped before its share was done, if one did.
     pub gave_up: Option<String>,
+    /// The run was interrupted (SIGINT, SIGTERM): it measured until then, not for the
+    /// planned time.
+    pub interrupted: bool,
     /// Connections re-opened after a loss (`--reconnect`).
     pub reconnects: u64,
     /// Why the numbers describe the generator rather than the server, if they do.
@@ -128,6 +131,7 @@ impl Outcome {
             cpu_sys_ns: 0,
             first_error: None,
             gave_up: None,
+            interrupted: false,
             reconnects: 0,
             client_bound: None,
         }
@@ -154,6 +158,7 @@ impl Outcome {
         }
         self.first_error = self.first_error.take().or(r.first_error);
         self.gave_up = self.gave_up.take().or(r.gave_up);
+        self.interrupted |= r.interrupted;
         if let Some((a, b)) = r.window {
             self.window = Some(match self.window {
                 Some((x, y)) => (x.min(a), y.max(b)),
@@ -176,6 +181,17 @@ impl Outcome {
             (None, _) => span_s,
         };
         (self.cpu_user_ns, self.cpu_sys_ns) = cpu_ns;
+        if self.interrupted {
+            // Measured until the interrupt, not for the planned time; and what was
+            // scheduled after it was never due, so it says nothing of the generator.
+            self.duration_s = span_s;
+            if let Some(rate) = self.rate {
+                let due = (rate * span_s).round() as u64;
+                self.offered = self.offered.min(due.max(self.sent));
+            }
+            self.client_bound = None;
+            return;
+        }
         self.client_bound = self.judge_client_bound();
     }
 
