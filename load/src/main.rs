@@ -164,8 +164,9 @@ fn main_with(args: &Args) -> Result<u8, Error> {
     )?;
     if let Some(rate) = s.max_rate {
         eprintln!(
-            "find-max-rate: highest rate meeting {} is {rate:.0} ops/s",
-            args.slo.text
+            "find-max-rate: highest rate meeting {} is {rate:.0} ops/s ({})",
+            args.slo.text,
+            s.certainty()
         );
     }
     let code = finish(args, &s.shown, Some(&s))?;
@@ -313,8 +314,11 @@ fn finish(args: &Args, r: &Run, search: Option<&Search>) -> Result<u8, Error> {
         s.value_size
     );
     print!("{}", report::to_text(o, &header));
-    if let Some(rate) = search.and_then(|s| s.max_rate) {
-        println!("  max rate meeting {}: {rate:.0} ops/s", args.slo.text);
+    if let Some(s) = search {
+        if let Some(rate) = s.max_rate {
+            println!("  max rate meeting {}: {rate:.0} ops/s", args.slo.text);
+        }
+        println!("  how sure: {}", s.certainty());
     }
     if let Some(path) = &args.json {
         let mut doc = report::to_json(o, r.params.clone());

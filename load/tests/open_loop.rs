@@ -292,6 +292,52 @@ fn find_max_rate_finds_the_capacity_of_a_slow_server() {
 }
 
 #[test]
+fn one_noisy_trial_does_not_end_the_search() {
+    let _serial = serial();
+    // The same 1 ms server, which stalls once for 300 ms early in the first trial: that
+    // trial misses, its confirmation meets, and the search goes on up.
+    let stall = Behavior::SlowStallingAt(Duration::from_millis(1), 40, Duration::from_millis(300));
+    let addr = serve(stall).to_string();
+    let json = TempJson::new("maxrate-noisy");
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--find-max-rate",
+        "--slo",
+        "p99=50ms",
+        "--rate",
+        "250",
+        "--duration",
+        "400ms",
+        "--warmup",
+        "0s",
+        "--connections",
+        "8",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let trials = j["find_max_rate"]["trials"].as_array().expect("trials");
+    assert_eq!(trials[0]["rate"], 250.0);
+    assert_eq!(
+        trials[0]["ok"], false,
+        "the stall fails the first trial: {j}"
+    );
+    assert_eq!(trials[1]["rate"], 250.0, "and the rate is tried again: {j}");
+    assert_eq!(trials[1]["ok"], true);
+    let max = f(&j, &["find_max_rate", "max_rate_ops_per_sec"]);
+    assert!(
+        max > 250.0,
+        "max rate {max}: one noisy trial ended the search\n{j}"
+    );
+    let certainty = j["find_max_rate"]["certainty"].as_str().unwrap();
+    assert!(certainty.contains("met the target in"), "{certainty}");
+    assert!(text(&out).contains("how sure:"), "{}", text(&out));
+}
+
+#[test]
 fn an_unmeetable_target_fails_the_search_but_still_reports() {
     let _serial = serial();
     // Every request takes at least 1 ms: p99 = 100 us cannot be met at any rate.

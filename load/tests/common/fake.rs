@@ -24,6 +24,9 @@ pub enum Behavior {
     /// Like `Correct`, but every request holds the server for this long: a server
     /// with a known capacity.
     Slow(Duration),
+    /// Like `Slow`, and the request with this ordinal holds it this long once: one
+    /// noisy moment in a server of known capacity.
+    SlowStallingAt(Duration, u64, Duration),
     /// Closes every connection once this many requests have arrived in all.
     CloseAfter(u64),
     /// Closes each connection when its own request count passes this.
@@ -92,6 +95,9 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
             match behavior {
                 Behavior::StallAt(at, pause) if ordinal == at => std::thread::sleep(pause),
                 Behavior::Slow(each) => std::thread::sleep(each),
+                Behavior::SlowStallingAt(each, at, pause) => {
+                    std::thread::sleep(if ordinal == at { pause } else { each })
+                }
                 _ => {}
             }
             answer(&req, id, behavior, &mut store, shared, &mut out);
