@@ -163,3 +163,164 @@ fn cli_sub_watch_and_pub_print_each_line_and_stop_at_the_count() {
     assert_eq!(lines.next().unwrap().unwrap(), "EVENT\t6\tk\tput\t6\tv");
     assert!(sub.wait().unwrap().success());
 }
+
+/// A listener on a free port whose accepted connections get `reply` (if any) and are
+/// then held open; for a peer that is not a switchboard server.
+fn foreign_peer(reply: &'static [u8]) -> std::net::SocketAddr {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Bounded: each test makes one connection.
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                if stream.read(&mut buf).is_ok() && !reply.is_empty() {
+                    let _ = stream.write_all(reply);
+                }
+                // Hold the connection until the client leaves.
+                let _ = stream.read(&mut buf);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn cli_times_out_on_a_silent_peer_and_names_a_foreign_one() {
+    let silent = foreign_peer(b"");
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["ping", "--addr", &silent.to_string(), "--timeout", "0.5"])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is it a switchboard server?"), "{err}");
+
+    let redis = foreign_peer(b"-ERR unknown command\r\n");
+    let o = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &redis.to_string(), "get", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not a switchboard frame"), "{err}");
+}
+
+#[test]
+fn cli_output_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let server = start_server();
+    let mut c = switchboard::client::Client::connect(server.local_addr()).unwrap();
+    for i in 0..2000 {
+        c.put(format!("k{i:05}"), "value").unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &server.local_addr().to_string(), "scan", "k"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -2`: read two lines, then close the pipe.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "k00000\t1\tvalue");
+    lines.next().unwrap().unwrap();
+    drop(lines);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cli_writes_binary_and_large_values_from_stdin_and_escapes_at_the_prompt() {
+    let server = start_server();
+    let addr = server.local_addr().to_string();
+    // Past the 128 KiB a single command-line argument may hold, with every byte value.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 256) as u8).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &addr, "put", "big", "-x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&big).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut c = switchboard::client::Client::connect(server.local_addr()).unwrap();
+    assert_eq!(&c.get("big").unwrap().unwrap().value[..], &big[..]);
+
+    // At the prompt: escapes in double quotes, any case for commands, a suggestion
+    // for a typo.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &addr])
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"PUT bin \"a\\tb\\x00\\xff\"\nGet bin\ngett bin\nquit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(&c.get("bin").unwrap().unwrap().value[..], b"a\tb\x00\xff");
+    assert!(
+        stdout(&out).contains("\"a\\tb\\x00\\xff\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("similar subcommand exists: 'get'"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn cli_shows_what_a_full_server_says_and_scan_continues_after_a_key() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        max_connections: 1,
+        ..Config::default()
+    };
+    let server = Server::bind(&config).unwrap().spawn().unwrap();
+    let addr = server.local_addr().to_string();
+    let mut first = switchboard::client::Client::connect(server.local_addr()).unwrap();
+    for k in ["a", "b", "c"] {
+        first.put(k, "v").unwrap();
+    }
+    let o = cli(&server, &["ping"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("SERVER_FULL"), "{err}");
+    drop(first);
+    // The slot frees once the server has seen the close.
+    let mut out = None;
+    for _ in 0..200 {
+        let o = cli(
+            &server,
+            &["scan", "", "--limit", "1", "--page", "--after", "a"],
+        );
+        if o.status.success() {
+            out = Some(o);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let o = out.expect("the server takes a connection again");
+    assert_eq!(
+        stdout(&o),
+        "b\t2\tv\n(1 records, sequence 3)\n(more after b: scan \"\" --page --after b)\n"
+    );
+    let _ = addr;
+}

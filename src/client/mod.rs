@@ -124,7 +124,27 @@ impl Client {
     /// # Errors
     /// When the address does not resolve or refuses the connection.
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Client> {
-        let stream = TcpStream::connect(addr)?;
+        Client::from_stream(TcpStream::connect(addr)?)
+    }
+
+    /// Connects like [`connect`](Self::connect), giving up on each address after
+    /// `timeout` (a host that drops packets would otherwise hold the caller for
+    /// minutes).
+    ///
+    /// # Errors
+    /// When the address does not resolve, refuses, or does not answer in time.
+    pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(stream) => return Client::from_stream(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last.into())
+    }
+
+    fn from_stream(stream: TcpStream) -> Result<Client> {
         stream.set_nodelay(true)?;
         Ok(Client {
             stream,
@@ -301,13 +321,7 @@ impl Client {
     pub fn call(&mut self, request: &Request) -> Result<ResponseBody> {
         let id = self.send(request)?;
         self.flush()?;
-        let response = self.recv()?;
-        if response.request_id != id {
-            return Err(ClientError::OutOfOrder {
-                expected: id,
-                got: response.request_id,
-            });
-        }
+        let response = answering(id, self.recv()?)?;
         match response.body {
             ResponseBody::Error { status, message } => Err(ClientError::Server {
                 status,
@@ -568,16 +582,33 @@ impl Pipeline<'_> {
         self.client.flush()?;
         let mut bodies = Vec::with_capacity(self.ids.len());
         for expected in self.ids {
-            let response = self.client.recv()?;
-            if response.request_id != expected {
-                return Err(ClientError::OutOfOrder {
-                    expected,
-                    got: response.request_id,
-                });
-            }
+            let response = answering(expected, self.client.recv()?)?;
             bodies.push(response.body);
         }
         Ok(bodies)
+    }
+}
+
+/// `response`, checked to answer request `id`. An error frame that answers no request
+/// (id 0, opcode 0: a full server, a connection closed for memory) is the server
+/// speaking for itself, and becomes that error rather than an out-of-order answer.
+fn answering(id: RequestId, response: Response) -> Result<Response> {
+    if response.request_id == id {
+        return Ok(response);
+    }
+    match response.body {
+        ResponseBody::Error { status, message }
+            if response.request_id == RequestId(0) && response.opcode.0 == 0 =>
+        {
+            Err(ClientError::Server {
+                status,
+                message: String::from_utf8_lossy(&message).into_owned(),
+            })
+        }
+        _ => Err(ClientError::OutOfOrder {
+            expected: id,
+            got: response.request_id,
+        }),
     }
 }
 
