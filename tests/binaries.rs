@@ -48,3 +48,66 @@ fn bad_listen_address_fails_clearly() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on 203.0.113.1:1"));
 }
+
+/// Starts the binary with `args`, reads its first `lines` lines of stdout, stops it.
+fn first_lines(args: &[&str], lines: usize) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .take(lines)
+        .map(|l| l.unwrap())
+        .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+#[test]
+fn the_server_says_what_it_runs_with_and_names_what_it_changed() {
+    let lines = first_lines(
+        &[
+            "--listen",
+            "localhost:0",
+            "--max-frame",
+            "1",
+            "--workers",
+            "0",
+        ],
+        5,
+    );
+    // The address stays the first line: scripts read it.
+    assert!(lines[0].starts_with("listening on 127.0.0.1:"), "{lines:?}");
+    assert!(lines[1].starts_with("switchboard ") && lines[1].contains("0 worker thread(s)"));
+    assert!(lines[2].contains("frames 8192 B"), "{lines:?}");
+    assert!(
+        lines[4].contains("--max-frame 1 was raised to 8192 B"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn values_that_make_the_server_useless_are_refused() {
+    for (flag, why) in [
+        ("--max-output", "--max-output 0 would stop every connection"),
+        (
+            "--max-connections",
+            "--max-connections 0 would refuse every client",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["--listen", "127.0.0.1:0", flag, "0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{out:?}"
+        );
+    }
+}

@@ -19,8 +19,9 @@ use switchboard::server::Server;
 #[derive(Parser, Debug)]
 #[command(name = "switchboard", version)]
 struct Flags {
-    /// Address to listen on. Port 0 picks a free port (printed at start).
-    #[arg(long, default_value = config::DEFAULT_LISTEN)]
+    /// Address to listen on, HOST:PORT (a name such as localhost is resolved). Port 0
+    /// picks a free port (printed at start).
+    #[arg(long, default_value = config::DEFAULT_LISTEN, value_parser = parse_listen)]
     listen: SocketAddr,
 
     /// Connections the kernel queues for the server before it accepts them (capped
@@ -112,9 +113,91 @@ struct Flags {
     max_payload: u64,
 }
 
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .map_err(|e| format!("'{text}' is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
 fn parse_u32_bytes(text: &str) -> Result<u32, String> {
     let n = parse_bytes(text)?;
     u32::try_from(n).map_err(|_| format!("'{text}' is over 4 GiB"))
+}
+
+/// What the server says after its address: its version, its threads and the limits in
+/// force, naming every value that was changed from what was asked.
+fn summary(flags: &Flags, config: &Config, max_connections: usize) -> Vec<String> {
+    let l = &config.limits;
+    let mut lines = vec![
+        format!(
+            "switchboard {}: {} worker thread(s){}",
+            env!("CARGO_PKG_VERSION"),
+            config.workers,
+            if config.workers == 0 {
+                " (requests run on the network thread)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "limits: frames {} B (values {} B, keys {} B); output {} B per connection; \
+             {max_connections} connections; client memory {}; store memory {}; idle \
+             timeout {}",
+            l.max_frame,
+            l.max_value,
+            l.max_key,
+            config.max_output,
+            bytes_or(config.max_client_memory as u64, "unlimited"),
+            bytes_or(config.max_memory, "unlimited"),
+            config
+                .idle_timeout
+                .map_or("off".to_string(), |t| format!("{} s", t.as_secs())),
+        ),
+        format!(
+            "push: change log {} changes or {} B; {} subscriptions ({} per connection); \
+             keepalive {} s",
+            config.push.change_log_events,
+            config.push.change_log_bytes,
+            config.push.max_subscriptions,
+            config.push.max_per_connection,
+            config.push.keepalive.as_secs_f64()
+        ),
+    ];
+    if l.max_frame != flags.max_frame {
+        lines.push(format!(
+            "note: --max-frame {} was {} to {} B, the {} allowed",
+            flags.max_frame,
+            if l.max_frame > flags.max_frame {
+                "raised"
+            } else {
+                "lowered"
+            },
+            l.max_frame,
+            if l.max_frame > flags.max_frame {
+                "smallest"
+            } else {
+                "largest"
+            },
+        ));
+    }
+    if max_connections != flags.max_connections {
+        lines.push(format!(
+            "note: --max-connections {} was lowered to {max_connections}: the file \
+             descriptor limit cannot hold more (raise it with ulimit -n)",
+            flags.max_connections
+        ));
+    }
+    lines
+}
+
+fn bytes_or(n: u64, zero: &str) -> String {
+    if n == 0 {
+        zero.to_string()
+    } else {
+        format!("{n} B")
+    }
 }
 
 /// Allocations at least this large are mapped and unmapped on their own.
@@ -147,6 +230,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Values that would leave a server that answers no one are refused, not clamped.
+    if flags.max_output == 0 {
+        eprintln!(
+            "switchboard: --max-output 0 would stop every connection before its first \
+             answer; give a size, such as 4m (the default)"
+        );
+        return ExitCode::FAILURE;
+    }
+    if flags.max_connections == 0 {
+        eprintln!("switchboard: --max-connections 0 would refuse every client; give 1 or more");
+        return ExitCode::FAILURE;
+    }
     let keepalive = match Duration::try_from_secs_f64(flags.keepalive) {
         Ok(t) if !t.is_zero() => t,
         _ => {
@@ -186,8 +281,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Plain text on stdout, so scripts and tests can find the port.
+    // Plain text on stdout, so scripts and tests can find the port: the first line.
     println!("listening on {}", server.local_addr());
+    for line in summary(&flags, &config, server.max_connections()) {
+        println!("{line}");
+    }
     match server.run() {
         Ok(()) => {
             eprintln!("switchboard: stopped");

@@ -272,6 +272,12 @@ impl Server {
         self.local_addr
     }
 
+    /// The connection limit in force: the one configured, or lower when the file
+    /// descriptor limit could not hold it.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
     /// A handle that stops this server from another thread.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
