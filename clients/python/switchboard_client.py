@@ -38,6 +38,8 @@ FEATURE_PUSH = 1 << 0
 FEATURE_TTL = 1 << 1
 
 DEFAULT_MAX_FRAME = (1 << 20) + 4096
+# The server's default listen address.
+DEFAULT_ADDR = "127.0.0.1:7420"
 DEFAULT_MAX_KEY = 1024
 VALUE_RESERVE = 4096
 MAX_TOKEN = 256
@@ -781,9 +783,12 @@ class Client:
     the caller answers them (``ping()`` will do).
     """
 
-    def __init__(self, host, port, timeout=10.0, sock=None, auto_pong=True):
-        """Connects to host:port, or uses ``sock`` (an already connected socket)."""
+    def __init__(self, addr=DEFAULT_ADDR, port=None, timeout=10.0, sock=None, auto_pong=True):
+        """Connects to ``addr``, "HOST:PORT" as the Rust client and the CLI take it
+        (``Client("127.0.0.1:7420")``), or to ``addr`` and ``port`` given apart; or
+        uses ``sock``, an already connected socket."""
         if sock is None:
+            host, port = parse_addr(addr) if port is None else (addr, port)
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
@@ -1109,7 +1114,7 @@ class Checker:
 def demo(host, port, batch=128):
     c = Checker()
     prefix = ("demo:%d:%d:" % (os.getpid(), time.time_ns())).encode()
-    with Client(host, port) as cl:
+    with Client(host, port=port) as cl:
         reply = cl.hello()
         c.check("HELLO negotiated version 1", reply["version"] == 1, repr(reply))
         c.check("HELLO granted no unrequested feature", reply["features"] == 0, repr(reply))
@@ -1194,7 +1199,7 @@ def demo(host, port, batch=128):
                     for i, r in enumerate(resps[batch:])))
 
         # Subscriptions: a second connection with PUSH watches while this one writes.
-        with Client(host, port) as sub:
+        with Client(host, port=port) as sub:
             reply = sub.hello(FEATURE_PUSH)
             c.check("HELLO grants PUSH and names a history", reply["features"] == FEATURE_PUSH
                     and reply["history"] != 0, repr(reply))
@@ -1238,9 +1243,10 @@ def demo(host, port, batch=128):
 
 
 def parse_addr(addr):
+    """"HOST:PORT" (or "[V6]:PORT") as (host, port)."""
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError("--addr must be HOST:PORT, got %r" % addr)
+        raise ValueError("the address must be HOST:PORT, got %r" % addr)
     return host.strip("[]"), int(port)
 
 
