@@ -59,7 +59,8 @@ struct Args {
 const INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.settings.default_addr();
     match main_with(&args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -332,6 +333,14 @@ fn finish(args: &Args, r: &Run, search: Option<&Search>) -> Result<u8, Error> {
     if let Some(path) = &args.plot {
         let title = format!("{} {} — {}", s.protocol.name(), s.addrs.join(","), mode);
         report::plot(o, path, &title).map_err(Error::Failed)?;
+    }
+    if o.ops == 0 && o.errors() + o.warmup_errors > 0 {
+        eprintln!(
+            "switchboard-load: not one answer was right: is {} a {} server? (--protocol \
+             switchboard, resp for Redis, memcache for memcached)",
+            s.addrs.join(","),
+            s.protocol.name()
+        );
     }
     if let Some(why) = &o.gave_up {
         eprintln!("switchboard-load: the run stopped early: {why}");

@@ -17,7 +17,9 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 #[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
     /// Server address; repeat to shard keys over several servers by consistent hashing.
-    #[arg(long = "addr", value_name = "HOST:PORT", required = true)]
+    /// [default: the protocol's usual local address: 127.0.0.1:7420 for switchboard,
+    /// 127.0.0.1:6379 for resp, 127.0.0.1:11211 for memcache]
+    #[arg(long = "addr", value_name = "HOST:PORT")]
     pub addrs: Vec<String>,
 
     /// Wire protocol to speak.
@@ -133,11 +135,29 @@ impl Settings {
             #[command(flatten)]
             settings: Settings,
         }
-        <Words as clap::Parser>::try_parse_from(words).map(|w| w.settings)
+        <Words as clap::Parser>::try_parse_from(words).map(|mut w| {
+            w.settings.default_addr();
+            w.settings
+        })
+    }
+
+    /// With no `--addr`, the protocol's usual local address.
+    pub fn default_addr(&mut self) {
+        if self.addrs.is_empty() {
+            let port = match self.protocol {
+                Protocol::Switchboard => 7420,
+                Protocol::Resp => 6379,
+                Protocol::Memcache => 11211,
+            };
+            self.addrs.push(format!("127.0.0.1:{port}"));
+        }
     }
 
     /// Checks the settings against each other and resolves the server addresses.
     pub fn resolve(&self) -> Result<Vec<SocketAddr>, Error> {
+        if self.addrs.is_empty() {
+            return Err(Error::Usage("no server address (--addr HOST:PORT)".into()));
+        }
         if self.threads == 0 || self.connections == 0 || self.pipeline == 0 || self.keys == 0 {
             return Err(Error::Usage(
                 "--threads, --connections, --pipeline and --keys must be at least 1".into(),
@@ -358,9 +378,11 @@ mod tests {
         let cas =
             Settings::from_args(["--addr", "x:1", "--protocol", "resp", "--mix", "cas=1"]).unwrap();
         assert!(matches!(cas.resolve(), Err(Error::Usage(m)) if m.contains("compare-and-set")));
-        assert!(
-            Settings::from_args(["--pipeline", "2"]).is_err(),
-            "--addr is required"
+        let local = Settings::from_args(["--pipeline", "2"]).unwrap();
+        assert_eq!(
+            local.addrs,
+            ["127.0.0.1:7420"],
+            "the server's default address"
         );
     }
 }

@@ -344,3 +344,52 @@ fn output_paths_are_checked_before_the_run() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--plot writes SVG"), "{}", text(&out));
 }
+
+#[test]
+fn a_server_of_another_protocol_gets_a_hint_and_the_address_defaults_by_protocol() {
+    use std::io::{Read, Write};
+    let _serial = serial();
+    // Something that answers every request with a Redis error line.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || stream.write_all(b"-ERR unknown command\r\n").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "1s",
+        "--connections",
+        "1",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("not one answer was right: is"),
+        "{}",
+        text(&out)
+    );
+    for (protocol, addr) in [
+        ("switchboard", "127.0.0.1:7420"),
+        ("resp", "127.0.0.1:6379"),
+        ("memcache", "127.0.0.1:11211"),
+    ] {
+        let s = switchboard_load::Settings::from_args(["--protocol", protocol]).unwrap();
+        assert_eq!(s.addrs, [addr]);
+    }
+}
