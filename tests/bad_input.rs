@@ -273,6 +273,49 @@ fn half_close_still_gets_every_answer() {
 }
 
 #[test]
+fn server_full_reaches_a_client_that_writes_at_once() {
+    use std::io::{Read, Write};
+    let server = ServerProcess::start(&["--max-connections", "1"]);
+    let mut first = server.client();
+    first.ping().unwrap();
+    // Clients in a row connect and at once write a megabyte of requests before
+    // reading anything; each must still read SERVER_FULL, not a reset.
+    for _ in 0..5 {
+        let mut burst = Vec::new();
+        for i in 0..20_000u32 {
+            burst.extend_from_slice(&frame(
+                &Request::Put {
+                    key: "k".into(),
+                    value: vec![b'v'; 40].into(),
+                    ttl_ms: 0,
+                },
+                i,
+            ));
+        }
+        let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(common::WAIT)).unwrap();
+        stream.set_write_timeout(Some(common::WAIT)).unwrap();
+        // A naive client: it writes everything, and only then reads. The server must
+        // take (and discard) the megabyte rather than reset the connection under it.
+        stream
+            .write_all(&burst)
+            .expect("the write completes: no reset while the client is writing");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < 12 {
+            match stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("a reset instead of SERVER_FULL: {e}"),
+            }
+        }
+        assert!(got.len() >= 12, "closed without a frame");
+        assert_eq!(got[7], Status::SERVER_FULL.0, "{got:?}");
+    }
+    first.ping().unwrap();
+}
+
+#[test]
 fn connections_past_the_limit_are_told_server_full() {
     let server = ServerProcess::start(&["--max-connections", "2"]);
     let mut a = server.client();

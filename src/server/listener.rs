@@ -92,6 +92,7 @@ impl Listener {
         now: Instant,
         counters: &Counters,
         full: bool,
+        linger: &mut dyn FnMut(TcpStream),
     ) -> Option<TcpStream> {
         if let Some(until) = self.paused_until {
             if now < until {
@@ -107,7 +108,7 @@ impl Listener {
                         eprintln!("switchboard: accepting connections again");
                     }
                     if full {
-                        refuse(stream, counters);
+                        linger(refuse(stream, counters));
                         continue;
                     }
                     // Responses are written whole; Nagle would only delay them.
@@ -153,8 +154,9 @@ impl Listener {
             return false;
         }
         let refused = match self.inner.accept() {
+            // Out of descriptors: closed at once, not lingered.
             Ok((stream, _)) => {
-                refuse(stream, counters);
+                drop(refuse(stream, counters));
                 true
             }
             Err(_) => false,
@@ -164,12 +166,13 @@ impl Listener {
     }
 }
 
-/// Tells a connection it cannot be served, then closes it.
+/// Tells a connection it cannot be served and shuts its write side; the caller
+/// lingers it (see `refused`) or closes it.
 ///
 /// The frame is a few dozen bytes written into a fresh socket's empty send buffer, so
 /// the non-blocking write completes whole; if it somehow does not, the close alone
 /// still tells the client.
-fn refuse(mut stream: TcpStream, counters: &Counters) {
+fn refuse(mut stream: TcpStream, counters: &Counters) -> TcpStream {
     Stats::incr(&counters.connections_rejected);
     let mut frame = BytesMut::with_capacity(64);
     encode::error(
@@ -181,4 +184,5 @@ fn refuse(mut stream: TcpStream, counters: &Counters) {
     );
     let _ = stream.write(&frame);
     let _ = stream.shutdown(Shutdown::Write);
+    stream
 }

@@ -48,6 +48,7 @@ mod fds;
 mod listener;
 mod memory;
 mod push;
+mod refused;
 mod registry;
 mod service;
 mod shutdown;
@@ -179,6 +180,8 @@ pub struct Server {
     push_notices: Vec<(ConnId, bool)>,
     /// The keepalive interval for subscribers.
     push_keepalive: Duration,
+    /// Connections refused with SERVER_FULL, discarding their input a moment.
+    refused: refused::Refused,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
@@ -264,6 +267,7 @@ impl Server {
             push_flush: Vec::new(),
             push_flush_since: None,
             push_keepalive: config.push.keepalive,
+            refused: refused::Refused::default(),
         })
     }
 
@@ -339,6 +343,7 @@ impl Server {
                             self.begin_shutdown(now);
                         }
                     }
+                    token if token.0 >= refused::REFUSED_BASE => self.refused.readable(token),
                     token => self.note_readiness(token, event),
                 }
             }
@@ -384,7 +389,8 @@ impl Server {
         let listener = self.listener.as_ref().and_then(|l| l.resume_at());
         let stopping = self.stopping.as_ref().map(|s| s.next_deadline());
         let push = (self.subscribers > 0).then_some(self.push_tick_at);
-        [listener, self.timers.next(), stopping, push]
+        let refused = self.refused.expire(now);
+        [listener, self.timers.next(), stopping, push, refused]
             .into_iter()
             .flatten()
             .min()
@@ -414,11 +420,17 @@ impl Server {
     fn accept(&mut self, now: Instant) {
         let ctx = self.ctx.clone();
         let counters = &ctx.stats.counters;
-        while let Some(stream) = self
-            .listener
-            .as_mut()
-            .and_then(|l| l.accept(now, counters, self.registry.len() >= self.max_connections))
-        {
+        loop {
+            let full = self.registry.len() >= self.max_connections;
+            let (refused, poll) = (&mut self.refused, self.poll.registry());
+            let mut linger = |stream| refused.add(stream, poll, now);
+            let Some(stream) = self
+                .listener
+                .as_mut()
+                .and_then(|l| l.accept(now, counters, full, &mut linger))
+            else {
+                break;
+            };
             let (id, token) = self.registry.insert(stream, self.conn_limits, now);
             let slot = self.registry.get_mut(id).expect("just inserted");
             if let Err(e) =
