@@ -501,12 +501,12 @@ mod tests {
     #[test]
     fn wraps_at_the_end_of_the_index() {
         // Tags all at the top of any power-of-two index: runs wrap past the end.
-        for seed in 1..20u64 {
+        for seed in 1..=scaled(19) as u64 {
             run(
                 seed,
                 40,
                 |k| ((0xFFFF_FFFF - (k % 5)) << 32) | (k * 16),
-                3000,
+                scaled(3000),
             );
         }
     }
@@ -526,7 +526,7 @@ mod tests {
         for seed in 1..=scaled(5) as u64 {
             run(
                 seed,
-                3000,
+                scaled(3000) as u64,
                 |k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17),
                 scaled(60_000),
             );
