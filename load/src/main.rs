@@ -2,13 +2,14 @@
 
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_load::engine::Progress;
 use switchboard_load::pubsub::{self, Workload};
+use switchboard_load::report::plot;
 use switchboard_load::search::{self, Search, Trial};
 use switchboard_load::settings::parse_slo;
 use switchboard_load::{report, run, Error, Outcome, Run, Settings, Slo};
@@ -34,9 +35,10 @@ struct Args {
     #[arg(long)]
     find_max_rate: bool,
 
-    /// Latency target for --find-max-rate, as pNN=TIME (p50, p90, p99, p999, ...).
-    #[arg(long, value_parser = parse_slo, default_value = "p99=1ms")]
-    slo: Slo,
+    /// Latency target, as pNN=TIME (p50, p90, p99, p999, ...): what --find-max-rate
+    /// searches for (p99=1ms when not given), and a line on --plot.
+    #[arg(long, value_parser = parse_slo)]
+    slo: Option<Slo>,
 
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -45,6 +47,16 @@ struct Args {
     /// Draw the latency percentile spectrum to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+
+    /// Instead of running, draw the spectra of these earlier runs' --json files on one
+    /// --plot, for comparison.
+    #[arg(long, value_name = "RUN.json", num_args = 1.., requires = "plot")]
+    plot_json: Vec<PathBuf>,
+
+    /// Write the corrected latency histogram in HdrHistogram's percentile-distribution
+    /// text format (microseconds) to this file, for the standard tools.
+    #[arg(long, value_name = "FILE")]
+    hdr: Option<PathBuf>,
 
     /// Exit 0 even when some responses were wrong or missing.
     #[arg(long)]
@@ -70,8 +82,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// The target --find-max-rate searches for when --slo is not given.
+fn default_slo() -> Slo {
+    parse_slo("p99=1ms").expect("a valid default")
+}
+
+/// The target of this search.
+fn search_slo(args: &Args) -> Slo {
+    args.slo.clone().unwrap_or_else(default_slo)
+}
+
+/// --plot-json: several earlier runs' spectra on one plot; nothing runs.
+fn plot_runs(args: &Args, out: &Path) -> Result<u8, Error> {
+    let mut series = Vec::new();
+    for file in &args.plot_json {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::Usage(format!("reading {}: {e}", file.display())))?;
+        let doc: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Usage(format!("{} is not JSON: {e}", file.display())))?;
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        series.push(plot::json_series(&doc, &name).map_err(Error::Usage)?);
+    }
+    let line = args
+        .slo
+        .as_ref()
+        .map(|s| (s.text.as_str(), s.max_ns as f64 / 1e3));
+    let title = format!("{} runs compared", series.len());
+    plot::draw(&series, out, &title, line).map_err(Error::Failed)?;
+    Ok(0)
+}
+
 fn main_with(args: &Args) -> Result<u8, Error> {
     check_outputs(args)?;
+    if let (false, Some(out)) = (args.plot_json.is_empty(), &args.plot) {
+        return plot_runs(args, out);
+    }
     let addrs = args.settings.resolve()?;
     // The first Ctrl-C (or SIGTERM) ends the run early with a report of what was
     // measured; a second one exits at once.
@@ -141,7 +189,8 @@ fn main_with(args: &Args) -> Result<u8, Error> {
         let code = finish(args, &r, None)?;
         return Ok(if was_interrupted() { INTERRUPTED } else { code });
     }
-    let quantile = args.slo.text.split('=').next().unwrap_or("p99").to_string();
+    let slo = args.slo.clone().unwrap_or_else(default_slo);
+    let quantile = slo.text.split('=').next().unwrap_or("p99").to_string();
     let mut on_trial = |t: &Trial| {
         let note = if t.note.is_empty() {
             String::new()
@@ -158,7 +207,7 @@ fn main_with(args: &Args) -> Result<u8, Error> {
     let s = search::find_max_rate(
         &args.settings,
         &addrs,
-        &args.slo,
+        &slo,
         &interrupted,
         &mut on_trial,
         &mut watch,
@@ -166,7 +215,7 @@ fn main_with(args: &Args) -> Result<u8, Error> {
     if let Some(rate) = s.max_rate {
         eprintln!(
             "find-max-rate: highest rate meeting {} is {rate:.0} ops/s ({})",
-            args.slo.text,
+            slo.text,
             s.certainty()
         );
     }
@@ -182,7 +231,7 @@ fn main_with(args: &Args) -> Result<u8, Error> {
             .fold(f64::INFINITY, f64::min);
         eprintln!(
             "switchboard-load: no rate met {} (lowest tried {lowest:.0} ops/s)",
-            args.slo.text
+            slo.text
         );
         return Ok(1);
     }
@@ -203,7 +252,7 @@ fn check_outputs(args: &Args) -> Result<(), Error> {
             )));
         }
     }
-    for path in [&args.json, &args.plot].into_iter().flatten() {
+    for path in [&args.json, &args.plot, &args.hdr].into_iter().flatten() {
         let existed = path.exists();
         std::fs::OpenOptions::new()
             .append(true)
@@ -317,22 +366,43 @@ fn finish(args: &Args, r: &Run, search: Option<&Search>) -> Result<u8, Error> {
     print!("{}", report::to_text(o, &header));
     if let Some(s) = search {
         if let Some(rate) = s.max_rate {
-            println!("  max rate meeting {}: {rate:.0} ops/s", args.slo.text);
+            println!(
+                "  max rate meeting {}: {rate:.0} ops/s",
+                search_slo(args).text
+            );
         }
         println!("  how sure: {}", s.certainty());
     }
     if let Some(path) = &args.json {
         let mut doc = report::to_json(o, r.params.clone());
         if let Some(s) = search {
-            doc["find_max_rate"] = s.to_json(&args.slo);
+            doc["find_max_rate"] = s.to_json(&search_slo(args));
         }
         let text = serde_json::to_string_pretty(&doc).expect("JSON of plain values");
         std::fs::write(path, text + "\n")
             .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
     }
     if let Some(path) = &args.plot {
-        let title = format!("{} {} — {}", s.protocol.name(), s.addrs.join(","), mode);
-        report::plot(o, path, &title).map_err(Error::Failed)?;
+        let title = format!(
+            "{} {}: {mode}, {} connections, pipeline {}, mix {}, {} B values, {:.1} s, {} samples",
+            s.protocol.name(),
+            s.addrs.join(","),
+            s.connections,
+            s.pipeline,
+            s.mix,
+            s.value_size,
+            o.duration_s,
+            o.corrected.len()
+        );
+        let slo = args.slo.clone().or(search.map(|_| default_slo()));
+        let line = slo
+            .as_ref()
+            .map(|s| (s.text.as_str(), s.max_ns as f64 / 1e3));
+        plot::draw(&plot::run_series(o), path, &title, line).map_err(Error::Failed)?;
+    }
+    if let Some(path) = &args.hdr {
+        std::fs::write(path, plot::percentile_distribution(&o.corrected))
+            .map_err(|e| Error::Failed(format!("writing {}: {e}", path.display())))?;
     }
     if o.ops == 0 && o.errors() + o.warmup_errors > 0 {
         eprintln!(

@@ -393,3 +393,60 @@ fn a_server_of_another_protocol_gets_a_hint_and_the_address_defaults_by_protocol
         assert_eq!(s.addrs, [addr]);
     }
 }
+
+#[test]
+fn plots_show_the_parameters_the_target_and_several_runs_and_export_hdr_text() {
+    let _serial = serial();
+    let addr = serve(Behavior::Correct).to_string();
+    let dir = std::env::temp_dir().join(format!("switchboard-load-plots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    for (json, rate) in [("a.json", "500"), ("b.json", "1000")] {
+        let out = run_load(&[
+            "--addr",
+            &addr,
+            "--rate",
+            rate,
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--connections",
+            "2",
+            "--quiet",
+            "--slo",
+            "p99=5ms",
+            "--json",
+            &file(json),
+            "--plot",
+            &file("run.svg"),
+            "--hdr",
+            &file("run.hdr"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let svg = std::fs::read_to_string(file("run.svg")).unwrap();
+    assert!(svg.contains("target p99=5ms"), "the SLO line");
+    assert!(svg.contains("µs"), "latency labelled in µs");
+    assert!(
+        svg.contains("2 connections, pipeline 1"),
+        "the parameters in the title"
+    );
+    let hdr = std::fs::read_to_string(file("run.hdr")).unwrap();
+    assert!(hdr.lines().next().unwrap().contains("Percentile"));
+    assert!(hdr.contains("#[Max     ="));
+    let out = run_load(&[
+        "--plot-json",
+        &file("a.json"),
+        &file("b.json"),
+        "--plot",
+        &file("both.svg"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let both = std::fs::read_to_string(file("both.svg")).unwrap();
+    assert!(
+        both.contains("a.json") && both.contains("b.json"),
+        "a series per run"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -42,6 +42,11 @@ pub fn to_json(o: &Outcome, params: Value) -> Value {
         "errors": o.errors(),
         "misses": o.misses,
         "latency_us": percentiles_us(&o.corrected),
+        // (1/(1-p), µs) points of the corrected latency, for --plot-json.
+        "latency_spectrum_us": super::plot::spectrum(&o.corrected)
+            .into_iter()
+            .map(|(x, us)| json!([x, us]))
+            .collect::<Vec<_>>(),
         "service_time_us": percentiles_us(&o.service),
         "dispatch_lag_us": percentiles_us(&o.lag),
         "client_bound": o.client_bound.is_some(),

@@ -7,11 +7,10 @@
 //! measured from the moment the request was actually written.
 
 mod json;
-mod plot;
+pub mod plot;
 mod text;
 
 pub use json::{percentiles_us, to_json};
-pub use plot::plot;
 pub use text::to_text;
 
 use hdrhistogram::Histogram;
