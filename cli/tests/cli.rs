@@ -324,3 +324,62 @@ fn cli_shows_what_a_full_server_says_and_scan_continues_after_a_key() {
     );
     let _ = addr;
 }
+
+#[test]
+fn cli_prompt_reconnects_after_a_server_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let first = start_server();
+    let addr = first.local_addr();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &addr.to_string()])
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let expect = |want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("a line in time");
+            if line.contains(want) {
+                return;
+            }
+        }
+    };
+    input.write_all(b"put a 1\n").unwrap();
+    expect("OK (version 1)");
+    // The server goes away and another starts on the same address.
+    drop(first);
+    let config = Config {
+        listen: addr,
+        ..Config::default()
+    };
+    let second = Server::bind(&config)
+        .expect("the port again")
+        .spawn()
+        .unwrap();
+    // The first command finds the connection gone; the next reconnects.
+    input.write_all(b"ping\nping\nquit\n").unwrap();
+    expect("PONG");
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(error)"),
+        "the lost connection is reported: {err}"
+    );
+    drop(second);
+}
