@@ -16,8 +16,8 @@ fn python_demo_round_passes_against_the_server() {
     let root = env!("CARGO_MANIFEST_DIR");
     // The client sets a 10 s timeout on its socket, so it cannot hang on a silent server.
     let output = match Command::new("python3")
-        .args(["clients/python/switchboard_client.py", "--addr", &addr])
-        .current_dir(root)
+        .args(["-m", "switchboard_client", "--addr", &addr])
+        .current_dir(std::path::Path::new(root).join("clients/python"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
     {

@@ -15,6 +15,23 @@ fn run(program: &Path, args: &[&str], cwd: &Path) -> std::process::Output {
         .unwrap_or_else(|e| panic!("running {}: {e}", program.display()))
 }
 
+/// Copies the directory `from` to `to`, recursively, leaving out `__pycache__`.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn the_python_client_installs_with_pip_and_imports_from_anywhere() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -46,9 +63,13 @@ fn the_python_client_installs_with_pip_and_imports_from_anywhere() {
     // Built from a copy: setuptools leaves build/ and .egg-info/ where it builds.
     let package = work.join("package");
     std::fs::create_dir_all(&package).unwrap();
-    for file in ["pyproject.toml", "README.md", "switchboard_client.py"] {
+    for file in ["pyproject.toml", "README.md"] {
         std::fs::copy(root.join("clients/python").join(file), package.join(file)).unwrap();
     }
+    copy_tree(
+        &root.join("clients/python/switchboard_client"),
+        &package.join("switchboard_client"),
+    );
     let package = package.to_str().unwrap();
     // Offline first, with the environment's own setuptools; else the usual isolated
     // build, which fetches it.

@@ -1,0 +1,132 @@
+"""A switchboard client written from protocol-spec.md, standard library only.
+
+The package has three layers, each in its own module, and re-exports every public
+name here (``import switchboard_client as sb``, then ``sb.Client``, ``sb.Request``,
+``sb.decode_response`` and so on):
+
+* ``codec``: a sans-IO codec: ``encode_request`` / ``decode_request``,
+  ``encode_response`` / ``decode_response`` and ``FrameDecoder`` (bytes in, whole
+  frames out);
+* ``describe``: ``describe_*`` functions that print decoded values in the canonical
+  text the spec's test vectors use;
+* ``client``: ``Client``, a blocking socket client with HELLO, every request,
+  pipelining, subscriptions (``subscribe``, ``next_push``) and ``watch``, the
+  list-then-watch recipe of section 13.5.
+
+``demo`` holds the demo round: run ``python3 -m switchboard_client --addr HOST:PORT``
+against a live server; it exits 0 only if every answer was the expected one.
+"""
+
+from .codec import (
+    DEFAULT_ADDR,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_KEY,
+    EVENT_KIND_NAMES,
+    EVENT_KINDS,
+    FATAL_STATUSES,
+    FEATURE_PUSH,
+    FEATURE_TTL,
+    FLAG_PUSH,
+    HEADER_LEN,
+    LENGTH_LEN,
+    MAX_TOKEN,
+    OPCODE_NAMES,
+    OPCODES,
+    PREFIX_LEN,
+    PUSH_LAYOUT,
+    REQUEST_LAYOUT,
+    RESUME,
+    SERVED,
+    STATUS_NAMES,
+    STATUSES,
+    VALUE_RESERVE,
+    VERSION,
+    FatalFrameError,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+    Push,
+    Rejected,
+    Request,
+    Response,
+    ServerError,
+    decode_push,
+    decode_request,
+    decode_response,
+    encode_frame,
+    encode_push,
+    encode_request,
+    encode_response,
+    is_error_status,
+    opcode_name,
+    parse_stats,
+    status_name,
+)
+from .describe import (
+    describe_bytes,
+    describe_fatal,
+    describe_push,
+    describe_reject,
+    describe_request,
+    describe_response,
+)
+from .client import Change, Client, parse_addr
+from .demo import Checker, demo, main
+
+__all__ = [
+    "Change",
+    "Checker",
+    "Client",
+    "DEFAULT_ADDR",
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_KEY",
+    "EVENT_KINDS",
+    "EVENT_KIND_NAMES",
+    "FATAL_STATUSES",
+    "FEATURE_PUSH",
+    "FEATURE_TTL",
+    "FLAG_PUSH",
+    "FatalFrameError",
+    "Frame",
+    "FrameDecoder",
+    "HEADER_LEN",
+    "LENGTH_LEN",
+    "MAX_TOKEN",
+    "OPCODES",
+    "OPCODE_NAMES",
+    "PREFIX_LEN",
+    "PUSH_LAYOUT",
+    "ProtocolError",
+    "Push",
+    "REQUEST_LAYOUT",
+    "RESUME",
+    "Rejected",
+    "Request",
+    "Response",
+    "SERVED",
+    "STATUSES",
+    "STATUS_NAMES",
+    "ServerError",
+    "VALUE_RESERVE",
+    "VERSION",
+    "decode_push",
+    "decode_request",
+    "decode_response",
+    "demo",
+    "describe_bytes",
+    "describe_fatal",
+    "describe_push",
+    "describe_reject",
+    "describe_request",
+    "describe_response",
+    "encode_frame",
+    "encode_push",
+    "encode_request",
+    "encode_response",
+    "is_error_status",
+    "main",
+    "opcode_name",
+    "parse_addr",
+    "parse_stats",
+    "status_name",
+]
