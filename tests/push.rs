@@ -741,3 +741,67 @@ fn a_replay_longer_than_a_turn_of_the_reactor_arrives_whole_and_in_order() {
     }
     assert!(matches!(next(&mut s), Push::Progress { seq, .. } if seq == n));
 }
+
+#[test]
+fn a_watch_that_falls_past_the_log_lists_again_and_ends_equal_to_the_store() {
+    let server = ServerProcess::start(&["--max-output", "16k", "--change-log-events", "5"]);
+    let mut w = server.client();
+    for i in 0..10 {
+        w.put(format!("g:{i}"), "0").unwrap();
+    }
+    let mut watch = Watch::start(server.addr, "g:").unwrap();
+    let mut state = std::collections::BTreeMap::new();
+    let apply =
+        |event: WatchEvent, state: &mut std::collections::BTreeMap<Bytes, Bytes>| match event {
+            WatchEvent::Put { key, value, .. } => {
+                state.insert(key, value);
+            }
+            WatchEvent::Delete { key, .. } => {
+                state.remove(&key);
+            }
+            WatchEvent::Reset => state.clear(),
+            WatchEvent::Synced { .. } => {}
+        };
+    loop {
+        let event = watch.next(Some(WAIT)).unwrap().expect("in time");
+        let synced = matches!(event, WatchEvent::Synced { .. });
+        apply(event, &mut state);
+        if synced {
+            break;
+        }
+    }
+    // Far more than its output, the socket buffers and the log hold, while the watch
+    // reads nothing.
+    let big = Bytes::from(vec![b'x'; 8192]);
+    for round in 0..40 {
+        let mut pipeline = w.pipeline();
+        for i in 0..100 {
+            let key = format!("g:{}", (round + i) % 10);
+            pipeline = if i % 7 == 3 {
+                pipeline.request(&switchboard::protocol::Request::Delete {
+                    key: key.into(),
+                    expected: 0,
+                })
+            } else {
+                pipeline.put(key, big.slice(..8192 - i))
+            };
+        }
+        pipeline.send().unwrap();
+    }
+    let last = w.put("g:last", "end").unwrap();
+    let mut reset = false;
+    loop {
+        let event = watch.next(Some(WAIT)).unwrap().expect("in time");
+        reset |= event == WatchEvent::Reset;
+        let done = matches!(&event, WatchEvent::Put { version, .. } if *version == last);
+        apply(event, &mut state);
+        if done {
+            break;
+        }
+    }
+    assert!(reset, "the log rolled past the watch, which listed again");
+    let (records, _) = w.scan_all("g:").unwrap();
+    let store: std::collections::BTreeMap<Bytes, Bytes> =
+        records.into_iter().map(|e| (e.key, e.value)).collect();
+    assert_eq!(state, store);
+}
