@@ -90,6 +90,8 @@ pub struct Config {
     pub inline_max_batch: usize,
     /// Subscription limits, the change log's bounds and keepalive.
     pub push: PushConfig,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None` = nowhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -130,6 +132,7 @@ impl Default for Config {
             idle_timeout: None,
             inline_max_batch: DEFAULT_INLINE_MAX_BATCH,
             push: PushConfig::default(),
+            metrics_listen: None,
         }
     }
 }

@@ -67,6 +67,7 @@ pub mod config;
 pub mod conn;
 pub mod exec;
 pub mod job;
+pub mod metrics;
 pub mod push;
 pub mod sequencer;
 pub mod server;

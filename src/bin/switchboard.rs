@@ -111,6 +111,11 @@ struct Flags {
     /// VALUE_TOO_LARGE (the value limit applies too).
     #[arg(long, default_value = "1m", value_parser = parse_bytes)]
     max_payload: u64,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9420; keep it
+    /// on loopback or a private network). Off unless given.
+    #[arg(long, value_parser = parse_listen)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -272,6 +277,7 @@ fn main() -> ExitCode {
             max_subject: flags.max_subject,
             max_payload: usize::try_from(flags.max_payload).unwrap_or(usize::MAX),
         },
+        metrics_listen: flags.metrics_listen,
         ..Config::default()
     };
     let server = match Server::bind(&config) {
@@ -285,6 +291,9 @@ fn main() -> ExitCode {
     println!("listening on {}", server.local_addr());
     for line in summary(&flags, &config, server.max_connections()) {
         println!("{line}");
+    }
+    if let Some(addr) = server.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
     }
     match server.run() {
         Ok(()) => {

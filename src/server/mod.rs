@@ -182,6 +182,8 @@ pub struct Server {
     push_keepalive: Duration,
     /// Connections refused with SERVER_FULL, discarding their input a moment.
     refused: refused::Refused,
+    /// The Prometheus endpoint, when one was asked for; stopped with the server.
+    metrics: Option<crate::metrics::Endpoint>,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
@@ -220,6 +222,13 @@ impl Server {
         let mut ctx = Context::new(config.limits, config.max_memory, config.workers);
         ctx.push = crate::push::Hub::new(config.push, ctx.store.seq());
         let ctx = Arc::new(ctx);
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                crate::metrics::Endpoint::start(addr, ctx.clone())
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let pool = match config.workers {
             0 => None,
             n => Some(Pool::start(n, ctx.clone(), wake.clone()).map_err(ServerError::Spawn)?),
@@ -268,12 +277,18 @@ impl Server {
             push_flush_since: None,
             push_keepalive: config.push.keepalive,
             refused: refused::Refused::default(),
+            metrics,
         })
     }
 
     /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the Prometheus endpoint listens, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|m| m.local_addr())
     }
 
     /// The connection limit in force: the one configured, or lower when the file

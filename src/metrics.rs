@@ -1,0 +1,329 @@
+//! Prometheus metrics: `--metrics-listen ADDR` serves `GET /metrics` in the text
+//! exposition format, written by the official Rust client library
+//! (`prometheus-client`) rather than by hand.
+//!
+//! The figures are the server's own counters and gauges (the ones STATS reports),
+//! read when a scrape asks, through a `Collector`: nothing is counted twice and the
+//! request path pays nothing for metrics. Names follow Prometheus conventions: a
+//! `switchboard_` prefix, base units, `_total` on counters, labels for the variants of
+//! one quantity (close reasons, opcodes).
+//!
+//! A scrape is served on a thread of its own, one connection at a time, with a read
+//! deadline and a bound on the request's size, so a scrape never holds the reactor
+//! and a slow or hostile scraper holds only this thread.
+
+use crate::exec::Context;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Longest a scraper may take to send its request.
+const READ_DEADLINE: Duration = Duration::from_secs(2);
+/// Largest request accepted, in bytes.
+const MAX_REQUEST: usize = 8 << 10;
+
+/// Reads the server's figures at scrape time.
+#[derive(Debug)]
+struct Figures(Arc<Context>);
+
+fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let g = ConstGauge::new(v as i64);
+    g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+/// A counter with one label whose values are given with their counts.
+fn labelled(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: &[(&'static str, u64)],
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for &(value, n) in values {
+        let labels = [(label, value)];
+        ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for Figures {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let ctx = &self.0;
+        let c = &ctx.stats.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Relaxed);
+        gauge(
+            &mut e,
+            "switchboard_connections",
+            "Client connections open now.",
+            get(&c.connections_current),
+        )?;
+        counter(
+            &mut e,
+            "switchboard_connections_accepted",
+            "Client connections accepted.",
+            get(&c.connections_total),
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_connections_refused",
+            "Connections refused, by reason.",
+            "reason",
+            &[
+                ("full", get(&c.connections_rejected)),
+                ("accept_error", get(&c.accept_errors)),
+            ],
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_connections_closed",
+            "Connections closed, by reason.",
+            "reason",
+            &[
+                ("peer", get(&c.closed_by_peer)),
+                ("protocol_error", get(&c.closed_protocol_error)),
+                ("idle", get(&c.closed_idle)),
+                ("shutdown", get(&c.closed_shutdown)),
+                ("client_memory", get(&c.closed_client_memory)),
+                ("io_error", get(&c.closed_io_error)),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "switchboard_client_memory_evictions",
+            "Connections chosen to be closed to keep client memory under its limit.",
+            get(&c.client_memory_evictions),
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_requests",
+            "Requests answered, by opcode.",
+            "opcode",
+            &[
+                ("HELLO", get(&c.cmd_hello)),
+                ("PING", get(&c.cmd_ping)),
+                ("STATS", get(&c.cmd_stats)),
+                ("GET", get(&c.cmd_get)),
+                ("PUT", get(&c.cmd_put)),
+                ("DELETE", get(&c.cmd_delete)),
+                ("CAS", get(&c.cmd_cas)),
+                ("SCAN", get(&c.cmd_scan)),
+                ("SUBSCRIBE", get(&c.cmd_subscribe)),
+                ("UNSUBSCRIBE", get(&c.cmd_unsubscribe)),
+                ("PUBLISH", get(&c.cmd_publish)),
+            ],
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_request_outcomes",
+            "Answers other than success, by kind.",
+            "outcome",
+            &[
+                ("get_miss", get(&c.get_misses)),
+                ("version_conflict", get(&c.version_conflicts)),
+                ("memory_limit", get(&c.writes_refused_memory)),
+                ("request_error", get(&c.request_errors)),
+                ("protocol_error", get(&c.protocol_errors)),
+                ("internal_error", get(&c.internal_errors)),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "switchboard_received_bytes",
+            "Bytes read from clients.",
+            get(&c.bytes_read),
+        )?;
+        counter(
+            &mut e,
+            "switchboard_sent_bytes",
+            "Bytes written to clients.",
+            get(&c.bytes_written),
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_client_memory_bytes",
+            "Memory held for clients: input, unread answers, unanswered requests.",
+            ctx.stats.client_memory.load(Relaxed),
+        )?;
+        let store = &ctx.store;
+        gauge(
+            &mut e,
+            "switchboard_records",
+            "Records in the store.",
+            store.len(),
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_store_memory_bytes",
+            "Memory the store's records take.",
+            store.memory_used(),
+        )?;
+        counter(
+            &mut e,
+            "switchboard_sequence",
+            "The last change sequence number handed out.",
+            store.seq(),
+        )?;
+        let push = ctx.push.lock();
+        let p = push.counts;
+        gauge(
+            &mut e,
+            "switchboard_subscriptions",
+            "Subscriptions held.",
+            push.subscriptions() as u64,
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_change_log_changes",
+            "Changes kept for resuming subscribers.",
+            push.log.len() as u64,
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_change_log_bytes",
+            "Bytes the kept changes take.",
+            push.log.bytes() as u64,
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_pushes",
+            "Pushes sent, by kind.",
+            "kind",
+            &[
+                ("event", p.events_sent),
+                ("message", p.messages_sent),
+                ("gap", p.gaps_sent),
+                ("ping", p.pings_sent),
+            ],
+        )?;
+        counter(
+            &mut e,
+            "switchboard_messages_lost",
+            "Published messages dropped because a subscriber's output was full.",
+            p.messages_lost,
+        )?;
+        counter(
+            &mut e,
+            "switchboard_published",
+            "PUBLISH requests executed.",
+            p.published,
+        )?;
+        counter(
+            &mut e,
+            "switchboard_keepalive_closes",
+            "Subscribers closed for answering no keepalive.",
+            p.keepalive_closes,
+        )?;
+        Ok(())
+    }
+}
+
+/// The metrics endpoint's thread; stopped (and joined) when dropped.
+#[derive(Debug)]
+pub struct Endpoint {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Endpoint {
+    /// Binds `addr` and serves scrapes of `ctx`'s figures.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn start(addr: SocketAddr, ctx: Arc<Context>) -> io::Result<Endpoint> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Figures(ctx)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if stopping.load(Relaxed) {
+                        return;
+                    }
+                    if let Ok(stream) = stream {
+                        let _ = serve(stream, &registry);
+                    }
+                }
+            })?;
+        Ok(Endpoint {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+        // Wake the thread from accept with a connection of our own.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers one HTTP request: the metrics for `GET /metrics`, 404 otherwise.
+fn serve(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
+    stream.set_read_timeout(Some(READ_DEADLINE))?;
+    stream.set_write_timeout(Some(READ_DEADLINE))?;
+    let mut request = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 || request.len() + n > MAX_REQUEST {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let mut words = line.split(|&b| b == b' ');
+    let (method, path) = (words.next(), words.next());
+    if method != Some(b"GET") || !matches!(path, Some(b"/metrics")) {
+        let body = "only GET /metrics is served here\n";
+        let head = format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        return stream.write_all(body.as_bytes());
+    }
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, registry)
+        .map_err(|_| io::Error::other("encoding the metrics"))?;
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
+}
