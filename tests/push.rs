@@ -289,7 +289,6 @@ fn a_subscriber_that_stops_reading_is_caught_up_from_the_log_when_it_reads_again
     }
     // Writers were never held up; now the subscriber reads everything, in order.
     let mut expect = last - 2999;
-    let mut progress = 0;
     while expect <= last {
         let Some(push) = s.next_push(Some(WAIT)).unwrap() else {
             panic!("stalled at {expect} of {last}: {:?}", server.stats());
@@ -297,15 +296,15 @@ fn a_subscriber_that_stops_reading_is_caught_up_from_the_log_when_it_reads_again
         // Each time it fell behind and caught up, a PROGRESS says so.
         if let Push::Progress { seq, .. } = push {
             assert_eq!(seq, expect - 1, "a PROGRESS covers what came before it");
-            progress += 1;
             continue;
         }
         let (_, seq, ..) = event(push);
         assert_eq!(seq, expect, "in order, none missing, none twice");
         expect += 1;
     }
+    // A live subscription gets a PROGRESS only when a replay catches up: this one fell
+    // behind, and was caught up from the log.
     assert!(matches!(next(&mut s), Push::Progress { seq, .. } if seq == last));
-    assert!(progress >= 1, "it fell behind at least once before the end");
 }
 
 #[test]

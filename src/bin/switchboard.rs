@@ -112,6 +112,12 @@ struct Flags {
     #[arg(long, default_value = "1m", value_parser = parse_bytes)]
     max_payload: u64,
 
+    /// Least severe log lines written to stderr: error, warn, info (start, stop,
+    /// configuration, connections closed for cause) or debug. The `listening on` line
+    /// and the limits go to stdout whatever this says.
+    #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug"])]
+    log_level: String,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9420; keep it
     /// on loopback or a private network). Off unless given.
     #[arg(long, value_parser = parse_listen)]
@@ -228,6 +234,17 @@ fn return_freed_memory() {
 fn main() -> ExitCode {
     return_freed_memory();
     let flags = Flags::parse();
+    let level = match flags.log_level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        _ => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .init();
     let shutdown_timeout = match Duration::try_from_secs_f64(flags.shutdown_timeout) {
         Ok(t) => t,
         Err(_) => {
@@ -295,9 +312,17 @@ fn main() -> ExitCode {
     if let Some(addr) = server.metrics_addr() {
         println!("metrics on http://{addr}/metrics");
     }
+    tracing::info!(
+        listen = %server.local_addr(),
+        workers = config.workers,
+        max_frame = config.limits.max_frame,
+        max_output = config.max_output,
+        max_connections = server.max_connections(),
+        "started"
+    );
     match server.run() {
         Ok(()) => {
-            eprintln!("switchboard: stopped");
+            tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {

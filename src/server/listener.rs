@@ -105,7 +105,7 @@ impl Listener {
             match self.inner.accept() {
                 Ok((stream, _)) => {
                     if std::mem::take(&mut self.failing) {
-                        eprintln!("switchboard: accepting connections again");
+                        tracing::info!("accepting connections again");
                     }
                     if full {
                         linger(refuse(stream, counters));
@@ -133,8 +133,8 @@ impl Listener {
                         } else {
                             "unexpected error"
                         };
-                        eprintln!(
-                            "switchboard: accept: {e} ({what}); retrying every 100 ms, \
+                        tracing::warn!(
+                            "accept: {e} ({what}); retrying every 100 ms, \
                              counted in accept_errors"
                         );
                     }

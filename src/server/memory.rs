@@ -49,8 +49,8 @@ impl Server {
             }
         }
         if evicted > 0 {
-            eprintln!(
-                "switchboard: client buffers passed --max-client-memory ({} bytes): closed \
+            tracing::warn!(
+                "client buffers passed --max-client-memory ({} bytes): closed \
                  the {evicted} connection(s) holding the most",
                 self.max_client_memory
             );

@@ -43,6 +43,7 @@
 //! the condition clears. WRITABLE interest is registered only while output is pending.
 
 mod background;
+mod close_log;
 mod execute;
 mod fds;
 mod listener;
@@ -184,6 +185,8 @@ pub struct Server {
     refused: refused::Refused,
     /// The Prometheus endpoint, when one was asked for; stopped with the server.
     metrics: Option<crate::metrics::Endpoint>,
+    /// Logs closes for cause, rate-limited.
+    close_log: close_log::CloseLog,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
@@ -236,7 +239,7 @@ impl Server {
         // Counted now that the poller, listener and its reserve are open.
         let (max_connections, note) = fds::fit_connection_limit(config.max_connections);
         if let Some(note) = note {
-            eprintln!("switchboard: {note}");
+            tracing::warn!("{note}");
         }
         Ok(Server {
             poll,
@@ -278,6 +281,7 @@ impl Server {
             push_keepalive: config.push.keepalive,
             refused: refused::Refused::default(),
             metrics,
+            close_log: close_log::CloseLog::default(),
         })
     }
 
@@ -351,7 +355,7 @@ impl Server {
                     SIGNAL => {
                         if self.signals.pending().next().is_some() {
                             if self.stopping.is_some() {
-                                eprintln!("switchboard: second signal; stopping now");
+                                tracing::warn!("second signal; stopping now");
                                 self.ctx.cancel.store(true, Ordering::Relaxed);
                                 return Ok(());
                             }
@@ -453,7 +457,7 @@ impl Server {
                     .registry()
                     .register(&mut slot.stream, token, Interest::READABLE)
             {
-                eprintln!("switchboard: cannot register a connection: {e}");
+                tracing::error!("cannot register a connection: {e}");
                 self.registry.remove(id);
                 continue;
             }

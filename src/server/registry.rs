@@ -45,6 +45,8 @@ pub(super) struct Slot {
     pub push_pending: bool,
     /// The deadline this connection has in the timer heap, if any.
     pub timer: Option<Instant>,
+    /// The client's address, for logs.
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// Live connections by slab index, with a generation per index.
@@ -89,8 +91,10 @@ impl Registry {
             index: index as u32,
             generation: self.generations[index],
         };
+        let peer = stream.peer_addr().ok();
         entry.insert(Slot {
             conn: Connection::new(id, limits, now),
+            peer,
             stream,
             readable: false,
             read_closed: false,

@@ -247,6 +247,9 @@ impl Server {
             return;
         };
         self.forget_subscriptions(id, slot.conn.subscribed());
+        if let Some(reason) = slot.conn.close_reason() {
+            self.close_log.closed(slot.peer, reason, Instant::now());
+        }
         self.client_memory -= slot.memory;
         let c = &self.ctx.stats.counters;
         c.connections_current.fetch_sub(1, Ordering::Relaxed);

@@ -58,8 +58,8 @@ impl Server {
             deadline: now + timeout,
             cancelled: false,
         });
-        eprintln!(
-            "switchboard: shutting down; answering what {} connection(s) sent \
+        tracing::info!(
+            "shutting down; answering what {} connection(s) sent \
              (up to {:.1} s; a second signal stops at once)",
             self.registry.len(),
             timeout.as_secs_f64()
@@ -97,8 +97,8 @@ impl Server {
                 .iter()
                 .filter(|slot| slot.conn.pending_output() > 0 || slot.conn.in_flight() > 0)
                 .count();
-            eprintln!(
-                "switchboard: stop timeout: closing {} connection(s), {owed} of them with \
+            tracing::warn!(
+                "stop timeout: closing {} connection(s), {owed} of them with \
                  answers their clients did not take",
                 self.registry.len()
             );
@@ -111,7 +111,7 @@ impl Server {
     /// is answered SHUTTING_DOWN (jobs at workers as they come back).
     fn cancel_work(&mut self, now: Instant) {
         self.ctx.cancel.store(true, Ordering::Relaxed);
-        eprintln!("switchboard: stop: no more requests are executed; the rest are told so");
+        tracing::warn!("stop: no more requests are executed; the rest are told so");
         for id in self.registry.ids() {
             if let Some(slot) = self.registry.get_mut(id) {
                 slot.conn.handle_cancel(now);
