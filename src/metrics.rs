@@ -11,6 +11,9 @@
 //! A scrape is served on a thread of its own, one connection at a time, with a read
 //! deadline and a bound on the request's size, so a scrape never holds the reactor
 //! and a slow or hostile scraper holds only this thread.
+//!
+//! The same listener answers orchestrators: `GET /healthz` is 200 while the process
+//! serves, `GET /readyz` 200 while it accepts clients and 503 once it is draining.
 
 use crate::exec::Context;
 use prometheus_client::collector::Collector;
@@ -253,7 +256,7 @@ impl Endpoint {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Figures(ctx)));
+        registry.register_collector(Box::new(Figures(ctx.clone())));
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
@@ -264,7 +267,7 @@ impl Endpoint {
                         return;
                     }
                     if let Ok(stream) = stream {
-                        let _ = serve(stream, &registry);
+                        let _ = serve(stream, &registry, &ctx);
                     }
                 }
             })?;
@@ -292,8 +295,9 @@ impl Drop for Endpoint {
     }
 }
 
-/// Answers one HTTP request: the metrics for `GET /metrics`, 404 otherwise.
-fn serve(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
+/// Answers one HTTP request: the metrics for `GET /metrics`, the health checks, 404
+/// otherwise.
+fn serve(mut stream: TcpStream, registry: &Registry, ctx: &Context) -> io::Result<()> {
     stream.set_read_timeout(Some(READ_DEADLINE))?;
     stream.set_write_timeout(Some(READ_DEADLINE))?;
     let mut request = Vec::with_capacity(1024);
@@ -308,22 +312,62 @@ fn serve(mut stream: TcpStream, registry: &Registry) -> io::Result<()> {
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut words = line.split(|&b| b == b' ');
     let (method, path) = (words.next(), words.next());
-    if method != Some(b"GET") || !matches!(path, Some(b"/metrics")) {
-        let body = "only GET /metrics is served here\n";
-        let head = format!(
-            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes())?;
-        return stream.write_all(body.as_bytes());
-    }
-    let mut body = String::new();
-    prometheus_client::encoding::text::encode(&mut body, registry)
-        .map_err(|_| io::Error::other("encoding the metrics"))?;
+    let (status, kind, body) = match (method, path) {
+        (Some(b"GET"), Some(b"/metrics")) => {
+            let mut body = String::new();
+            prometheus_client::encoding::text::encode(&mut body, registry)
+                .map_err(|_| io::Error::other("encoding the metrics"))?;
+            (
+                "200 OK",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body,
+            )
+        }
+        (Some(b"GET"), Some(b"/healthz")) => ("200 OK", "text/plain", "ok\n".into()),
+        (Some(b"GET"), Some(b"/readyz")) if !ctx.draining.load(Relaxed) => {
+            ("200 OK", "text/plain", "ready\n".into())
+        }
+        (Some(b"GET"), Some(b"/readyz")) => {
+            ("503 Service Unavailable", "text/plain", "draining\n".into())
+        }
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "served here: GET /metrics, /healthz, /readyz\n".into(),
+        ),
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
     stream.write_all(body.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Limits;
+
+    /// One request through `serve`, over a loopback connection.
+    fn answer(ctx: &Context, request: &[u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.write_all(request).unwrap();
+        let (server_side, _) = listener.accept().unwrap();
+        serve(server_side, &Registry::default(), ctx).unwrap();
+        let mut out = String::new();
+        client.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn readyz_turns_503_when_draining_and_healthz_stays_200() {
+        let ctx = Context::new(Limits::default(), 0, 1);
+        assert!(answer(&ctx, b"GET /readyz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        ctx.draining.store(true, Relaxed);
+        assert!(answer(&ctx, b"GET /readyz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 503"));
+        assert!(answer(&ctx, b"GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert!(answer(&ctx, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    }
 }

@@ -84,6 +84,10 @@ fn a_scrape_parses_and_counts_what_the_server_did() {
 
     let (head, _) = scrape(metrics, "/elsewhere");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let (head, body) = scrape(metrics, "/healthz");
+    assert!(head.starts_with("HTTP/1.1 200") && body == "ok\n", "{head}");
+    let (head, _) = scrape(metrics, "/readyz");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     drop(server);
     // Stopped with the server.
     assert!(TcpStream::connect(metrics).is_err() || scrape_fails(metrics));

@@ -24,6 +24,9 @@ pub struct Context {
     /// a second signal came): no job starts after it, and jobs not started are
     /// answered SHUTTING_DOWN.
     pub cancel: AtomicBool,
+    /// Set when the server begins to stop: it accepts no one and is not ready (the
+    /// metrics endpoint's `/readyz` says so).
+    pub draining: AtomicBool,
 }
 
 impl Context {
@@ -36,6 +39,7 @@ impl Context {
             workers,
             push: Hub::new(PushConfig::default(), 0),
             cancel: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 

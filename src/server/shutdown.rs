@@ -53,6 +53,7 @@ impl Server {
             return;
         }
         let timeout = self.shutdown_timeout;
+        self.ctx.draining.store(true, Ordering::Relaxed);
         self.stopping = Some(Stopping {
             cancel_at: now + execution_deadline(timeout),
             deadline: now + timeout,
