@@ -92,6 +92,8 @@ pub struct Config {
     pub push: PushConfig,
     /// Where to serve Prometheus metrics (`GET /metrics`); `None` = nowhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Most connections from one IP address; 0 = no limit.
+    pub max_connections_per_ip: usize,
 }
 
 impl Config {
@@ -133,6 +135,7 @@ impl Default for Config {
             inline_max_batch: DEFAULT_INLINE_MAX_BATCH,
             push: PushConfig::default(),
             metrics_listen: None,
+            max_connections_per_ip: 0,
         }
     }
 }

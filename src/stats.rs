@@ -58,6 +58,8 @@ counters! {
     connections_current,
     /// Connections refused with SERVER_FULL.
     connections_rejected,
+    /// Connections refused because their address held `--max-connections-per-ip`.
+    connections_rejected_per_ip,
     /// Times `accept` failed for lack of descriptors or memory (accepting pauses).
     accept_errors,
     /// Connections closed because the peer closed or reset.

@@ -316,6 +316,34 @@ fn server_full_reaches_a_client_that_writes_at_once() {
 }
 
 #[test]
+fn one_address_past_its_limit_is_told_so_and_counted() {
+    let server = ServerProcess::start(&["--max-connections-per-ip", "2"]);
+    let mut a = server.client();
+    let mut b = server.client();
+    a.ping().unwrap();
+    b.ping().unwrap();
+    let mut third = server.raw();
+    let r = third.recv();
+    assert_eq!(error_status(&r.body), Status::SERVER_FULL);
+    match &r.body {
+        ResponseBody::Error { message, .. } => assert!(
+            String::from_utf8_lossy(message).contains("--max-connections-per-ip"),
+            "{message:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    third.expect_closed();
+    drop(b);
+    // The address's count falls when a connection closes (noticed asynchronously).
+    common::wait_until("the address to be admitted again", || {
+        let mut c = switchboard::client::Client::connect(server.addr).unwrap();
+        c.set_timeout(Some(common::WAIT)).unwrap();
+        c.ping().is_ok()
+    });
+    assert!(stat(&a.stats().unwrap(), "connections_rejected_per_ip").unwrap() >= 1);
+}
+
+#[test]
 fn connections_past_the_limit_are_told_server_full() {
     let server = ServerProcess::start(&["--max-connections", "2"]);
     let mut a = server.client();

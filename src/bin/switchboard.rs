@@ -44,6 +44,11 @@ struct Flags {
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
+    /// Most simultaneous connections from one IP address; more are refused with
+    /// SERVER_FULL (a message naming this limit) and counted. 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    max_connections_per_ip: usize,
+
     /// Memory for records, in bytes (suffixes k, m, g): writes past it are refused
     /// with MEMORY_LIMIT while reads and deletes go on. 0 = no limit.
     #[arg(long, default_value = "0", value_parser = parse_bytes)]
@@ -295,6 +300,7 @@ fn main() -> ExitCode {
             max_payload: usize::try_from(flags.max_payload).unwrap_or(usize::MAX),
         },
         metrics_listen: flags.metrics_listen,
+        max_connections_per_ip: flags.max_connections_per_ip,
         ..Config::default()
     };
     let server = match Server::bind(&config) {

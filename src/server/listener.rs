@@ -172,15 +172,20 @@ impl Listener {
 /// The frame is a few dozen bytes written into a fresh socket's empty send buffer, so
 /// the non-blocking write completes whole; if it somehow does not, the close alone
 /// still tells the client.
-fn refuse(mut stream: TcpStream, counters: &Counters) -> TcpStream {
+fn refuse(stream: TcpStream, counters: &Counters) -> TcpStream {
     Stats::incr(&counters.connections_rejected);
-    let mut frame = BytesMut::with_capacity(64);
+    refuse_with(stream, b"server is at its connection limit")
+}
+
+/// Writes a SERVER_FULL frame carrying `message` and shuts the write side.
+pub(super) fn refuse_with(mut stream: TcpStream, message: &[u8]) -> TcpStream {
+    let mut frame = BytesMut::with_capacity(64 + message.len());
     encode::error(
         &mut frame,
         Opcode(0),
         RequestId(0),
         Status::SERVER_FULL,
-        b"server is at its connection limit",
+        message,
     );
     let _ = stream.write(&frame);
     let _ = stream.shutdown(Shutdown::Write);

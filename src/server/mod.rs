@@ -64,7 +64,7 @@ use crate::exec::Batch;
 use crate::exec::Context;
 use crate::job::ConnId;
 use crate::sequencer::Sequencer;
-use crate::stats::Tally;
+use crate::stats::{Stats, Tally};
 use crate::store::Change;
 use crate::wake::ReactorWake;
 use crate::worker::Pool;
@@ -187,6 +187,10 @@ pub struct Server {
     metrics: Option<crate::metrics::Endpoint>,
     /// Logs closes for cause, rate-limited.
     close_log: close_log::CloseLog,
+    /// Connections open per client address, kept only with `--max-connections-per-ip`.
+    per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
+    /// The limit on those; 0 = none.
+    max_per_ip: usize,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
@@ -282,6 +286,8 @@ impl Server {
             refused: refused::Refused::default(),
             metrics,
             close_log: close_log::CloseLog::default(),
+            per_ip: std::collections::HashMap::new(),
+            max_per_ip: config.max_connections_per_ip,
         })
     }
 
@@ -450,6 +456,23 @@ impl Server {
             else {
                 break;
             };
+            if self.max_per_ip > 0 {
+                let ip = stream.peer_addr().map(|a| a.ip()).ok();
+                let held = ip.and_then(|ip| self.per_ip.get(&ip)).copied().unwrap_or(0);
+                if held as usize >= self.max_per_ip {
+                    Stats::incr(&counters.connections_rejected_per_ip);
+                    let refused = listener::refuse_with(
+                        stream,
+                        b"this address holds as many connections as the server allows one \
+                          address (--max-connections-per-ip)",
+                    );
+                    self.refused.add(refused, self.poll.registry(), now);
+                    continue;
+                }
+                if let Some(ip) = ip {
+                    *self.per_ip.entry(ip).or_insert(0) += 1;
+                }
+            }
             let (id, token) = self.registry.insert(stream, self.conn_limits, now);
             let slot = self.registry.get_mut(id).expect("just inserted");
             if let Err(e) =

@@ -247,6 +247,16 @@ impl Server {
             return;
         };
         self.forget_subscriptions(id, slot.conn.subscribed());
+        if self.max_per_ip > 0 {
+            if let Some(ip) = slot.peer.map(|p| p.ip()) {
+                if let Some(n) = self.per_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
         if let Some(reason) = slot.conn.close_reason() {
             self.close_log.closed(slot.peer, reason, Instant::now());
         }
