@@ -50,6 +50,9 @@ pub const CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
 /// milliseconds of tail latency when the worker waits for a core. At 1024 such requests
 /// (~100 µs) running beside the reactor's I/O starts to pay.
 pub const DEFAULT_INLINE_MAX_BATCH: usize = 1024;
+/// How long a frame may take to arrive whole from its first byte, by default: a client
+/// trickling one byte at a time (slowloris) is closed after this, idle timeout or not.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// SCAN page size when the request asks for 0.
 pub const DEFAULT_SCAN_LIMIT: u16 = 100;
 /// Largest SCAN page the server returns, whatever the request asks.
@@ -94,6 +97,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Most connections from one IP address; 0 = no limit.
     pub max_connections_per_ip: usize,
+    /// How long a frame may take to arrive whole; `None` = for ever.
+    pub frame_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -114,6 +119,7 @@ impl Config {
             idle_timeout: self.idle_timeout,
             linger: LINGER,
             closing_timeout: CLOSING_TIMEOUT,
+            frame_timeout: self.frame_timeout,
         }
     }
 }
@@ -136,6 +142,7 @@ impl Default for Config {
             push: PushConfig::default(),
             metrics_listen: None,
             max_connections_per_ip: 0,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
         }
     }
 }

@@ -68,6 +68,8 @@ counters! {
     closed_protocol_error,
     /// Connections closed for being idle.
     closed_idle,
+    /// Connections closed because a frame took longer than `--frame-timeout`.
+    closed_frame_timeout,
     /// Connections closed by shutdown.
     closed_shutdown,
     /// Connections closed because client buffers passed `--max-client-memory` and

@@ -307,3 +307,36 @@ fn large_answers_do_not_stall_other_clients() {
         "a PING on a fresh connection took {worst:?} beside four large-value readers"
     );
 }
+
+#[test]
+fn a_client_trickling_a_frame_is_closed_by_the_frame_timeout() {
+    use std::io::{Read, Write};
+    let server = ServerProcess::start(&["--frame-timeout", "0.3"]);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(common::WAIT)).unwrap();
+    let frame = common::frame(
+        &switchboard::protocol::Request::Ping {
+            payload: "x".into(),
+        },
+        1,
+    );
+    let started = std::time::Instant::now();
+    // One byte every 50 ms: the frame would take more than twice the timeout.
+    let mut closed = false;
+    for byte in &frame[..frame.len() - 1] {
+        if s.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    if !closed {
+        let mut buf = [0u8; 64];
+        closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+    }
+    assert!(closed, "still open after the frame timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    common::wait_until("the close counted", || {
+        switchboard::client::stat(&server.stats(), "closed_frame_timeout") == Some(1)
+    });
+}

@@ -82,6 +82,8 @@ impl Config {
             },
             linger: Duration::from_millis(u64::from(self.linger) * 10),
             closing_timeout: Duration::from_millis(u64::from(self.linger) * 20 + 50),
+            // From a field the draw already has, so the seeds' layout stays as it is.
+            frame_timeout: Some(Duration::from_millis(u64::from(self.linger) * 30 + 100)),
         };
         (limits, u64::from(self.memory) * 256)
     }
@@ -483,6 +485,7 @@ impl Harness {
             max_output: usize::MAX,
             max_in_flight: u32::MAX,
             idle_timeout: None,
+            frame_timeout: None,
             ..self.limits
         };
         let mut reference = Connection::new(ID, unlimited, self.now);

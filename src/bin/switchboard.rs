@@ -78,6 +78,11 @@ struct Flags {
     #[arg(long, default_value_t = 0)]
     idle_timeout: u64,
 
+    /// Seconds a frame may take to arrive whole from its first byte; a client trickling
+    /// one (slowloris) is closed after this, idle timeout or not. 0 = no limit.
+    #[arg(long, default_value_t = config::DEFAULT_FRAME_TIMEOUT.as_secs_f64())]
+    frame_timeout: f64,
+
     /// Seconds a stop (SIGINT, SIGTERM) may take. Requests read before it keep
     /// executing for most of this; the rest are answered SHUTTING_DOWN.
     #[arg(long, default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
@@ -301,6 +306,9 @@ fn main() -> ExitCode {
         },
         metrics_listen: flags.metrics_listen,
         max_connections_per_ip: flags.max_connections_per_ip,
+        frame_timeout: Duration::try_from_secs_f64(flags.frame_timeout)
+            .ok()
+            .filter(|t| !t.is_zero()),
         ..Config::default()
     };
     let server = match Server::bind(&config) {

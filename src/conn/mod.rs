@@ -109,6 +109,8 @@ pub struct ConnLimits {
     /// How long a closing connection may go without the client taking any of its
     /// pending output before it is dropped.
     pub closing_timeout: Duration,
+    /// How long a frame may take to arrive whole, from its first byte; `None` = for ever.
+    pub frame_timeout: Option<Duration>,
 }
 
 /// One client connection's protocol state. See the module doc for the call order.
@@ -150,6 +152,8 @@ pub struct Connection {
     subscribed: bool,
     /// A subscription fell behind for lack of room and waits for the output to drain.
     push_behind: bool,
+    /// When the frame now partly buffered began to arrive; `None` with no partial frame.
+    partial_since: Option<Instant>,
 }
 
 impl Connection {
@@ -176,6 +180,7 @@ impl Connection {
             last_input: now,
             subscribed: false,
             push_behind: false,
+            partial_since: None,
         }
     }
 
@@ -275,6 +280,9 @@ impl Connection {
         if self.state != State::Open || self.input_ended.is_some() {
             return;
         }
+        if self.input.is_empty() && !data.is_empty() {
+            self.partial_since = Some(now);
+        }
         self.input.extend_from_slice(data);
         self.decodable = true;
         self.last_activity = now;
@@ -327,6 +335,15 @@ impl Connection {
                 Err(e) => self.fail(e, jobs),
             }
         }
+        // What is left is the start of the next frame: it began with the last read at
+        // the latest.
+        self.partial_since = if self.input.is_empty() {
+            None
+        } else if jobs.len() > before {
+            Some(self.last_input)
+        } else {
+            self.partial_since
+        };
         self.release_idle_buffers();
         self.check_invariants();
         jobs.len() - before
@@ -608,6 +625,10 @@ impl Connection {
                 Some(self.last_activity + self.limits.closing_timeout)
             }
             (Timer::Linger, State::Lingering(_, until)) => Some(until),
+            // Only while the server reads: a paused connection cannot finish its frame.
+            (Timer::Frame, State::Open) if self.wants_read() && !self.input.is_empty() => {
+                Some(self.partial_since? + self.limits.frame_timeout?)
+            }
             _ => None,
         }
     }
@@ -619,9 +640,12 @@ impl Connection {
     /// this never returns a deadline at or before `now` that it returned before.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // Each state arms at most one timer: ask only that one.
+        // Each state arms its own timers: ask only those.
         match self.state {
-            State::Open => self.deadline(Timer::Idle),
+            State::Open => match (self.deadline(Timer::Idle), self.deadline(Timer::Frame)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             State::Closing(_) => self.deadline(Timer::Closing),
             State::Lingering(..) => self.deadline(Timer::Linger),
             State::Closed(_) => None,
@@ -656,6 +680,9 @@ impl Connection {
                     let reason = self.close_reason().unwrap_or(CloseReason::Io);
                     self.state = State::Closed(reason);
                 }
+                // A client that trickles a frame holds a buffer and a connection for
+                // as long as it likes; it is not worth an answer.
+                Timer::Frame => self.abort(CloseReason::FrameTimeout),
             }
         }
         self.check_invariants();

@@ -34,6 +34,8 @@ pub enum CloseReason {
     ProtocolViolation(Status),
     /// No traffic for the idle timeout.
     IdleTimeout,
+    /// A frame begun and not completed within the frame timeout.
+    FrameTimeout,
     /// The server is shutting down.
     Shutdown,
     /// The server's memory for client buffers was full and this connection held the

@@ -23,6 +23,7 @@ fn limits() -> ConnLimits {
         idle_timeout: Some(Duration::from_secs(30)),
         linger: Duration::from_secs(2),
         closing_timeout: Duration::from_secs(10),
+        frame_timeout: Some(Duration::from_secs(10)),
     }
 }
 
@@ -608,4 +609,33 @@ fn buffered_input_never_exceeds_the_frame_limit_plus_a_read() {
     h.feed(&[0]);
     assert_eq!(h.jobs.len(), 1, "the whole frame decoded");
     assert_eq!(h.conn.buffered_input(), 0);
+}
+
+#[test]
+fn a_frame_trickled_past_the_frame_timeout_closes_the_connection() {
+    let mut h = ConnHarness::new(limits());
+    let start = h.now;
+    let get = encode(Request::Get { key: "k".into() }, 1);
+    // Half a frame: the clock starts at its first byte.
+    h.feed(&get[..5]);
+    assert_eq!(h.conn.poll_timeout(), Some(start + Duration::from_secs(10)));
+    // More bytes, still not a whole frame: the deadline does not move.
+    h.now = start + Duration::from_secs(6);
+    h.feed(&get[5..8]);
+    assert_eq!(h.conn.poll_timeout(), Some(start + Duration::from_secs(10)));
+    h.now = start + Duration::from_secs(10);
+    h.conn.handle_timeout(h.now);
+    assert_eq!(h.conn.state(), State::Closed(CloseReason::FrameTimeout));
+
+    // A frame that completes in time clears the clock.
+    let mut h = ConnHarness::new(limits());
+    h.feed(&get[..5]);
+    h.feed(&get[5..]);
+    h.execute();
+    assert_eq!(h.drain_output().len(), 1);
+    assert_eq!(
+        h.conn.poll_timeout(),
+        Some(h.now + Duration::from_secs(30)),
+        "only the idle timer is left"
+    );
 }

@@ -3,8 +3,8 @@
 //!
 //! Deadlines are not stored but derived from the connection's state each time they
 //! are asked for, so they cannot go stale. Each timer is armed only in a state that its
-//! firing leaves: [`Timer::Idle`] only while open, [`Timer::Closing`] only while
-//! closing, [`Timer::Linger`] only while lingering. So handling a due timer always
+//! firing leaves: [`Timer::Idle`] and [`Timer::Frame`] only while open,
+//! [`Timer::Closing`] only while closing, [`Timer::Linger`] only while lingering. So handling a due timer always
 //! changes the state, and `poll_timeout` never returns the same past deadline twice: a
 //! pump that fires every due timer cannot spin. The fuzz target and the reactor's tests
 //! check this; the reactor also refuses to re-arm a deadline that is not in the future.
@@ -21,9 +21,12 @@ pub enum Timer {
     Closing,
     /// Lingering after a server-initiated close: the linger is over.
     Linger,
+    /// Open and reading, with a frame begun and not complete for the frame timeout,
+    /// however slowly its bytes keep arriving (slowloris): drop the connection.
+    Frame,
 }
 
 impl Timer {
     /// Every timer, in the order a due set is handled.
-    pub const ALL: [Timer; 3] = [Timer::Idle, Timer::Closing, Timer::Linger];
+    pub const ALL: [Timer; 4] = [Timer::Idle, Timer::Closing, Timer::Linger, Timer::Frame];
 }
