@@ -53,6 +53,9 @@ pub const DEFAULT_INLINE_MAX_BATCH: usize = 1024;
 /// How long a frame may take to arrive whole from its first byte, by default: a client
 /// trickling one byte at a time (slowloris) is closed after this, idle timeout or not.
 pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take none of the answers it is owed, by default, before it is
+/// closed: it is not reading, and they cannot reach it.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// SCAN page size when the request asks for 0.
 pub const DEFAULT_SCAN_LIMIT: u16 = 100;
 /// Largest SCAN page the server returns, whatever the request asks.
@@ -99,6 +102,8 @@ pub struct Config {
     pub max_connections_per_ip: usize,
     /// How long a frame may take to arrive whole; `None` = for ever.
     pub frame_timeout: Option<Duration>,
+    /// How long a client may take none of its answers; `None` = for ever.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Config {
@@ -120,6 +125,7 @@ impl Config {
             linger: LINGER,
             closing_timeout: CLOSING_TIMEOUT,
             frame_timeout: self.frame_timeout,
+            write_timeout: self.write_timeout,
         }
     }
 }
@@ -143,6 +149,7 @@ impl Default for Config {
             metrics_listen: None,
             max_connections_per_ip: 0,
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
         }
     }
 }

@@ -105,6 +105,7 @@ impl Collector for Figures {
                 ("protocol_error", get(&c.closed_protocol_error)),
                 ("idle", get(&c.closed_idle)),
                 ("frame_timeout", get(&c.closed_frame_timeout)),
+                ("write_timeout", get(&c.closed_write_timeout)),
                 ("shutdown", get(&c.closed_shutdown)),
                 ("client_memory", get(&c.closed_client_memory)),
                 ("io_error", get(&c.closed_io_error)),

@@ -70,6 +70,8 @@ counters! {
     closed_idle,
     /// Connections closed because a frame took longer than `--frame-timeout`.
     closed_frame_timeout,
+    /// Connections closed for taking none of their answers for `--write-timeout`.
+    closed_write_timeout,
     /// Connections closed by shutdown.
     closed_shutdown,
     /// Connections closed because client buffers passed `--max-client-memory` and

@@ -340,3 +340,20 @@ fn a_client_trickling_a_frame_is_closed_by_the_frame_timeout() {
         switchboard::client::stat(&server.stats(), "closed_frame_timeout") == Some(1)
     });
 }
+
+#[test]
+fn a_client_that_takes_none_of_its_answers_is_closed_by_the_write_timeout() {
+    let server = ServerProcess::start(&["--write-timeout", "0.3"]);
+    let mut c = server.client();
+    c.put("big", vec![b'v'; 512 << 10]).unwrap();
+    // Many times what the socket buffers hold in answers, and never a read.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let mut burst = Vec::new();
+    for i in 0..60 {
+        burst.extend_from_slice(&frame(&Request::Get { key: "big".into() }, i));
+    }
+    s.write_all(&burst).unwrap();
+    common::wait_until("the non-reader closed by the write timeout", || {
+        stat(&server.stats(), "closed_write_timeout") == Some(1)
+    });
+}

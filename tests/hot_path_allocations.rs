@@ -47,6 +47,7 @@ fn pipelined_gets_and_small_puts_allocate_nothing_per_request() {
         linger: Duration::from_secs(1),
         closing_timeout: Duration::from_secs(1),
         frame_timeout: None,
+        write_timeout: None,
     };
     let ctx = Context::new(limits.protocol, 0, 0);
     for i in 0..100 {

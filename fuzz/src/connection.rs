@@ -84,6 +84,7 @@ impl Config {
             closing_timeout: Duration::from_millis(u64::from(self.linger) * 20 + 50),
             // From a field the draw already has, so the seeds' layout stays as it is.
             frame_timeout: Some(Duration::from_millis(u64::from(self.linger) * 30 + 100)),
+            write_timeout: Some(Duration::from_millis(u64::from(self.linger) * 40 + 200)),
         };
         (limits, u64::from(self.memory) * 256)
     }
@@ -486,6 +487,7 @@ impl Harness {
             max_in_flight: u32::MAX,
             idle_timeout: None,
             frame_timeout: None,
+            write_timeout: None,
             ..self.limits
         };
         let mut reference = Connection::new(ID, unlimited, self.now);

@@ -83,6 +83,11 @@ struct Flags {
     #[arg(long, default_value_t = config::DEFAULT_FRAME_TIMEOUT.as_secs_f64())]
     frame_timeout: f64,
 
+    /// Seconds a client may take none of the answers it is owed before it is closed
+    /// (not for a subscriber's events, which TCP keepalive judges). 0 = no limit.
+    #[arg(long, default_value_t = config::DEFAULT_WRITE_TIMEOUT.as_secs_f64())]
+    write_timeout: f64,
+
     /// Seconds a stop (SIGINT, SIGTERM) may take. Requests read before it keep
     /// executing for most of this; the rest are answered SHUTTING_DOWN.
     #[arg(long, default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64())]
@@ -307,6 +312,9 @@ fn main() -> ExitCode {
         metrics_listen: flags.metrics_listen,
         max_connections_per_ip: flags.max_connections_per_ip,
         frame_timeout: Duration::try_from_secs_f64(flags.frame_timeout)
+            .ok()
+            .filter(|t| !t.is_zero()),
+        write_timeout: Duration::try_from_secs_f64(flags.write_timeout)
             .ok()
             .filter(|t| !t.is_zero()),
         ..Config::default()

@@ -111,6 +111,8 @@ pub struct ConnLimits {
     pub closing_timeout: Duration,
     /// How long a frame may take to arrive whole, from its first byte; `None` = for ever.
     pub frame_timeout: Option<Duration>,
+    /// How long the client may take none of the answers it is owed; `None` = for ever.
+    pub write_timeout: Option<Duration>,
 }
 
 /// One client connection's protocol state. See the module doc for the call order.
@@ -154,6 +156,9 @@ pub struct Connection {
     push_behind: bool,
     /// When the frame now partly buffered began to arrive; `None` with no partial frame.
     partial_since: Option<Instant>,
+    /// Since when answers have been pending with none of them taken; `None` when
+    /// nothing is pending.
+    owed_since: Option<Instant>,
 }
 
 impl Connection {
@@ -181,6 +186,7 @@ impl Connection {
             subscribed: false,
             push_behind: false,
             partial_since: None,
+            owed_since: None,
         }
     }
 
@@ -373,6 +379,9 @@ impl Connection {
         self.in_flight = self.in_flight.saturating_sub(answered);
         if answered > 0 {
             self.last_activity = now;
+            if self.owed_since.is_none() && !self.output.is_empty() {
+                self.owed_since = Some(now);
+            }
         }
         self.settle();
     }
@@ -583,6 +592,8 @@ impl Connection {
         if n > 0 {
             self.output.advance(n.min(self.output.len()));
             self.last_activity = now;
+            // The client took some: the clock restarts for what is left.
+            self.owed_since = (!self.output.is_empty()).then_some(now);
         }
         self.release_idle_buffers();
     }
@@ -629,6 +640,11 @@ impl Connection {
             (Timer::Frame, State::Open) if self.wants_read() && !self.input.is_empty() => {
                 Some(self.partial_since? + self.limits.frame_timeout?)
             }
+            // Answers owed and none taken; a subscriber behind on its events is a cursor
+            // into the change log, judged by TCP, not by this.
+            (Timer::Write, State::Open) if self.output.ready() > 0 && !self.subscribed => {
+                Some(self.owed_since? + self.limits.write_timeout?)
+            }
             _ => None,
         }
     }
@@ -642,10 +658,10 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Each state arms its own timers: ask only those.
         match self.state {
-            State::Open => match (self.deadline(Timer::Idle), self.deadline(Timer::Frame)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            State::Open => [Timer::Idle, Timer::Frame, Timer::Write]
+                .into_iter()
+                .filter_map(|t| self.deadline(t))
+                .min(),
             State::Closing(_) => self.deadline(Timer::Closing),
             State::Lingering(..) => self.deadline(Timer::Linger),
             State::Closed(_) => None,
@@ -680,9 +696,17 @@ impl Connection {
                     let reason = self.close_reason().unwrap_or(CloseReason::Io);
                     self.state = State::Closed(reason);
                 }
-                // A client that trickles a frame holds a buffer and a connection for
-                // as long as it likes; it is not worth an answer.
-                Timer::Frame => self.abort(CloseReason::FrameTimeout),
+                // A client trickling a frame would hold a buffer and a connection for
+                // as long as it liked: the partial frame is dropped and nothing more is
+                // read, but the requests it sent whole are still answered.
+                Timer::Frame => {
+                    self.input = BytesMut::new();
+                    self.decodable = false;
+                    self.partial_since = None;
+                    self.begin_close(CloseReason::FrameTimeout);
+                }
+                // Nothing more can reach a client that takes nothing.
+                Timer::Write => self.abort(CloseReason::WriteTimeout),
             }
         }
         self.check_invariants();

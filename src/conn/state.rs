@@ -36,6 +36,8 @@ pub enum CloseReason {
     IdleTimeout,
     /// A frame begun and not completed within the frame timeout.
     FrameTimeout,
+    /// Answers owed and none taken for the write timeout.
+    WriteTimeout,
     /// The server is shutting down.
     Shutdown,
     /// The server's memory for client buffers was full and this connection held the
@@ -52,6 +54,7 @@ impl CloseReason {
             self,
             CloseReason::ProtocolViolation(_)
                 | CloseReason::IdleTimeout
+                | CloseReason::FrameTimeout
                 | CloseReason::Shutdown
                 | CloseReason::ClientMemoryLimit
         )

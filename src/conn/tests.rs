@@ -24,6 +24,7 @@ fn limits() -> ConnLimits {
         linger: Duration::from_secs(2),
         closing_timeout: Duration::from_secs(10),
         frame_timeout: Some(Duration::from_secs(10)),
+        write_timeout: Some(Duration::from_secs(60)),
     }
 }
 
@@ -625,7 +626,9 @@ fn a_frame_trickled_past_the_frame_timeout_closes_the_connection() {
     assert_eq!(h.conn.poll_timeout(), Some(start + Duration::from_secs(10)));
     h.now = start + Duration::from_secs(10);
     h.conn.handle_timeout(h.now);
-    assert_eq!(h.conn.state(), State::Closed(CloseReason::FrameTimeout));
+    assert_eq!(h.conn.state(), State::Closing(CloseReason::FrameTimeout));
+    assert_eq!(h.conn.buffered_input(), 0, "the partial frame is dropped");
+    assert!(!h.conn.wants_read());
 
     // A frame that completes in time clears the clock.
     let mut h = ConnHarness::new(limits());
@@ -638,4 +641,45 @@ fn a_frame_trickled_past_the_frame_timeout_closes_the_connection() {
         Some(h.now + Duration::from_secs(30)),
         "only the idle timer is left"
     );
+}
+
+#[test]
+fn answers_left_untaken_past_the_write_timeout_close_the_connection() {
+    // No idle timeout (the default): the write timeout alone judges a client that
+    // does not read.
+    let mut h = ConnHarness::new(ConnLimits {
+        idle_timeout: None,
+        ..limits()
+    });
+    let start = h.now;
+    h.feed(&encode(
+        Request::Ping {
+            payload: "x".into(),
+        },
+        1,
+    ));
+    h.execute();
+    // Owed and untaken: the write timer runs from the answer.
+    assert_eq!(h.conn.poll_timeout(), Some(start + Duration::from_secs(60)));
+    assert_eq!(
+        h.conn.deadline(Timer::Write),
+        Some(start + Duration::from_secs(60))
+    );
+    // The client takes a byte: the clock restarts.
+    h.now = start + Duration::from_secs(50);
+    h.conn.advance_transmit(h.now, 1);
+    assert_eq!(
+        h.conn.deadline(Timer::Write),
+        Some(start + Duration::from_secs(110))
+    );
+    // A subscriber's pending output is not this timer's business.
+    h.conn.set_subscribed(true);
+    assert_eq!(h.conn.deadline(Timer::Write), None);
+    h.conn.set_subscribed(false);
+    h.now = start + Duration::from_secs(109);
+    h.conn.handle_timeout(h.now);
+    assert_eq!(h.conn.state(), State::Open, "not yet");
+    h.now = start + Duration::from_secs(110);
+    h.conn.handle_timeout(h.now);
+    assert_eq!(h.conn.state(), State::Closed(CloseReason::WriteTimeout));
 }

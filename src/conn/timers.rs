@@ -3,7 +3,7 @@
 //!
 //! Deadlines are not stored but derived from the connection's state each time they
 //! are asked for, so they cannot go stale. Each timer is armed only in a state that its
-//! firing leaves: [`Timer::Idle`] and [`Timer::Frame`] only while open,
+//! firing leaves: [`Timer::Idle`], [`Timer::Frame`] and [`Timer::Write`] only while open,
 //! [`Timer::Closing`] only while closing, [`Timer::Linger`] only while lingering. So handling a due timer always
 //! changes the state, and `poll_timeout` never returns the same past deadline twice: a
 //! pump that fires every due timer cannot spin. The fuzz target and the reactor's tests
@@ -24,9 +24,18 @@ pub enum Timer {
     /// Open and reading, with a frame begun and not complete for the frame timeout,
     /// however slowly its bytes keep arriving (slowloris): drop the connection.
     Frame,
+    /// Open with answers owed and none of them taken for the write timeout: drop the
+    /// connection (not for a subscriber's events, which are judged by TCP).
+    Write,
 }
 
 impl Timer {
     /// Every timer, in the order a due set is handled.
-    pub const ALL: [Timer; 4] = [Timer::Idle, Timer::Closing, Timer::Linger, Timer::Frame];
+    pub const ALL: [Timer; 5] = [
+        Timer::Idle,
+        Timer::Closing,
+        Timer::Linger,
+        Timer::Frame,
+        Timer::Write,
+    ];
 }

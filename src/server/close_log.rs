@@ -24,6 +24,7 @@ fn cause(reason: CloseReason) -> Option<String> {
         CloseReason::ProtocolViolation(status) => Some(format!("protocol error ({status})")),
         CloseReason::IdleTimeout => Some("idle timeout, or no answer to keepalive".into()),
         CloseReason::FrameTimeout => Some("a frame took longer than --frame-timeout".into()),
+        CloseReason::WriteTimeout => Some("took none of its answers for --write-timeout".into()),
         CloseReason::ClientMemoryLimit => {
             Some("client memory limit: it held the most unread output".into())
         }

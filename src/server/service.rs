@@ -268,6 +268,7 @@ impl Server {
             Some(CloseReason::ProtocolViolation(_)) => &c.closed_protocol_error,
             Some(CloseReason::IdleTimeout) => &c.closed_idle,
             Some(CloseReason::FrameTimeout) => &c.closed_frame_timeout,
+            Some(CloseReason::WriteTimeout) => &c.closed_write_timeout,
             Some(CloseReason::Shutdown) => &c.closed_shutdown,
             Some(CloseReason::ClientMemoryLimit) => &c.closed_client_memory,
             Some(CloseReason::Io) | None => &c.closed_io_error,
