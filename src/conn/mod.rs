@@ -704,6 +704,9 @@ impl Connection {
                     self.decodable = false;
                     self.partial_since = None;
                     self.begin_close(CloseReason::FrameTimeout);
+                    // The closing clock (for the answers still owed) starts now, not at
+                    // the last byte moved, which may be long past.
+                    self.last_activity = now;
                 }
                 // Nothing more can reach a client that takes nothing.
                 Timer::Write => self.abort(CloseReason::WriteTimeout),
