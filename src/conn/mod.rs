@@ -53,6 +53,7 @@
 //! [`poll_timeout`]: Connection::poll_timeout
 
 mod outgoing;
+mod push;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -490,71 +491,6 @@ impl Connection {
         self.settle();
     }
 
-    /// The protocol version the connection speaks (pushes are written in it).
-    pub fn version(&self) -> u8 {
-        self.version
-    }
-
-    /// Where pushes are written: `None` unless the connection is open and its
-    /// answers are wanted. Pushes count against the output limit like answers.
-    pub fn push_out(&mut self) -> Option<&mut Outgoing> {
-        (self.state == State::Open && !self.discard_answers && !self.cancelled)
-            .then_some(&mut self.output)
-    }
-
-    /// True while pending output is under the limit: a push may be queued.
-    pub fn push_room(&self) -> bool {
-        self.output.len() < self.limits.max_output
-    }
-
-    /// The connection holds subscriptions (true) or no longer does: the idle timeout
-    /// does not apply to a subscriber, which is judged by keepalive instead.
-    pub fn set_subscribed(&mut self, subscribed: bool) {
-        self.subscribed = subscribed;
-    }
-
-    /// True while the connection holds subscriptions.
-    pub fn subscribed(&self) -> bool {
-        self.subscribed
-    }
-
-    /// A subscription fell behind for lack of room: [`push_resumable`] turns true
-    /// once the output has drained to half its limit.
-    ///
-    /// [`push_resumable`]: Self::push_resumable
-    pub fn set_push_behind(&mut self) {
-        self.push_behind = true;
-    }
-
-    /// True once, when a subscription behind may be caught up: the output has
-    /// drained to half its limit. Clears the mark.
-    pub fn take_push_resumable(&mut self) -> bool {
-        if self.push_behind
-            && self.state == State::Open
-            && self.output.len() <= self.limits.max_output / 2
-        {
-            self.push_behind = false;
-            return true;
-        }
-        false
-    }
-
-    /// The last time a byte arrived from the client.
-    pub fn last_input(&self) -> Instant {
-        self.last_input
-    }
-
-    /// The last time a byte moved either way.
-    pub fn last_activity(&self) -> Instant {
-        self.last_activity
-    }
-
-    /// A subscriber answered none of its keepalive PINGs while its output drained: it
-    /// is gone. Closes at once.
-    pub fn handle_keepalive_timeout(&mut self) {
-        self.abort(CloseReason::IdleTimeout);
-    }
-
     /// The first contiguous bytes ready to be written.
     #[must_use]
     pub fn poll_transmit(&self) -> &[u8] {
@@ -618,101 +554,6 @@ impl Connection {
             }
         }
         false
-    }
-
-    /// When `timer` is next due, if it is armed.
-    pub fn deadline(&self, timer: Timer) -> Option<Instant> {
-        match (timer, self.state) {
-            // Answers held for the server's own reasons (durability) are not the
-            // client's to take: like a run in flight, they suspend the idle clock.
-            (Timer::Idle, State::Open)
-                if self.in_flight == 0 && !self.output.is_holding() && !self.subscribed =>
-            {
-                self.limits.idle_timeout.map(|t| self.last_activity + t)
-            }
-            (Timer::Closing, State::Closing(_))
-                if self.in_flight == 0 && self.output.ready() > 0 =>
-            {
-                Some(self.last_activity + self.limits.closing_timeout)
-            }
-            (Timer::Linger, State::Lingering(_, until)) => Some(until),
-            // Only while the server reads: a paused connection cannot finish its frame.
-            (Timer::Frame, State::Open) if self.wants_read() && !self.input.is_empty() => {
-                Some(self.partial_since? + self.limits.frame_timeout?)
-            }
-            // Answers owed and none taken; a subscriber behind on its events is a cursor
-            // into the change log, judged by TCP, not by this.
-            (Timer::Write, State::Open) if self.output.ready() > 0 && !self.subscribed => {
-                Some(self.owed_since? + self.limits.write_timeout?)
-            }
-            _ => None,
-        }
-    }
-
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
-    ///
-    /// Every deadline it returns belongs to a timer armed only in the current state,
-    /// and handling that timer leaves the state: once `handle_timeout(now)` has run,
-    /// this never returns a deadline at or before `now` that it returned before.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        // Each state arms its own timers: ask only those.
-        match self.state {
-            State::Open => [Timer::Idle, Timer::Frame, Timer::Write]
-                .into_iter()
-                .filter_map(|t| self.deadline(t))
-                .min(),
-            State::Closing(_) => self.deadline(Timer::Closing),
-            State::Lingering(..) => self.deadline(Timer::Linger),
-            State::Closed(_) => None,
-        }
-    }
-
-    /// Time has passed: handles every timer due at `now` (a call with none due changes
-    /// nothing).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for timer in Timer::ALL {
-            if self.deadline(timer).is_none_or(|at| at > now) {
-                continue;
-            }
-            match timer {
-                Timer::Idle => {
-                    if self.output.is_empty() {
-                        // Nothing owed: a graceful close that still runs held jobs.
-                        self.input.clear();
-                        self.decodable = false;
-                        self.begin_close(CloseReason::IdleTimeout);
-                    } else {
-                        // Answers are owed and the client took none for the whole
-                        // timeout: it is not reading, so nothing more can reach it.
-                        self.abort(CloseReason::IdleTimeout);
-                    }
-                }
-                Timer::Closing => {
-                    let reason = self.close_reason().unwrap_or(CloseReason::Io);
-                    self.abort(reason);
-                }
-                Timer::Linger => {
-                    let reason = self.close_reason().unwrap_or(CloseReason::Io);
-                    self.state = State::Closed(reason);
-                }
-                // A client trickling a frame would hold a buffer and a connection for
-                // as long as it liked: the partial frame is dropped and nothing more is
-                // read, but the requests it sent whole are still answered.
-                Timer::Frame => {
-                    self.input = BytesMut::new();
-                    self.decodable = false;
-                    self.partial_since = None;
-                    self.begin_close(CloseReason::FrameTimeout);
-                    // The closing clock (for the answers still owed) starts now, not at
-                    // the last byte moved, which may be long past.
-                    self.last_activity = now;
-                }
-                // Nothing more can reach a client that takes nothing.
-                Timer::Write => self.abort(CloseReason::WriteTimeout),
-            }
-        }
-        self.check_invariants();
     }
 
     /// The peer will send nothing more. Frames already buffered are still answered.

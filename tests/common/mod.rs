@@ -2,6 +2,8 @@
 //! talk raw bytes to it, and wait with deadlines instead of sleeps.
 #![allow(dead_code)]
 
+pub mod push;
+
 use bytes::BytesMut;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
