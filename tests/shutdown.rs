@@ -1,6 +1,7 @@
 //! Stopping the real server with clients mid-pipeline: everything it read is answered
-//! (carried out, or SHUTTING_DOWN when the deadline leaves no time), the deadline
-//! holds, the exit status is 0, and a second signal ends it at once.
+//! (carried out, or SHUTTING_DOWN when the deadline leaves no time), a GOAWAY counting
+//! what was carried out comes last, the deadline holds, the exit status is 0, idle
+//! connections do not hold the stop up, and a second signal ends it at once.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use switchboard::protocol::{Decoder, Limits, Request, Response, Status};
+use switchboard::protocol::{Decoder, Flags, Limits, Push, Request, Response, Status};
 
 const CLIENTS: usize = 50;
 
@@ -36,11 +37,12 @@ fn fill(server: &ServerProcess, count: u32) {
     }
 }
 
-/// What one client saw: the status of each answer, in order, and whether the stream
-/// ended cleanly.
+/// What one client saw: the status of each answer, in order, whether the ids came in
+/// order, and the GOAWAY's count if one came (and nothing after it).
 struct Seen {
     statuses: Vec<Status>,
     ids_in_order: bool,
+    goaway: Option<u64>,
 }
 
 /// Starts `CLIENTS` clients that each pipeline `SCANS` SCANs and read every answer
@@ -72,9 +74,18 @@ fn start_clients(server: &ServerProcess) -> mpsc::Receiver<Seen> {
             let mut seen = Seen {
                 statuses: Vec::new(),
                 ids_in_order: true,
+                goaway: None,
             };
             loop {
                 while let Some(f) = decoder.decode(&mut buf).expect("valid frames") {
+                    assert!(seen.goaway.is_none(), "a frame after the GOAWAY");
+                    if f.header.flags.contains(Flags::PUSH) {
+                        match Push::decode(&f).expect("valid push") {
+                            Push::GoAway { count, .. } => seen.goaway = Some(count),
+                            other => panic!("unexpected push {other:?}"),
+                        }
+                        continue;
+                    }
                     let r = Response::decode(&f).expect("valid response");
                     seen.ids_in_order &= r.request_id.0 == seen.statuses.len() as u32;
                     if seen.statuses.is_empty() {
@@ -158,6 +169,11 @@ fn a_stop_answers_everything_read_within_its_deadline() {
             "{:?}",
             seen.statuses
         );
+        assert_eq!(
+            seen.goaway,
+            Some(ran as u64),
+            "the GOAWAY counts exactly the requests carried out"
+        );
         executed += ran;
         refused += SCANS as usize - ran;
     }
@@ -184,4 +200,60 @@ fn a_second_signal_stops_at_once() {
         took < Duration::from_millis(500),
         "a second signal took {took:?}"
     );
+}
+
+/// Raises this process's descriptor limit as far as `want` allows; returns the limit.
+/// A server started after it inherits it.
+fn raise_descriptor_limit(want: libc::rlim_t) -> libc::rlim_t {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain structs owned here.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_cur.max(want.min(limit.rlim_max));
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn idle_connections_get_goaway_and_do_not_hold_the_stop_up() {
+    let _serial = serial();
+    let limit = raise_descriptor_limit(4096);
+    let idle = 2000.min(limit.saturating_sub(100) as usize);
+    assert!(
+        idle >= 500,
+        "a descriptor limit of {limit} leaves too few for the test"
+    );
+    let mut server = ServerProcess::start(&["--workers", "1", "--shutdown-timeout", "30"]);
+    let mut conns: Vec<_> = (0..idle)
+        .map(|_| common::RawConn::connect(server.addr))
+        .collect();
+    // One of them has had a request answered: its GOAWAY counts it.
+    conns[0].send(&frame(
+        &Request::Ping {
+            payload: "x".into(),
+        },
+        7,
+    ));
+    assert_eq!(conns[0].recv().body.status(), Status::OK);
+    common::wait_until("the server has every connection", || {
+        switchboard::client::stat(&server.stats(), "connections_current") == Some(idle as u64 + 1)
+    });
+    signal(&server);
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let push = conn.next_push().expect("a GOAWAY before the close");
+        let expected = if i == 0 { 1 } else { 0 };
+        assert!(
+            matches!(push, Push::GoAway { count, .. } if count == expected),
+            "{push:?}"
+        );
+        conn.expect_closed();
+    }
+    // Not the 30 s stop timeout: nothing was in flight.
+    let (took, status) = exit_within(&mut server, Duration::from_secs(3));
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
 }

@@ -80,6 +80,9 @@ pub fn print_push(push: &Push) -> bool {
             return false;
         }
         Push::Ping => return false,
+        Push::GoAway { count, .. } => {
+            out!("GOAWAY: the server is shutting down; it handled this connection's first {count} request(s)")
+        }
     }
     true
 }

@@ -179,7 +179,10 @@ pub fn repl(mut client: Option<Client>, connect: &Connect) -> ExitCode {
             Err(Failure::Usage(why)) => eprintln!("(error) {why}"),
             Err(Failure::Client(e)) => {
                 eprintln!("(error) {}", crate::explain(&e, addr));
-                if matches!(e, ClientError::Io(_) | ClientError::Closed) {
+                if matches!(
+                    e,
+                    ClientError::Io(_) | ClientError::Closed | ClientError::GoingAway { .. }
+                ) {
                     // Reconnect before the next command, as redis-cli does.
                     client = None;
                 }

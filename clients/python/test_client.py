@@ -28,7 +28,9 @@ class ScriptedPeer(threading.Thread):
                     dec.feed(data)
                     continue
                 self.requests.append(frame)
-                self.sock.sendall(self.answer(frame))
+                out = self.answer(frame)
+                if out:
+                    self.sock.sendall(out)
         except Exception as e:  # reported by the test through self.error
             self.error = e
         finally:
@@ -80,11 +82,44 @@ class ClientTests(unittest.TestCase):
 
     def test_push_frames_are_set_aside(self):
         def answer(frame):
-            return sb.encode_frame(sb.OPCODES["GOAWAY"], 0, b"", flags=sb.FLAG_PUSH) + echo(frame)
+            return sb.encode_frame(0x36, 0, b"", flags=sb.FLAG_PUSH) + echo(frame)
 
         (payload, pushes), _ = self.run_client(1, answer, lambda c: (c.ping(b"x"), c.pushes))
         self.assertEqual(payload, b"x")
-        self.assertEqual([p.opcode for p in pushes], [sb.OPCODES["GOAWAY"]])
+        self.assertEqual([p.opcode for p in pushes], [0x36])
+
+    def test_goaway_fails_exactly_the_requests_after_its_count(self):
+        goaway = sb.encode_push(sb.Push("GOAWAY", count=2, message=b"stopping"))
+        none = lambda frame: b""  # noqa: E731 (read, never answered)
+        answer = scripted([echo, lambda f: echo(f) + goaway, none, none, none])
+        reqs = [sb.Request("PING", payload=b"%d" % i) for i in range(5)]
+
+        def body(c):
+            with self.assertRaises(sb.GoingAway) as cm:
+                c.pipeline(reqs)
+            with self.assertRaises(sb.GoingAway) as later:
+                c.ping()
+            return cm.exception, later.exception, c.goaway
+
+        (err, later, count), peer = self.run_client(5, answer, body)
+        self.assertIsNone(peer.error)
+        self.assertEqual(count, 2)
+        self.assertEqual(err.handled, 2)
+        self.assertEqual([r.fields["payload"] for r in err.answered], [b"0", b"1"])
+        self.assertEqual(err.not_carried_out, reqs[2:])
+        self.assertEqual(later.not_carried_out, [sb.Request("PING", payload=b"")])
+
+    def test_goaway_then_close_ends_a_subscriber_with_going_away(self):
+        goaway = sb.encode_push(sb.Push("GOAWAY", count=1, message=b""))
+        answer = lambda f: echo(f) + goaway  # noqa: E731
+
+        def body(c):
+            c.ping()
+            with self.assertRaises(sb.GoingAway):
+                c.next_push(timeout=5.0)
+
+        _, peer = self.run_client(1, answer, body)
+        self.assertIsNone(peer.error)
 
     def test_a_mismatched_id_is_a_protocol_error(self):
         def answer(frame):

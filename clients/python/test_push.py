@@ -82,6 +82,7 @@ class Pushes(unittest.TestCase):
         sb.Push("GAP", sub_id=1, history=7, after=10, oldest=35, current=50),
         sb.Push("PROGRESS", sub_id=1, history=7, seq=50),
         sb.Push("LOST", sub_id=2, count=3),
+        sb.Push("GOAWAY", count=12, message=b"the server is shutting down"),
         sb.Push("PING"),
     ]
 
@@ -99,7 +100,7 @@ class Pushes(unittest.TestCase):
         self.assertIsNone(self.EXAMPLES[-1].sub_id)
 
     def test_undefined_pushes_are_kept_raw(self):
-        for op, rid in (("GOAWAY", 0), (0x36, 0), (0x5a, 9)):
+        for op, rid in ((0x36, 0), (0x3f, 0), (0x5a, 9)):
             push = sb.decode_response(push_frame(op, b"\x01\x02", request_id=rid))
             self.assertFalse(push.defined)
             self.assertEqual(sb.describe_response(push),
@@ -117,6 +118,7 @@ class Pushes(unittest.TestCase):
             push_frame("EVENT", b"\x00" * 4 + b"\x00" * 8 + b"\x00" + b"\x00\x01k"),
             push_frame("EVENT", b"\x00" * 4 + b"\x00" * 8 + b"\x02" + b"\x00\x01kv"),
             push_frame("MESSAGE", b"\x00" * 4 + b"\x00\x05ab"),
+            push_frame("GOAWAY", b"\x00" * 7),
         ]
         for frame in bad:
             with self.subTest(frame=frame), self.assertRaises(sb.ProtocolError):

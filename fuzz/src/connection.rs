@@ -18,6 +18,9 @@
 //! * **In order**: responses come out in the order their jobs were decoded, with the
 //!   jobs' ids and opcodes, each one a frame a client with the same limits can parse,
 //!   and nothing after a fatal error's frame.
+//! * **GOAWAY is exact**: it comes only after a shutdown, when every job has its
+//!   answer, as the last frame; its count covers every answer with an outcome status
+//!   (so every request that ran) and none from the first SHUTTING_DOWN on.
 //! * **Split-invariant**: the jobs are a prefix of those an unlimited connection
 //!   decodes from every accepted byte in one read, and all of them if the connection
 //!   is still open at the end.
@@ -41,7 +44,9 @@ use switchboard::exec::sink::Answers;
 use switchboard::exec::Context;
 use switchboard::exec::{self, Batch, Budget, IntoAnswers};
 use switchboard::job::{ConnId, Job, JobOp};
-use switchboard::protocol::{Decoder, Flags, Limits, Opcode, Request, RequestId, Response, Status};
+use switchboard::protocol::{
+    Decoder, Flags, Limits, Opcode, Push, Request, RequestId, Response, Status,
+};
 use switchboard::stats::Tally;
 
 /// Most operations per input, so one input cannot run for long.
@@ -171,6 +176,9 @@ pub fn run(config: Config, ops: Vec<Op>) {
 /// output bound per job.
 const NOT_EXECUTED_FRAME: usize = 128;
 
+/// Bytes a GOAWAY takes, at most: what a shutdown may add past the output bound.
+const GOAWAY_FRAME: usize = 64;
+
 struct Harness {
     conn: Connection,
     ctx: Context,
@@ -200,6 +208,16 @@ struct Harness {
     allowance: usize,
     /// The client read a fatal error frame.
     fatal_seen: bool,
+    /// The server's shutdown was delivered.
+    shutdown: bool,
+    /// Responses the client has read; how many came before the first SHUTTING_DOWN;
+    /// and how many up to the last with an outcome status (the last request that
+    /// certainly ran).
+    responses: u64,
+    executed: u64,
+    last_outcome: u64,
+    /// The client read the GOAWAY.
+    goaway_seen: bool,
     /// Bytes the client has read and not parsed yet, and its parser.
     wire: BytesMut,
     client: Decoder,
@@ -227,6 +245,11 @@ impl Harness {
             lost: false,
             allowance: 0,
             fatal_seen: false,
+            shutdown: false,
+            responses: 0,
+            executed: 0,
+            last_outcome: 0,
+            goaway_seen: false,
             wire: BytesMut::new(),
             client: Decoder::new(limits.protocol.max_frame),
         }
@@ -265,6 +288,10 @@ impl Harness {
             }
             Op::Shutdown => {
                 self.input_ended |= self.conn.state() == State::Open;
+                if !self.shutdown {
+                    self.allowance += GOAWAY_FRAME;
+                }
+                self.shutdown = true;
                 self.conn.handle_shutdown();
             }
             Op::Reset { io } => {
@@ -510,6 +537,27 @@ impl Harness {
                 Err(e) => panic!("the server sent a frame its client cannot read: {e}"),
             };
             assert!(!self.fatal_seen, "a frame after the fatal error frame");
+            assert!(!self.goaway_seen, "a frame after the GOAWAY");
+            if frame.header.flags.contains(Flags::PUSH) {
+                let push = Push::decode(&frame).expect("the server's pushes parse");
+                let Push::GoAway { count, .. } = push else {
+                    panic!("a push other than GOAWAY without subscriptions: {push:?}");
+                };
+                assert!(self.shutdown, "a GOAWAY without a shutdown");
+                assert!(
+                    self.expected.is_empty(),
+                    "a GOAWAY before every answer: {:?}",
+                    self.expected
+                );
+                assert!(
+                    (self.last_outcome..=self.executed).contains(&count),
+                    "the GOAWAY's count {count}: answers up to {} ran, and from {} on not",
+                    self.last_outcome,
+                    self.executed + 1
+                );
+                self.goaway_seen = true;
+                continue;
+            }
             let response = Response::decode(&frame).expect("the server's responses parse");
             assert_eq!(frame.header.flags, Flags::NONE);
             let (id, opcode) = self.expected.pop_front().expect("a response without a job");
@@ -520,6 +568,13 @@ impl Harness {
             );
             let status = response.body.status();
             self.fatal_seen = status.is_fatal();
+            self.responses += 1;
+            if self.executed + 1 == self.responses && status != Status::SHUTTING_DOWN {
+                self.executed = self.responses;
+            }
+            if !status.is_error() {
+                self.last_outcome = self.responses;
+            }
             if status == Status::SHUTTING_DOWN {
                 assert!(
                     self.ctx.cancel.load(Ordering::Relaxed),

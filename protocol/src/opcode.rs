@@ -86,7 +86,7 @@ byte_codes! {
         EVENT = 0x30,
         /// Push: a published message.
         MESSAGE = 0x31,
-        /// Reserved push: the server is going away.
+        /// Push: the server is stopping; the last frame on the connection.
         GOAWAY = 0x32,
         /// Push: changes a subscription could not be given.
         GAP = 0x33,
@@ -98,11 +98,6 @@ byte_codes! {
 }
 
 impl Opcode {
-    /// True for opcodes whose numbers are set aside for a later version.
-    pub fn is_reserved(self) -> bool {
-        self == Opcode::GOAWAY
-    }
-
     /// True for opcodes only servers send, as pushes.
     pub fn is_push(self) -> bool {
         (0x30..=0x3F).contains(&self.0)

@@ -11,6 +11,7 @@
 //! PROGRESS  0x34  sub_id u32 | history u64 | seq u64
 //! LOST      0x35  sub_id u32 | count u64
 //! PING      0x02  (empty)
+//! GOAWAY    0x32  count u64 | message
 //! ```
 //!
 //! * EVENT: a record changed. `seq` is the change's sequence number and the record's
@@ -126,6 +127,14 @@ pub enum Push {
     },
     /// A keepalive.
     Ping,
+    /// The server is stopping: the last frame on the connection.
+    GoAway {
+        /// How many of the connection's requests, counted from its first, were
+        /// handled and answered; none after them was carried out.
+        count: u64,
+        /// Why, for people (UTF-8).
+        message: Bytes,
+    },
 }
 
 /// The header of a push frame in `version`.
@@ -237,6 +246,13 @@ impl Push {
                 count: r.u64()?,
             },
             Opcode::PING => Push::Ping,
+            Opcode::GOAWAY => {
+                let count = r.u64()?;
+                return Ok(Push::GoAway {
+                    count,
+                    message: r.rest(),
+                });
+            }
             _ => return Err(RequestError::bad("unknown push opcode")),
         };
         r.finish()?;
@@ -252,10 +268,11 @@ impl Push {
             Push::Progress { .. } => Opcode::PROGRESS,
             Push::Lost { .. } => Opcode::LOST,
             Push::Ping => Opcode::PING,
+            Push::GoAway { .. } => Opcode::GOAWAY,
         }
     }
 
-    /// The subscription it belongs to (`None` for PING).
+    /// The subscription it belongs to (`None` for PING and GOAWAY).
     pub fn sub_id(&self) -> Option<u32> {
         match self {
             Push::Event { sub_id, .. }
@@ -263,7 +280,7 @@ impl Push {
             | Push::Gap { sub_id, .. }
             | Push::Progress { sub_id, .. }
             | Push::Lost { sub_id, .. } => Some(*sub_id),
-            Push::Ping => None,
+            Push::Ping | Push::GoAway { .. } => None,
         }
     }
 
@@ -331,6 +348,11 @@ impl Push {
                 buf.put_u64(*count);
             }
             Push::Ping => header(buf, h, 0),
+            Push::GoAway { count, message } => {
+                header(buf, h, 8 + message.len());
+                buf.put_u64(*count);
+                buf.put_slice(message);
+            }
         }
     }
 }

@@ -180,6 +180,12 @@ fn push() -> impl Strategy<Value = Push> {
         }),
         (any::<u32>(), any::<u64>()).prop_map(|(sub_id, count)| Push::Lost { sub_id, count }),
         Just(Push::Ping),
+        (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(
+            |(count, message)| Push::GoAway {
+                count,
+                message: message.into()
+            }
+        ),
     ]
 }
 

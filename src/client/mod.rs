@@ -99,6 +99,28 @@ pub enum ClientError {
     /// The response was valid but not a possible answer to the request.
     #[error("unexpected response: {0:?}")]
     Unexpected(Box<ResponseBody>),
+    /// The server is stopping (it sent GOAWAY) and did not carry out this request.
+    #[error(
+        "the server is shutting down and did not carry out this request (it handled the \
+         first {handled} on this connection); send it again elsewhere or after a restart"
+    )]
+    GoingAway {
+        /// How many of the connection's requests, from its first, the server handled.
+        handled: u64,
+    },
+}
+
+impl ClientError {
+    /// True when the server said it did not carry out the request (GOAWAY, or a
+    /// SHUTTING_DOWN answer): sending it again, elsewhere or after a restart, cannot
+    /// apply it twice.
+    pub fn not_carried_out(&self) -> bool {
+        match self {
+            ClientError::GoingAway { .. } => true,
+            ClientError::Server { status, .. } => *status == Status::SHUTTING_DOWN,
+            _ => false,
+        }
+    }
 }
 
 /// Shorthand for results of client calls.
@@ -116,6 +138,10 @@ pub struct Client {
     pushes: VecDeque<Push>,
     /// PINGs sent to answer keepalives, whose answers nobody waits for.
     pongs: VecDeque<RequestId>,
+    /// Responses received: the requests, from the first, that have their answer.
+    answered: u64,
+    /// The count of the server's GOAWAY: requests after it were not carried out.
+    goaway: Option<u64>,
 }
 
 impl Client {
@@ -155,6 +181,8 @@ impl Client {
             next_id: 1,
             pushes: VecDeque::new(),
             pongs: VecDeque::new(),
+            answered: 0,
+            goaway: None,
         })
     }
 
@@ -335,12 +363,25 @@ impl Client {
     /// Call [`flush`](Self::flush) to send everything queued in one write.
     ///
     /// # Errors
-    /// Never at present; kept fallible so a future size check can refuse.
+    /// [`ClientError::GoingAway`] once the server has said it is stopping.
     pub fn send(&mut self, request: &Request) -> Result<RequestId> {
+        if let Some(handled) = self.goaway {
+            return Err(ClientError::GoingAway { handled });
+        }
+        Ok(self.queue(request))
+    }
+
+    fn queue(&mut self, request: &Request) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id = self.next_id.wrapping_add(1);
         request.encode(id, &mut self.write_buf);
-        Ok(id)
+        id
+    }
+
+    /// The count of the GOAWAY the server sent, if it did: the connection's requests
+    /// after the first `handled` were not carried out.
+    pub fn going_away(&self) -> Option<u64> {
+        self.goaway
     }
 
     /// Writes every queued request.
@@ -357,9 +398,16 @@ impl Client {
     /// arrive first are kept for [`next_push`](Self::next_push).
     ///
     /// # Errors
-    /// When the connection fails or closes, or the frame is invalid.
+    /// When the connection fails or closes, or the frame is invalid;
+    /// [`ClientError::GoingAway`] when the server's GOAWAY says it did not carry out
+    /// the request this answer would be for.
     pub fn recv(&mut self) -> Result<Response> {
         loop {
+            if let Some(handled) = self.goaway {
+                if self.answered >= handled {
+                    return Err(ClientError::GoingAway { handled });
+                }
+            }
             let frame = self.read_frame()?;
             if let Some(response) = self.take_frame(frame)? {
                 return Ok(response);
@@ -371,12 +419,12 @@ impl Client {
     /// and for the answer to a keepalive's PING.
     fn take_frame(&mut self, frame: Frame) -> Result<Option<Response>> {
         if frame.header.flags.contains(Flags::PUSH) {
-            let op = frame.header.opcode;
-            if op.name().is_none() || op.is_reserved() {
-                // A push of a later version (or GOAWAY, reserved): not ours to read.
+            if frame.header.opcode.name().is_none() {
+                // A push of a later version: not ours to read.
                 return Ok(None);
             }
             match Push::decode(&frame)? {
+                Push::GoAway { count, .. } => self.goaway = Some(count),
                 Push::Ping => {
                     // Any frame answers a keepalive; a PING is the cheapest.
                     let id = self.send(&Request::Ping {
@@ -390,6 +438,7 @@ impl Client {
             return Ok(None);
         }
         let response = Response::decode(&frame)?;
+        self.answered += 1;
         if self.pongs.front() == Some(&response.request_id) {
             self.pongs.pop_front();
             return Ok(None);
@@ -409,7 +458,12 @@ impl Client {
             match self.stream.read(&mut self.read_buf[start..]) {
                 Ok(0) => {
                     self.read_buf.truncate(start);
-                    return Err(ClientError::Closed);
+                    return Err(match self.goaway {
+                        Some(handled) if self.answered >= handled => {
+                            ClientError::GoingAway { handled }
+                        }
+                        _ => ClientError::Closed,
+                    });
                 }
                 Ok(n) => self.read_buf.truncate(start + n),
                 Err(e) => {
@@ -545,9 +599,7 @@ pub struct Pipeline<'a> {
 impl Pipeline<'_> {
     /// Queues any request.
     pub fn request(mut self, request: &Request) -> Self {
-        let id = RequestId(self.client.next_id);
-        self.client.next_id = self.client.next_id.wrapping_add(1);
-        request.encode(id, &mut self.client.write_buf);
+        let id = self.client.queue(request);
         self.ids.push(id);
         self
     }
@@ -574,16 +626,30 @@ impl Pipeline<'_> {
     }
 
     /// Writes every queued request at once and reads all the answers, in order.
-    /// Error statuses are returned as bodies, not as errors.
+    /// Error statuses are returned as bodies, not as errors. When the server stops
+    /// meanwhile, the requests its GOAWAY says it did not carry out get a
+    /// SHUTTING_DOWN body each, as if it had answered them so.
     ///
     /// # Errors
-    /// When the connection fails, or an answer is out of order.
+    /// When the connection fails, or an answer is out of order;
+    /// [`ClientError::GoingAway`] when the server had stopped before the pipeline.
     pub fn send(self) -> Result<Vec<ResponseBody>> {
+        if let Some(handled) = self.client.goaway {
+            self.client.write_buf.clear();
+            return Err(ClientError::GoingAway { handled });
+        }
         self.client.flush()?;
         let mut bodies = Vec::with_capacity(self.ids.len());
         for expected in self.ids {
-            let response = answering(expected, self.client.recv()?)?;
-            bodies.push(response.body);
+            let body = match self.client.recv() {
+                Ok(response) => answering(expected, response)?.body,
+                Err(e @ ClientError::GoingAway { .. }) => ResponseBody::Error {
+                    status: Status::SHUTTING_DOWN,
+                    message: Bytes::from(e.to_string()),
+                },
+                Err(e) => return Err(e),
+            };
+            bodies.push(body);
         }
         Ok(bodies)
     }

@@ -96,7 +96,9 @@ impl Subscriber {
                     return Ok(Some(push));
                 }
                 Ok(None) => return Ok(None),
-                Err(ClientError::Closed | ClientError::Io(_)) => self.reconnect()?,
+                Err(ClientError::Closed | ClientError::Io(_) | ClientError::GoingAway { .. }) => {
+                    self.reconnect()?
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -72,6 +72,7 @@ use crate::protocol::{
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Feature bits this server grants in HELLO (TTLs are reserved).
@@ -120,7 +121,8 @@ pub struct ConnLimits {
 #[derive(Debug)]
 pub struct Connection {
     id: ConnId,
-    limits: ConnLimits,
+    /// Shared: every connection of a server has the same.
+    limits: Arc<ConnLimits>,
     decoder: Decoder,
     input: BytesMut,
     output: Outgoing,
@@ -160,15 +162,27 @@ pub struct Connection {
     /// Since when answers have been pending with none of them taken; `None` when
     /// nothing is pending.
     owed_since: Option<Instant>,
+    /// Jobs answered, in order: each decoded frame is a request the client counts
+    /// (refused ones included).
+    answered: u64,
+    /// How many were answered before the first one answered as not carried out (after
+    /// a cancel, every later one is too); `u64::MAX` while there is none.
+    handled: u64,
+    /// The server is stopping and this connection is owed a GOAWAY once everything
+    /// it read is answered.
+    draining: bool,
+    /// The GOAWAY is written: nothing more is.
+    goaway_sent: bool,
 }
 
 impl Connection {
     /// A new open connection.
-    pub fn new(id: ConnId, limits: ConnLimits, now: Instant) -> Connection {
+    pub fn new(id: ConnId, limits: impl Into<Arc<ConnLimits>>, now: Instant) -> Connection {
+        let limits = limits.into();
         Connection {
             id,
-            limits,
             decoder: Decoder::new(limits.protocol.max_frame),
+            limits,
             input: BytesMut::new(),
             output: Outgoing::default(),
             state: State::Open,
@@ -188,6 +202,10 @@ impl Connection {
             push_behind: false,
             partial_since: None,
             owed_since: None,
+            answered: 0,
+            handled: u64::MAX,
+            draining: false,
+            goaway_sent: false,
         }
     }
 
@@ -378,6 +396,7 @@ impl Connection {
             self.id
         );
         self.in_flight = self.in_flight.saturating_sub(answered);
+        self.answered += u64::from(answered);
         if answered > 0 {
             self.last_activity = now;
             if self.owed_since.is_none() && !self.output.is_empty() {
@@ -416,7 +435,7 @@ impl Connection {
                 continue;
             }
             if cancelled {
-                not_executed(&mut self.output, &job);
+                self.not_executed(&job);
             } else {
                 self.held.push_back(job);
             }
@@ -539,6 +558,9 @@ impl Connection {
     #[must_use]
     #[inline]
     pub fn poll_shutdown(&mut self, now: Instant) -> bool {
+        if self.goaway_due() {
+            self.write_goaway();
+        }
         if let State::Closing(reason) = self.state {
             if self.in_flight == 0 && self.held.is_empty() && self.output.is_empty() {
                 if reason.server_initiated() {
@@ -565,10 +587,17 @@ impl Connection {
         }
     }
 
-    /// The server is stopping: read nothing more, answer what was read, then close.
+    /// The server is stopping: read nothing more, answer what was read, then send a
+    /// GOAWAY and close. A connection whose client already closed its side is owed the
+    /// GOAWAY too: it tells which of its requests will have run.
     pub fn handle_shutdown(&mut self) {
-        if self.state == State::Open {
-            self.end_input(CloseReason::Shutdown);
+        match self.state {
+            State::Open => {
+                self.end_input(CloseReason::Shutdown);
+                self.draining = !self.discard_answers;
+            }
+            State::Closing(CloseReason::PeerClosed) => self.draining = !self.discard_answers,
+            _ => {}
         }
     }
 
@@ -616,7 +645,7 @@ impl Connection {
             if self.cancelled {
                 for job in std::mem::take(&mut self.held) {
                     if self.takes_answers() {
-                        not_executed(&mut self.output, &job);
+                        self.not_executed(&job);
                     }
                 }
             }
@@ -744,16 +773,21 @@ impl Connection {
     }
 }
 
-/// Answers a job the server will not execute: a request with SHUTTING_DOWN; a frame
-/// already refused with its own error, which needs no executing.
-fn not_executed(out: &mut Outgoing, job: &Job) {
-    let (opcode, status, message) = match &job.op {
-        JobOp::Request(r) => (r.opcode(), Status::SHUTTING_DOWN, NOT_EXECUTED_MESSAGE),
-        JobOp::Reject {
-            opcode,
-            status,
-            reason,
-        } => (*opcode, *status, reason.as_bytes()),
-    };
-    encode::error(out.buf(), opcode, job.reply_to(), status, message);
+impl Connection {
+    /// Answers a job the server will not execute: a request with SHUTTING_DOWN; a
+    /// frame already refused with its own error, which needs no executing. The first
+    /// such job ends what a GOAWAY counts.
+    fn not_executed(&mut self, job: &Job) {
+        let (opcode, status, message) = match &job.op {
+            JobOp::Request(r) => (r.opcode(), Status::SHUTTING_DOWN, NOT_EXECUTED_MESSAGE),
+            JobOp::Reject {
+                opcode,
+                status,
+                reason,
+            } => (*opcode, *status, reason.as_bytes()),
+        };
+        encode::error(self.output.buf(), opcode, job.reply_to(), status, message);
+        self.handled = self.handled.min(self.answered);
+        self.answered += 1;
+    }
 }

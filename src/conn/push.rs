@@ -1,11 +1,16 @@
 //! What push needs of a connection: where pushes are written and whether there is
 //! room, whether it holds subscriptions (which turns the idle timeout off for it and
-//! keepalive on), and the mark that a subscription fell behind and waits for the
-//! output to drain.
+//! keepalive on), the mark that a subscription fell behind and waits for the output
+//! to drain, and the GOAWAY that ends it when the server stops.
 
 use super::{CloseReason, Connection, Outgoing, State};
 use crate::exec::sink::Sink;
+use crate::protocol::Push;
+use bytes::Bytes;
 use std::time::Instant;
+
+/// The message a GOAWAY carries.
+const GOAWAY_MESSAGE: &[u8] = b"the server is shutting down";
 
 impl Connection {
     /// The protocol version the connection speaks (pushes are written in it).
@@ -15,9 +20,43 @@ impl Connection {
 
     /// Where pushes are written: `None` unless the connection is open and its
     /// answers are wanted. Pushes count against the output limit like answers.
+    /// While the server stops, pushes go on until the GOAWAY.
     pub fn push_out(&mut self) -> Option<&mut Outgoing> {
-        (self.state == State::Open && !self.discard_answers && !self.cancelled)
-            .then_some(&mut self.output)
+        let open = self.state == State::Open && !self.cancelled;
+        let draining = self.draining && !self.goaway_sent;
+        ((open || draining) && !self.discard_answers).then_some(&mut self.output)
+    }
+
+    /// True when the server is stopping and everything this connection read is
+    /// answered: its GOAWAY goes next (after a final PROGRESS for its subscriptions,
+    /// which the caller writes through [`push_out`](Self::push_out) first). The next
+    /// [`poll_shutdown`](Self::poll_shutdown) writes it.
+    pub fn goaway_due(&self) -> bool {
+        self.draining
+            && !self.goaway_sent
+            && !self.discard_answers
+            && self.in_flight == 0
+            && self.held.is_empty()
+            && matches!(
+                self.state,
+                State::Closing(CloseReason::Shutdown | CloseReason::PeerClosed)
+            )
+    }
+
+    /// How many of this connection's requests, from its first, were handled; none
+    /// after them was carried out (after a cancel, those are a suffix).
+    pub fn handled_requests(&self) -> u64 {
+        self.handled.min(self.answered)
+    }
+
+    /// Writes the GOAWAY: the last frame on the connection.
+    pub(super) fn write_goaway(&mut self) {
+        Push::GoAway {
+            count: self.handled_requests(),
+            message: Bytes::from_static(GOAWAY_MESSAGE),
+        }
+        .encode(self.version, self.output.buf());
+        self.goaway_sent = true;
     }
 
     /// True while pending output is under the limit: a push may be queued.

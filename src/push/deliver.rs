@@ -344,6 +344,38 @@ impl State {
     }
 }
 
+impl State {
+    /// The server is stopping and `conn`'s GOAWAY is next: each of its subscriptions
+    /// gets a last PROGRESS, for the sequence it has everything up to (where a
+    /// subscription that fell behind stopped; for the others the log's last), so a
+    /// client resuming elsewhere knows where to start.
+    pub fn final_progress(&mut self, conn_id: ConnId, conn: &mut Connection) {
+        let Some(cs) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let version = conn.version();
+        let last = self.log.last();
+        for &id in &cs.ids {
+            let Some(sub) = self.subs.get(&(conn_id, id)) else {
+                continue;
+            };
+            let seq = if sub.behind {
+                sub.cursor
+            } else {
+                sub.cursor.max(last)
+            };
+            if let Some(out) = conn.push_out() {
+                Push::Progress {
+                    sub_id: id,
+                    history: self.history,
+                    seq,
+                }
+                .encode(version, out.buf());
+            }
+        }
+    }
+}
+
 /// One subscription's replay from the log.
 struct ReplayTo<'a> {
     log: &'a ChangeLog,

@@ -132,7 +132,8 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     stop_waker: Arc<mio::Waker>,
     signals: Signals,
-    conn_limits: ConnLimits,
+    /// Shared by every connection: one copy, not one per connection.
+    conn_limits: std::sync::Arc<ConnLimits>,
     max_connections: usize,
     inline_max_batch: usize,
     /// Connections to service this iteration.
@@ -257,7 +258,7 @@ impl Server {
             stop: Arc::new(AtomicBool::new(false)),
             stop_waker: waker,
             signals,
-            conn_limits: config.conn_limits(),
+            conn_limits: std::sync::Arc::new(config.conn_limits()),
             max_connections,
             inline_max_batch: config.inline_max_batch,
             queue: Vec::new(),
@@ -473,7 +474,7 @@ impl Server {
                     *self.per_ip.entry(ip).or_insert(0) += 1;
                 }
             }
-            let (id, token) = self.registry.insert(stream, self.conn_limits, now);
+            let (id, token) = self.registry.insert(stream, self.conn_limits.clone(), now);
             let slot = self.registry.get_mut(id).expect("just inserted");
             if let Err(e) =
                 self.poll

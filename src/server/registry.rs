@@ -11,6 +11,7 @@ use crate::job::ConnId;
 use mio::net::TcpStream;
 use mio::Token;
 use slab::Slab;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The listening socket.
@@ -79,7 +80,7 @@ impl Registry {
     pub(super) fn insert(
         &mut self,
         stream: TcpStream,
-        limits: ConnLimits,
+        limits: Arc<ConnLimits>,
         now: Instant,
     ) -> (ConnId, Token) {
         let entry = self.slab.vacant_entry();

@@ -174,6 +174,9 @@ impl Server {
         let Some(slot) = self.registry.get_mut(id) else {
             return;
         };
+        if slot.conn.goaway_due() && slot.conn.subscribed() {
+            self.ctx.push.lock().final_progress(id, &mut slot.conn);
+        }
         let counters = &self.ctx.stats.counters;
         let mut written = 0;
         while slot.conn.wants_write() && written < WRITE_BUDGET_BYTES && !slot.write_blocked {

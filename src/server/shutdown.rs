@@ -2,7 +2,9 @@
 //! and the end of [`Server::run`](super::Server::run).
 //!
 //! 1. Stop accepting (the listener is dropped) and stop reading: every connection
-//!    answers what it has read, then closes.
+//!    answers what it has read, then sends a GOAWAY counting the requests it handled
+//!    (after a final PROGRESS for each subscription), then closes. A connection with
+//!    nothing in flight does this at once, so idle connections do not hold a stop up.
 //! 2. Requests keep executing until the *execution deadline*, the stop timeout less a
 //!    reserve for delivering answers ([`execution_deadline`]). Then the server cancels
 //!    work: no request starts any more, workers hand back what they hold at once, and

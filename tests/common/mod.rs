@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use switchboard::protocol::{Decoder, Limits, Response};
+use switchboard::protocol::{Decoder, Flags, Frame, Limits, Push, Response};
 
 /// How long any single wait in a test may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -139,9 +139,22 @@ impl RawConn {
 
     /// The next response, or `None` when the server closed the connection.
     pub fn try_recv(&mut self) -> Option<Response> {
+        let frame = self.next_frame()?;
+        Some(Response::decode(&frame).expect("valid response"))
+    }
+
+    /// The next frame, which must be a push; `None` when the server closed.
+    pub fn next_push(&mut self) -> Option<Push> {
+        let frame = self.next_frame()?;
+        assert!(frame.header.flags.contains(Flags::PUSH), "{frame:?}");
+        Some(Push::decode(&frame).expect("valid push"))
+    }
+
+    /// The next frame, or `None` when the server closed the connection.
+    fn next_frame(&mut self) -> Option<Frame> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf).expect("valid frame") {
-                return Some(Response::decode(&frame).expect("valid response"));
+                return Some(frame);
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {

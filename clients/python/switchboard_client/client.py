@@ -14,6 +14,7 @@ from .codec import (
     OPCODES,
     VERSION,
     FrameDecoder,
+    GoingAway,
     ProtocolError,
     Push,
     Request,
@@ -48,6 +49,11 @@ class Client:
     so a subscriber must keep calling ``next_push`` (or anything else) to stay
     connected. With ``auto_pong`` False, PING pushes are queued like any other and
     the caller answers them (``ping()`` will do).
+
+    When the server stops it sends GOAWAY (section 12.4): ``self.goaway`` then holds
+    its count, and every request after the count fails with ``GoingAway`` (it was not
+    carried out: send it again elsewhere or after a restart), as does any request
+    made afterwards.
     """
 
     def __init__(self, addr=DEFAULT_ADDR, port=None, timeout=10.0, sock=None, auto_pong=True):
@@ -70,6 +76,8 @@ class Client:
         self._outbox = bytearray()  # request bytes not yet written
         self._in_flight = collections.deque()  # (request id, opcode name, automatic?)
         self._answers = collections.deque()  # responses to our requests, not yet taken
+        self._answered = 0  # responses received: requests, from the first, answered
+        self.goaway = None  # the count of the server's GOAWAY, once it sent one
 
     def close(self):
         self.sock.close()
@@ -83,6 +91,8 @@ class Client:
     # -- the byte stream ----------------------------------------------------------
 
     def _queue(self, request, automatic=False):
+        if self.goaway is not None:
+            raise GoingAway(self.goaway, not_carried_out=[request])
         rid = self.next_id
         self.next_id = (self.next_id + 1) & 0xFFFFFFFF
         self._outbox += encode_request(request, rid)
@@ -98,7 +108,11 @@ class Client:
                 return
             resp = decode_response(frame)
             if isinstance(resp, Push):
-                if self.auto_pong and resp.name == "PING":
+                if resp.name == "GOAWAY":
+                    self.goaway = resp["count"]
+                elif self.goaway is not None:
+                    pass  # nothing follows a GOAWAY; a keepalive would go unanswered
+                elif self.auto_pong and resp.name == "PING":
                     self._queue(Request("PING"), automatic=True)
                 else:
                     self.pushes.append(resp)
@@ -108,15 +122,22 @@ class Client:
             if not self._in_flight:
                 raise ProtocolError("a response to no request: %s" % describe_response(resp))
             rid, op, automatic = self._in_flight.popleft()
+            self._answered += 1
             if resp.request_id != rid or resp.opcode != OPCODES[op]:
                 raise ProtocolError("expected a response to #%d %s, got %s"
                                     % (rid, op, describe_response(resp)))
             if not automatic:
                 self._answers.append(resp)
 
+    def _going_away(self):
+        """True when the GOAWAY says no request still in flight will be answered."""
+        return self.goaway is not None and self._answered >= self.goaway
+
     def _receive(self):
         data = self.sock.recv(65536)
         if not data:
+            if self._going_away():
+                raise GoingAway(self.goaway)
             raise ProtocolError("server closed the connection")
         self.decoder.feed(data)
         self._dispatch()
@@ -157,6 +178,8 @@ class Client:
         """
         if self._answers:
             raise ProtocolError("responses left over from an earlier call")
+        if self.goaway is not None:
+            raise GoingAway(self.goaway, not_carried_out=requests)
         for req in requests:
             self._queue(req)
         timeout = self.sock.gettimeout()
@@ -164,8 +187,17 @@ class Client:
         while len(out) < len(requests):
             if self._answers:
                 out.append(self._answers.popleft())
-            elif not self._pump(timeout):
-                raise socket.timeout("no progress for %s s" % timeout)
+            elif self._going_away():
+                self._in_flight.clear()
+                self._outbox.clear()
+                raise GoingAway(self.goaway, out, requests[len(out):])
+            else:
+                try:
+                    progressed = self._pump(timeout)
+                except GoingAway:
+                    continue  # the answers that came with it are taken above
+                if not progressed:
+                    raise socket.timeout("no progress for %s s" % timeout)
         self._flush()
         return out
 

@@ -108,6 +108,7 @@ PUSH_LAYOUT = {
     "PROGRESS": (("sub_id", "u32"), ("history", "u64"), ("seq", "u64")),
     "LOST": (("sub_id", "u32"), ("count", "u64")),
     "PING": (),
+    "GOAWAY": (("count", "u64"), ("message", "rest")),
 }
 EVENT_KINDS = {"put": 1, "delete": 2}
 EVENT_KIND_NAMES = {v: k for k, v in EVENT_KINDS.items()}
@@ -152,6 +153,24 @@ class Rejected(Exception):
     def __init__(self, status, reason):
         super().__init__("%s: %s" % (status, reason))
         self.status = status
+
+
+class GoingAway(Exception):
+    """The server is stopping (it sent GOAWAY) and did not carry out these requests:
+    they can be sent again, to another server or after a restart (section 12.4).
+
+    ``handled``: how many of the connection's requests, from its first, the server
+    handled; ``answered``: the responses a pipeline did receive, in order;
+    ``not_carried_out``: the Requests after the count, in order."""
+
+    def __init__(self, handled, answered=(), not_carried_out=()):
+        super().__init__(
+            "the server is shutting down and did not carry out %d request(s) (it handled "
+            "the first %d on this connection); send them again elsewhere or after a restart"
+            % (len(not_carried_out), handled))
+        self.handled = handled
+        self.answered = list(answered)
+        self.not_carried_out = list(not_carried_out)
 
 
 class ServerError(Exception):
@@ -276,7 +295,7 @@ class Push:
 
     ``Push("EVENT", sub_id=1, seq=42, kind="put", key=b"k", value=b"v")`` builds one of
     the pushes of PUSH_LAYOUT; its ``fields`` are a dict and ``push["seq"]`` reads one.
-    A push this version does not define (GOAWAY, an unassigned opcode) is kept as
+    A push this version does not define (an unassigned opcode) is kept as
     ``Push(opcode, request_id=..., status=..., body=...)`` with ``fields`` None.
     """
 

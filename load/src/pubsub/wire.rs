@@ -8,8 +8,7 @@ use crate::dialect::Protocol;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use switchboard_protocol::msg::{hello, publish, put, subscribe};
 use switchboard_protocol::{
-    features, Decoder, Flags, Limits, Opcode, Push, Request, RequestId, Response, ResponseBody,
-    MAX_VERSION,
+    features, Decoder, Flags, Limits, Push, Request, RequestId, Response, ResponseBody, MAX_VERSION,
 };
 
 /// Bytes every measured payload starts with: publisher (or writer), sequence, send time.
@@ -196,7 +195,7 @@ impl Wire {
                     }
                     return Ok(Some(Incoming::Other));
                 }
-                if frame.header.opcode.name().is_none() || frame.header.opcode == Opcode::GOAWAY {
+                if frame.header.opcode.name().is_none() {
                     return Ok(Some(Incoming::Other));
                 }
                 Ok(Some(
@@ -206,7 +205,8 @@ impl Wire {
                         Push::Lost { count, .. } => Incoming::Lost(count),
                         Push::Gap { after, oldest, .. } => Incoming::Gap { after, oldest },
                         Push::Ping => Incoming::Ping,
-                        Push::Progress { .. } => Incoming::Other,
+                        // The server is stopping: its close, which follows, ends the run.
+                        Push::Progress { .. } | Push::GoAway { .. } => Incoming::Other,
                     },
                 ))
             }
