@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{frame, ServerProcess};
+use common::{frame, rss, ServerProcess};
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -92,21 +92,6 @@ fn idle_deadline_with_unsent_answers_inline() {
 #[test]
 fn idle_deadline_with_unsent_answers_with_workers() {
     idle_deadline_with_unsent_answers("1");
-}
-
-/// Resident memory of a process, in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number");
-    kib << 10
 }
 
 /// Fills the store with `count` records of `value_len` bytes under `prefix`.

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard::protocol::{Decoder, Flags, Frame, Limits, Push, Response};
 
@@ -29,6 +29,9 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 pub struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// What the server printed on stdout after its `listening on` line (the limits it
+    /// runs with), line by line.
+    stdout: Mutex<mpsc::Receiver<String>>,
 }
 
 impl ServerProcess {
@@ -45,12 +48,11 @@ impl ServerProcess {
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            // Every line is passed on (the test may have stopped listening), and the
+            // pipe is drained to its end so the server never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
         });
         let line = rx.recv_timeout(WAIT).expect("server printed its address");
         let addr = line
@@ -58,7 +60,32 @@ impl ServerProcess {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .parse()
             .expect("an address");
-        ServerProcess { child, addr }
+        ServerProcess {
+            child,
+            addr,
+            stdout: Mutex::new(rx),
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The first line the server printed at start (after its address) that starts
+    /// with `prefix`, such as `"limits:"`; fails the test when none comes in time.
+    pub fn startup_line(&self, prefix: &str) -> String {
+        let rx = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the server printed no line starting {prefix:?}"));
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
     }
 
     pub fn client(&self) -> switchboard::client::Client {
@@ -102,6 +129,28 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory of a process (VmRSS), in bytes.
+pub fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number");
+    kib << 10
+}
+
+/// Descriptors a process holds open now (its entries in `/proc/PID/fd`).
+pub fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptor table")
+        .count()
 }
 
 /// A socket speaking raw bytes, for tests of framing and bad input.
