@@ -101,3 +101,71 @@ fn log_level_error_keeps_closes_and_start_out_of_the_log() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn each_deadline_close_is_logged_with_its_reason() {
+    let (mut child, addr, rx) = start(&[
+        "--idle-timeout",
+        "1",
+        "--frame-timeout",
+        "0.3",
+        "--write-timeout",
+        "0.3",
+    ]);
+    // Records whose listing is far more than the socket buffers hold.
+    let mut client = switchboard::client::Client::connect(addr).unwrap();
+    for chunk in 0..8 {
+        let mut p = client.pipeline();
+        for i in 0..128 {
+            p = p.put(format!("big:{chunk}:{i}"), vec![b'x'; 16 << 10]);
+        }
+        p.send().unwrap();
+    }
+    drop(client);
+
+    // Idle: connects and sends nothing.
+    let idle = TcpStream::connect(addr).unwrap();
+    // Slowloris: the start of a frame, and nothing more.
+    let mut partial = TcpStream::connect(addr).unwrap();
+    partial.write_all(&[0, 0, 0, 20, 1]).unwrap();
+    // Write-stalled: asks for 16 MiB listings and reads none of them.
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    let mut wire = Vec::new();
+    for id in 0..64 {
+        let scan = switchboard::protocol::Request::Scan {
+            prefix: "big:".into(),
+            cursor: bytes::Bytes::new(),
+            limit: 1000,
+        };
+        let mut buf = bytes::BytesMut::new();
+        scan.encode(switchboard::protocol::RequestId(id), &mut buf);
+        wire.extend_from_slice(&buf);
+    }
+    stalled.write_all(&wire).unwrap();
+
+    let peers = [
+        (idle.local_addr().unwrap(), "idle timeout"),
+        (partial.local_addr().unwrap(), "--frame-timeout"),
+        (stalled.local_addr().unwrap(), "--write-timeout"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while seen.len() < peers.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("close lines seen: {seen:?}"));
+        if !line.contains("closed a connection") {
+            continue;
+        }
+        let (peer, why) = peers
+            .iter()
+            .find(|(peer, _)| line.contains(&peer.to_string()))
+            .unwrap_or_else(|| panic!("a close line for another peer: {line}"));
+        assert!(line.contains(why), "{peer} closed for {why}: {line}");
+        seen.push(line);
+    }
+    drop((idle, partial, stalled));
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -266,6 +266,7 @@ fn orderly_subscriber(
             | Push::Lost { sub_id, .. }
             | Push::Progress { sub_id, .. } => assert_eq!(sub_id, sub),
             Push::Ping => {}
+            Push::GoAway { .. } => panic!("the client keeps GOAWAY to itself"),
         }
     }
     if rng.chance(50) {
