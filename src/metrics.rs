@@ -4,9 +4,10 @@
 //!
 //! The figures are the server's own counters and gauges (the ones STATS reports),
 //! read when a scrape asks, through a `Collector`: nothing is counted twice and the
-//! request path pays nothing for metrics. Names follow Prometheus conventions: a
-//! `switchboard_` prefix, base units, `_total` on counters, labels for the variants of
-//! one quantity (close reasons, opcodes).
+//! request path pays nothing for metrics. Request latency is a histogram the reactor
+//! keeps per batch rather than per request (`stats::latency`). Names follow Prometheus
+//! conventions: a `switchboard_` prefix, base units, `_total` on counters, labels for
+//! the variants of one quantity (close reasons, opcodes).
 //!
 //! A scrape is served on a thread of its own, one connection at a time, with a read
 //! deadline and a bound on the request's size, so a scrape never holds the reactor
@@ -16,8 +17,9 @@
 //! serves, `GET /readyz` 200 while it accepts clients and 503 once it is draining.
 
 use crate::exec::Context;
+use crate::stats::latency;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
@@ -45,6 +47,22 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fm
 fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
     let g = ConstGauge::new(v as i64);
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn histogram(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    h: &latency::Snapshot,
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Histogram,
+    )?;
+    // The count is the buckets' total, so the two agree within one scrape.
+    m.encode_histogram::<NoLabelSet>(h.sum_seconds(), h.count(), &h.buckets_seconds(), None)
 }
 
 /// A counter with one label whose values are given with their counts.
@@ -150,6 +168,20 @@ impl Collector for Figures {
                 ("internal_error", get(&c.internal_errors)),
             ],
         )?;
+        histogram(
+            &mut e,
+            "switchboard_request_duration_seconds",
+            "Time from the reactor handing a request out for execution to its answer being \
+             queued for its connection, timed per batch.",
+            &ctx.stats.latency.snapshot(),
+        )?;
+        counter(
+            &mut e,
+            "switchboard_output_limit_reached",
+            "Runs of requests whose answers filled their connection's output to its limit: \
+             the client's further requests wait until it reads.",
+            get(&c.output_limit_reached),
+        )?;
         counter(
             &mut e,
             "switchboard_received_bytes",
@@ -167,6 +199,33 @@ impl Collector for Figures {
             "switchboard_client_memory_bytes",
             "Memory held for clients: input, unread answers, unanswered requests.",
             ctx.stats.client_memory.load(Relaxed),
+        )?;
+        let q = &ctx.stats.queues;
+        gauge(
+            &mut e,
+            "switchboard_worker_queue_requests",
+            "Requests handed to the worker pool and not yet back: queued, executing, or \
+             waiting for room in a worker's queue.",
+            get(&q.worker_requests),
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_worker_queue_batches",
+            "Batches of requests sent to workers and not yet back.",
+            get(&q.worker_batches),
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_connections_output_waiting",
+            "Connections with answers left after their last write: waiting for the client \
+             to read.",
+            get(&q.output_waiting),
+        )?;
+        gauge(
+            &mut e,
+            "switchboard_sequencer_held_changes",
+            "Changes held back until an earlier one, still executing, arrives.",
+            get(&q.sequencer_held),
         )?;
         let store = &ctx.store;
         gauge(
@@ -224,6 +283,13 @@ impl Collector for Figures {
             "switchboard_messages_lost",
             "Published messages dropped because a subscriber's output was full.",
             p.messages_lost,
+        )?;
+        counter(
+            &mut e,
+            "switchboard_subscriptions_fell_behind",
+            "Subscriptions that fell behind because their connection's output was full; \
+             each is caught up from the change log once it drains.",
+            p.fell_behind,
         )?;
         counter(
             &mut e,

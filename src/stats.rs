@@ -2,7 +2,10 @@
 //!
 //! Counters are `Relaxed` atomics: each is an independent tally read for reporting,
 //! never used to order other memory. Workers add to the request counters; the reactor
-//! adds to the connection counters.
+//! adds to the connection counters, and alone sets the queue depths and records request
+//! latency ([`latency`]).
+
+pub mod latency;
 
 use crate::protocol::encode::ReplyTo;
 use crate::protocol::msg::stats::StatsWriter;
@@ -120,10 +123,29 @@ counters! {
     protocol_errors,
     /// Requests answered INTERNAL_ERROR because executing them panicked.
     internal_errors,
+    /// Runs of requests whose answers filled their connection's output to its limit:
+    /// the client asks faster than it reads, and its further requests wait (and its
+    /// input is not read) until it has read some.
+    output_limit_reached,
     /// Bytes read from clients.
     bytes_read,
     /// Bytes written to clients.
     bytes_written,
+}
+
+/// Queue depths, as the reactor last published them (once per loop iteration).
+#[derive(Debug, Default)]
+pub struct Queues {
+    /// Requests handed to the worker pool and not yet back: in a worker's queue,
+    /// executing, or kept by the reactor while that worker's queue is full.
+    pub worker_requests: AtomicU64,
+    /// Batches sent to workers and not yet back.
+    pub worker_batches: AtomicU64,
+    /// Connections with answers left after their last write turn: waiting for the
+    /// client to read.
+    pub output_waiting: AtomicU64,
+    /// Changes the sequencer holds until an earlier one, still executing, arrives.
+    pub sequencer_held: AtomicU64,
 }
 
 /// The counters plus the facts STATS reports beside them.
@@ -133,6 +155,10 @@ pub struct Stats {
     pub counters: Counters,
     /// Memory all connections hold for their clients, as the reactor last summed it.
     pub client_memory: AtomicU64,
+    /// Queue depths.
+    pub queues: Queues,
+    /// Request latency.
+    pub latency: latency::Latency,
     started: Instant,
 }
 
@@ -141,6 +167,8 @@ impl Default for Stats {
         Stats {
             counters: Counters::default(),
             client_memory: AtomicU64::new(0),
+            queues: Queues::default(),
+            latency: latency::Latency::default(),
             started: Instant::now(),
         }
     }
@@ -153,13 +181,40 @@ impl Stats {
         counter.fetch_add(1, Relaxed);
     }
 
-    /// Appends a whole STATS response: uptime, the counters, and the `extra` gauges
-    /// (store size, memory, sequence) the caller reads at the same moment.
+    /// Appends a whole STATS response: uptime, the counters, the reactor's gauges,
+    /// request latency, and the `extra` gauges (store size, memory, sequence) the
+    /// caller reads at the same moment.
+    ///
+    /// Latency is given as its count and sum and, for people reading the CLI, two
+    /// quantiles as the upper bound of their bucket (the histogram itself is on the
+    /// metrics endpoint).
     pub fn encode(&self, buf: &mut BytesMut, id: ReplyTo, extra: &[(&str, u64)]) {
         let mut w = StatsWriter::begin(buf, id);
         w.counter(buf, "uptime_seconds", self.started.elapsed().as_secs());
         self.counters.write(&mut w, buf);
         w.counter(buf, "client_memory_bytes", self.client_memory.load(Relaxed));
+        let q = &self.queues;
+        for (name, value) in [
+            ("worker_queue_requests", &q.worker_requests),
+            ("worker_queue_batches", &q.worker_batches),
+            ("connections_output_waiting", &q.output_waiting),
+            ("sequencer_held_changes", &q.sequencer_held),
+        ] {
+            w.counter(buf, name, value.load(Relaxed));
+        }
+        let latency = self.latency.snapshot();
+        w.counter(buf, "request_latency_count", latency.count());
+        w.counter(buf, "request_latency_sum_us", latency.sum_ns / 1000);
+        w.counter(
+            buf,
+            "request_latency_p50_us",
+            latency.quantile_bound_us(0.5),
+        );
+        w.counter(
+            buf,
+            "request_latency_p99_us",
+            latency.quantile_bound_us(0.99),
+        );
         for (name, value) in extra {
             w.counter(buf, name, *value);
         }

@@ -236,6 +236,9 @@ pub fn run_batch<R: Route>(
                 spent += units;
                 next += 1;
             }
+            if sink.len() - base >= run.credit {
+                tally.output_limit_reached += 1;
+            }
             budget.units = budget.units.saturating_sub(spent);
             route.finish(run.conn, (next - start) as u32);
         }

@@ -137,6 +137,7 @@ impl State {
                     sub.behind = true;
                     sub.progress_owed = true;
                     conn.set_push_behind();
+                    counts.fell_behind += 1;
                     return;
                 }
                 let version = conn.version();

@@ -155,6 +155,9 @@ pub struct PushCounts {
     pub messages_lost: u64,
     /// GAP pushes sent.
     pub gaps_sent: u64,
+    /// Live subscriptions that fell behind because their connection's output was full
+    /// (a slow subscriber); each is caught up from the change log once it drains.
+    pub fell_behind: u64,
     /// PUBLISH requests executed.
     pub published: u64,
     /// Keepalive PINGs sent.

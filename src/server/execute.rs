@@ -14,6 +14,7 @@ use crate::conn::Outgoing;
 use crate::exec::{self, Budget, Route, REACTOR_BUDGET_UNITS};
 use crate::job::ConnId;
 use crate::server::registry::Registry;
+use crate::stats::latency;
 use crate::worker::Lane;
 use std::time::Instant;
 
@@ -24,6 +25,9 @@ pub(super) struct RegistryRoute<'a> {
     /// Answers to connections that closed meanwhile go here and are dropped.
     pub(super) discard: &'a mut Outgoing,
     pub(super) now: Instant,
+    /// Where answered runs are noted; the caller files them once the batch is done
+    /// ([`latency::Tally::delivered_now`]).
+    pub(super) latency: &'a mut latency::Tally,
 }
 
 impl Route for RegistryRoute<'_> {
@@ -39,6 +43,9 @@ impl Route for RegistryRoute<'_> {
 
     fn finish(&mut self, conn: ConnId, answered: u32) {
         if let Some(slot) = self.registry.get_mut(conn) {
+            if answered > 0 {
+                self.latency.answered(slot.run_since, answered);
+            }
             slot.conn.handle_answered(self.now, answered);
         }
     }
@@ -73,9 +80,16 @@ impl Server {
                 }
                 let next = self.spare.pop().unwrap_or_default();
                 let full = std::mem::replace(batch, next);
-                if let Err(back) = pool.try_send(n, lane, full) {
-                    let empty = std::mem::replace(batch, back);
-                    self.spare.push(empty);
+                let jobs = full.len();
+                match pool.try_send(n, lane, full) {
+                    Ok(()) => {
+                        self.worker_requests += jobs;
+                        self.worker_batches += 1;
+                    }
+                    Err(back) => {
+                        let empty = std::mem::replace(batch, back);
+                        self.spare.push(empty);
+                    }
                 }
             }
         }
@@ -90,6 +104,7 @@ impl Server {
             registry: &mut self.registry,
             discard: &mut self.discard,
             now,
+            latency: &mut self.latency,
         };
         let mut budget = Budget::new(REACTOR_BUDGET_UNITS);
         let mut changes = std::mem::take(&mut self.changes);
@@ -101,6 +116,7 @@ impl Server {
             &mut self.tally,
             &mut changes,
         );
+        self.latency.delivered_now();
         self.sequence(&mut changes, now);
         self.changes = changes;
         self.return_unrun_inline();
@@ -129,9 +145,12 @@ impl Server {
         let cancelled = self.ctx.cancelled();
         let mut touched = std::mem::take(&mut self.queue);
         while let Some(mut done) = pool.try_recv() {
+            self.worker_requests -= done.jobs;
+            self.worker_batches -= 1;
             for (span, base, bytes, shared) in done.answers.iter() {
                 // A connection that closed meanwhile is gone, and so are its answers.
                 if let Some(slot) = self.registry.get_mut(span.conn) {
+                    self.latency.answered(slot.run_since, span.answered);
                     slot.conn
                         .handle_answers(now, span.answered, bytes, shared, base);
                     if !slot.queued {
@@ -140,6 +159,8 @@ impl Server {
                     }
                 }
             }
+            // The batch's answers are queued: one clock reading files them all.
+            self.latency.delivered_now();
             let registry = &mut self.registry;
             done.unrun.drain_runs(|run, jobs| {
                 if let Some(slot) = registry.get_mut(run.conn) {

@@ -64,6 +64,7 @@ use crate::exec::Batch;
 use crate::exec::Context;
 use crate::job::ConnId;
 use crate::sequencer::Sequencer;
+use crate::stats::latency::Tally as LatencyTally;
 use crate::stats::{Stats, Tally};
 use crate::store::Change;
 use crate::wake::ReactorWake;
@@ -163,6 +164,15 @@ pub struct Server {
     shutdown_timeout: Duration,
     /// Counts of requests run on this thread, published once per loop iteration.
     tally: Tally,
+    /// Request latency: runs answered, filed by elapsed time once per batch, published
+    /// once per loop iteration. Every answer is queued on this thread, so it is the
+    /// only recorder.
+    latency: LatencyTally,
+    /// Requests, and batches, sent to workers and not yet back.
+    worker_requests: usize,
+    worker_batches: usize,
+    /// Connections with WRITABLE interest: answers left after their last write turn.
+    output_waiting: usize,
     /// Changes made by runs on this thread, until the sequencer takes them.
     changes: Vec<Change>,
     /// Every executor's changes, back in sequence order.
@@ -273,6 +283,10 @@ impl Server {
             client_memory: 0,
             max_client_memory: config.max_client_memory,
             tally: Tally::default(),
+            latency: LatencyTally::default(),
+            worker_requests: 0,
+            worker_batches: 0,
+            output_waiting: 0,
             shutdown_timeout: config.shutdown_timeout,
             changes: Vec::new(),
             sequencer: Sequencer::new(0),
@@ -496,8 +510,19 @@ impl Server {
     fn publish(&mut self, _now: Instant) {
         let stats = &self.ctx.stats;
         stats.counters.absorb(&mut self.tally);
+        stats.latency.absorb(&mut self.latency);
         stats
             .client_memory
             .store(self.client_memory as u64, Ordering::Relaxed);
+        // Batches a full worker queue kept here are work queued for the pool too.
+        let kept: usize = self.batches.iter().flatten().map(Batch::len).sum();
+        let q = &stats.queues;
+        let set = |gauge: &std::sync::atomic::AtomicU64, v: usize| {
+            gauge.store(v as u64, Ordering::Relaxed)
+        };
+        set(&q.worker_requests, self.worker_requests + kept);
+        set(&q.worker_batches, self.worker_batches);
+        set(&q.output_waiting, self.output_waiting);
+        set(&q.sequencer_held, self.sequencer.held());
     }
 }

@@ -48,6 +48,9 @@ pub(super) struct Slot {
     pub timer: Option<Instant>,
     /// The client's address, for logs.
     pub peer: Option<std::net::SocketAddr>,
+    /// When the run in flight, or the oldest of the jobs held, was handed out: the
+    /// start of its requests' latency (see `stats::latency`).
+    pub run_since: Instant,
 }
 
 /// Live connections by slab index, with a generation per index.
@@ -105,6 +108,7 @@ impl Registry {
             queued: false,
             push_pending: false,
             timer: None,
+            run_since: now,
         });
         (id, Token(index + FIRST_CONN))
     }

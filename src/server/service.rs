@@ -107,8 +107,13 @@ impl Server {
         }
         let credit = slot.conn.output_credit();
         let start = self.inline.jobs.len();
+        // Jobs held from an earlier run come first and keep that run's stamp.
+        let fresh = slot.conn.held() == 0;
         if slot.conn.poll_jobs(&mut self.inline.jobs) == 0 {
             return Took::Nothing;
+        }
+        if fresh {
+            slot.run_since = self.latency.stamp(now);
         }
         self.inline.end_run(id, start, credit);
         // A run that changes this connection's subscriptions runs here and now, so
@@ -127,6 +132,7 @@ impl Server {
                 registry: &mut self.registry,
                 discard: &mut self.discard,
                 now,
+                latency: &mut self.latency,
             };
             let mut changes = std::mem::take(&mut self.changes);
             exec::run_batch(
@@ -137,6 +143,7 @@ impl Server {
                 &mut self.tally,
                 &mut changes,
             );
+            self.latency.delivered_now();
             self.sequence(&mut changes, now);
             self.changes = changes;
             let ran = batch.is_empty();
@@ -230,6 +237,11 @@ impl Server {
                 .is_ok()
             {
                 slot.write_interest = want_write;
+                if want_write {
+                    self.output_waiting += 1;
+                } else {
+                    self.output_waiting -= 1;
+                }
             }
         }
         // Work a limit or a budget held back waits for this connection's next turn,
@@ -264,6 +276,9 @@ impl Server {
             self.close_log.closed(slot.peer, reason, Instant::now());
         }
         self.client_memory -= slot.memory;
+        if slot.write_interest {
+            self.output_waiting -= 1;
+        }
         let c = &self.ctx.stats.counters;
         c.connections_current.fetch_sub(1, Ordering::Relaxed);
         let counter = match slot.conn.close_reason() {

@@ -23,6 +23,9 @@ pub(crate) struct DoneBatch {
     pub unrun: Batch,
     /// The changes the batch's writes made, in the order they ran.
     pub changes: Vec<Change>,
+    /// Jobs the batch held when the worker took it, run or not: what the reactor
+    /// counts as queued for the pool until it gets this back.
+    pub jobs: usize,
 }
 
 impl DoneBatch {
@@ -31,5 +34,6 @@ impl DoneBatch {
         self.answers.clear(KEEP_ANSWER_BYTES);
         self.unrun.clear();
         self.changes.clear();
+        self.jobs = 0;
     }
 }

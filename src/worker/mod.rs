@@ -180,6 +180,7 @@ impl Worker {
         let mut tally = Tally::default();
         while let Some((lane, mut batch)) = self.next_batch() {
             let mut done = self.free.try_recv().unwrap_or_default();
+            done.jobs = batch.len();
             let mut route = WorkerRoute {
                 answers: &mut done.answers,
                 own: (lane == Lane::Heavy).then(Answers::default),
