@@ -50,7 +50,7 @@ pub(super) struct Slot {
     pub peer: Option<std::net::SocketAddr>,
     /// When the run in flight, or the oldest of the jobs held, was handed out: the
     /// start of its requests' latency (see `stats::latency`).
-    pub run_since: Instant,
+    pub run_since: crate::stats::latency::Stamp,
 }
 
 /// Live connections by slab index, with a generation per index.
@@ -108,7 +108,7 @@ impl Registry {
             queued: false,
             push_pending: false,
             timer: None,
-            run_since: now,
+            run_since: 0,
         });
         (id, Token(index + FIRST_CONN))
     }

@@ -24,6 +24,9 @@ use std::time::Instant;
 /// Finite buckets; one more counts what is beyond the last bound.
 pub const BUCKETS: usize = 18;
 
+// Each bucket, +Inf included, has a bit in `Tally::touched`.
+const _: () = assert!(BUCKETS < u32::BITS as usize);
+
 /// The first bucket's upper bound, in nanoseconds; each next one is twice the last.
 const FIRST_BOUND_NS: u64 = 10_000;
 
@@ -108,18 +111,20 @@ pub struct Latency {
 impl Latency {
     /// Adds the reactor's tally and zeroes it.
     pub fn absorb(&self, tally: &mut Tally) {
-        if tally.counted == 0 {
+        if tally.touched == 0 {
             return;
         }
-        for (shared, n) in self.counts.iter().zip(tally.counts.iter_mut()) {
-            if *n != 0 {
-                shared.fetch_add(*n, Relaxed);
-                *n = 0;
-            }
+        // Only the buckets this iteration touched: usually one or two of nineteen.
+        let mut touched = tally.touched;
+        while touched != 0 {
+            let i = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            self.counts[i].fetch_add(tally.counts[i], Relaxed);
+            tally.counts[i] = 0;
         }
         self.sum_ns.fetch_add(tally.sum_ns, Relaxed);
         tally.sum_ns = 0;
-        tally.counted = 0;
+        tally.touched = 0;
     }
 
     /// The figures now.
@@ -135,26 +140,51 @@ impl Latency {
     }
 }
 
+/// A point in time as this tally counts it: nanoseconds since its epoch. Stamps are
+/// plain integers so that filing a run is a subtraction, not `Instant` arithmetic (a
+/// call into the standard library and a normalisation, a third of the cost).
+pub type Stamp = u64;
+
 /// The reactor's recording: runs whose answers were queued since the last clock
 /// reading, then their requests filed by elapsed time, until published.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     counts: [u64; BUCKETS + 1],
     sum_ns: u64,
-    /// Requests filed since the last publication.
-    counted: u64,
+    /// Bit `i` set when bucket `i` has counts not yet published.
+    touched: u32,
     /// Runs answered and not yet filed: when each was stamped and how many requests,
     /// consecutive runs of one stamp merged (an inline batch's runs mostly share one).
-    answered: Vec<(Instant, u64)>,
+    answered: Vec<(Stamp, u64)>,
+    /// Where stamps count from.
+    epoch: Instant,
+    /// The last loop-iteration reading turned into a stamp, and that stamp: the
+    /// iteration's runs share one conversion.
+    converted: (Instant, Stamp),
     /// The latest clock reading taken here.
-    latest: Option<Instant>,
+    latest: Stamp,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        let epoch = Instant::now();
+        Tally {
+            counts: [0; BUCKETS + 1],
+            sum_ns: 0,
+            touched: 0,
+            answered: Vec::new(),
+            epoch,
+            converted: (epoch, 0),
+            latest: 0,
+        }
+    }
 }
 
 impl Tally {
     /// `n` requests handed out at `since` have their answers queued; they are filed at
     /// the next [`delivered`](Self::delivered).
     #[inline]
-    pub fn answered(&mut self, since: Instant, n: u32) {
+    pub fn answered(&mut self, since: Stamp, n: u32) {
         match self.answered.last_mut() {
             Some((at, count)) if *at == since => *count += u64::from(n),
             _ => self.answered.push((since, u64::from(n))),
@@ -162,30 +192,43 @@ impl Tally {
     }
 
     /// True when answered runs wait for [`delivered`](Self::delivered).
+    #[inline]
     pub fn has_answered(&self) -> bool {
         !self.answered.is_empty()
     }
 
-    /// The later of `now` (the loop iteration's clock reading) and the last reading
-    /// taken here: a stamp for a run handed out now that costs no clock reading and
-    /// is never later than the truth. Runs handed out after a batch was delivered
-    /// in the same iteration (with `--workers 0`, or after a worker's answers) are
-    /// not charged the time that batch took.
+    /// The stamp of `t`.
+    fn stamp_of(&self, t: Instant) -> Stamp {
+        let d = t.saturating_duration_since(self.epoch);
+        d.as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()))
+    }
+
+    /// A stamp for a run handed out now: the later of `now` (the loop iteration's
+    /// clock reading) and the last reading taken here. It costs no clock reading and
+    /// is never later than the truth; runs handed out after a batch was delivered in
+    /// the same iteration (with `--workers 0`, or after a worker's answers) are not
+    /// charged the time that batch took.
     #[inline]
-    pub fn stamp(&self, now: Instant) -> Instant {
-        self.latest.map_or(now, |latest| latest.max(now))
+    pub fn stamp(&mut self, now: Instant) -> Stamp {
+        if now != self.converted.0 {
+            self.converted = (now, self.stamp_of(now));
+        }
+        self.converted.1.max(self.latest)
     }
 
     /// Every run answered since the last call was queued by `at`: files its requests.
-    pub fn delivered(&mut self, at: Instant) {
-        self.latest = Some(self.stamp(at));
-        for (since, n) in self.answered.drain(..) {
-            let elapsed = at.saturating_duration_since(since);
-            let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-            self.counts[bucket_of(ns)] += n;
+    pub fn delivered(&mut self, at: Stamp) {
+        self.latest = self.latest.max(at);
+        for &(since, n) in &self.answered {
+            let ns = at.saturating_sub(since);
+            let b = bucket_of(ns);
+            self.counts[b] += n;
+            self.touched |= 1 << b;
             self.sum_ns = self.sum_ns.saturating_add(ns.saturating_mul(n));
-            self.counted += n;
         }
+        self.answered.clear();
     }
 
     /// Reads the clock and files the runs answered since the last call, if any: the
@@ -193,7 +236,8 @@ impl Tally {
     #[inline]
     pub fn delivered_now(&mut self) {
         if self.has_answered() {
-            self.delivered(Instant::now());
+            let at = self.stamp_of(Instant::now());
+            self.delivered(at);
         }
     }
 
@@ -232,13 +276,13 @@ mod tests {
 
     #[test]
     fn a_batch_files_each_run_by_its_own_stamp_with_one_clock_reading() {
-        let t0 = Instant::now();
         let mut tally = Tally::default();
+        let t0 = 1_000_000;
         tally.answered(t0, 3);
         tally.answered(t0, 2);
-        tally.answered(t0 + Duration::from_micros(450), 4);
+        tally.answered(t0 + 450_000, 4);
         assert_eq!(tally.answered.len(), 2, "runs of one stamp merge");
-        tally.delivered(t0 + Duration::from_micros(500));
+        tally.delivered(t0 + 500_000);
         assert!(!tally.has_answered());
         let s = tally.snapshot();
         // 5 requests at 500 µs (bucket 640 µs), 4 at 50 µs (bucket 80 µs).
@@ -258,6 +302,23 @@ mod tests {
         assert_eq!(tally.snapshot(), Snapshot::default(), "absorbing zeroes");
         shared.absorb(&mut tally);
         assert_eq!(shared.snapshot(), s, "nothing new, nothing added");
+    }
+
+    #[test]
+    fn stamps_follow_the_clock_and_never_go_back() {
+        let mut tally = Tally::default();
+        let now = tally.epoch + Duration::from_micros(100);
+        assert_eq!(tally.stamp(now), 100_000);
+        // A reading taken for a batch later in the iteration serves the runs after it.
+        tally.answered(100_000, 1);
+        tally.delivered(250_000);
+        assert_eq!(tally.stamp(now), 250_000);
+        // The next iteration's reading is later still.
+        assert_eq!(tally.stamp(now + Duration::from_micros(200)), 300_000);
+        // A run answered before it was stamped (which cannot happen) counts as none.
+        tally.answered(400_000, 1);
+        tally.delivered(300_000);
+        assert_eq!(tally.snapshot().counts[0], 1);
     }
 
     #[test]
