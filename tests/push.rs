@@ -272,6 +272,9 @@ fn a_subscriber_that_stops_reading_is_caught_up_from_the_log_when_it_reads_again
     // A live subscription gets a PROGRESS only when a replay catches up: this one fell
     // behind, and was caught up from the log.
     assert!(matches!(next(&mut s), Push::Progress { seq, .. } if seq == last));
+    // And the slow subscriber is counted.
+    let fell = switchboard::client::stat(&server.stats(), "push_subscriptions_fell_behind");
+    assert!(fell >= Some(1), "{fell:?}");
 }
 
 #[test]
