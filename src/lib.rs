@@ -74,4 +74,5 @@ pub mod server;
 pub mod stats;
 pub mod store;
 mod wake;
+pub mod wal;
 mod worker;
