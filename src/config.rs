@@ -104,6 +104,9 @@ pub struct Config {
     pub frame_timeout: Option<Duration>,
     /// How long a client may take none of its answers; `None` = for ever.
     pub write_timeout: Option<Duration>,
+    /// Where and how to keep the data; `None` keeps it in memory only, and a restart
+    /// forgets everything.
+    pub durability: Option<crate::durability::DurabilityConfig>,
 }
 
 impl Config {
@@ -150,6 +153,7 @@ impl Default for Config {
             max_connections_per_ip: 0,
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            durability: None,
         }
     }
 }

@@ -65,6 +65,7 @@ pub mod client;
 
 pub mod config;
 pub mod conn;
+pub mod durability;
 pub mod exec;
 pub mod job;
 pub mod metrics;

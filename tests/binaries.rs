@@ -79,14 +79,18 @@ fn the_server_says_what_it_runs_with_and_names_what_it_changed() {
             "--workers",
             "0",
         ],
-        5,
+        6,
     );
     // The address stays the first line: scripts read it.
     assert!(lines[0].starts_with("listening on 127.0.0.1:"), "{lines:?}");
     assert!(lines[1].starts_with("switchboard ") && lines[1].contains("0 worker thread(s)"));
     assert!(lines[2].contains("frames 8192 B"), "{lines:?}");
     assert!(
-        lines[4].contains("--max-frame 1 was raised to 8192 B"),
+        lines[4].contains("in memory only (no --data-dir)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[5].contains("--max-frame 1 was raised to 8192 B"),
         "{lines:?}"
     );
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use switchboard::config::{self, parse_bytes, Config};
+use switchboard::durability::DurabilityConfig;
 use switchboard::protocol::Limits;
 use switchboard::push::{self, PushConfig};
 use switchboard::server::Server;
@@ -137,6 +138,29 @@ struct Flags {
     /// on loopback or a private network). Off unless given.
     #[arg(long, value_parser = parse_listen)]
     metrics_listen: Option<SocketAddr>,
+
+    /// Keep the records in DIR: every write is logged there before it is acknowledged
+    /// (see --fsync), and a restart recovers them. Without it the server keeps
+    /// everything in memory only, and a restart forgets it.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<std::path::PathBuf>,
+
+    /// With --data-dir, when the log is synced to disk. always: before any answer or
+    /// change event reveals a write, so nothing acknowledged is lost in a crash or
+    /// power cut. everysec: about once a second; a crash loses up to a second or so of
+    /// acknowledged writes. off: only at a clean stop; a crash loses what the
+    /// operating system had not written back.
+    #[arg(long, default_value = "always", value_parser = ["always", "everysec", "off"])]
+    fsync: String,
+
+    /// With --data-dir, start from a damaged log by keeping its longest valid prefix;
+    /// the rest is moved aside into DIR/damaged/, never dropped.
+    #[arg(long)]
+    repair: bool,
+
+    /// Test hook: every log sync takes this many milliseconds longer.
+    #[arg(long, hide = true, default_value_t = 0)]
+    test_sync_delay_ms: u64,
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -190,6 +214,14 @@ fn summary(flags: &Flags, config: &Config, max_connections: usize) -> Vec<String
             config.push.max_per_connection,
             config.push.keepalive.as_secs_f64()
         ),
+        match &config.durability {
+            Some(d) => format!(
+                "data: kept in {} (fsync {})",
+                d.dir.display(),
+                d.fsync.name()
+            ),
+            None => "data: in memory only (no --data-dir): a restart forgets everything".into(),
+        },
     ];
     if l.max_frame != flags.max_frame {
         lines.push(format!(
@@ -317,6 +349,12 @@ fn main() -> ExitCode {
         write_timeout: Duration::try_from_secs_f64(flags.write_timeout)
             .ok()
             .filter(|t| !t.is_zero()),
+        durability: flags.data_dir.as_ref().map(|dir| DurabilityConfig {
+            fsync: flags.fsync.parse().unwrap_or_default(),
+            repair: flags.repair,
+            sync_delay: Duration::from_millis(flags.test_sync_delay_ms),
+            ..DurabilityConfig::new(dir)
+        }),
         ..Config::default()
     };
     let server = match Server::bind(&config) {

@@ -536,6 +536,11 @@ impl Connection {
         self.output.hold_until(seq);
     }
 
+    /// True while output waits for a sequence to be released.
+    pub fn is_holding(&self) -> bool {
+        self.output.is_holding()
+    }
+
     /// Everything waiting for `seq` or less may go out now (with durability: `seq` is
     /// on disk).
     pub fn handle_released(&mut self, seq: u64) {

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 /// Bytes waiting to be written, in order: `queue`, then `tail`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Outgoing {
     /// Segments before the tail: frozen tail bytes and shared values.
     queue: VecDeque<Bytes>,
@@ -48,6 +48,24 @@ pub struct Outgoing {
     taken: u64,
     /// Held points, in stream order: bytes from each `at` on wait for `until`.
     holds: VecDeque<Hold>,
+    /// The durable sequence answers are judged against (see [`Sink::durable`]);
+    /// `u64::MAX` when nothing is held.
+    durable: u64,
+}
+
+impl Default for Outgoing {
+    fn default() -> Outgoing {
+        Outgoing {
+            queue: VecDeque::new(),
+            queued: 0,
+            tail: BytesMut::new(),
+            shared_total: 0,
+            cut: 0,
+            taken: 0,
+            holds: VecDeque::new(),
+            durable: u64::MAX,
+        }
+    }
 }
 
 /// A point in the output stream that waits for a sequence number.
@@ -86,6 +104,12 @@ impl Outgoing {
         while self.holds.front().is_some_and(|h| h.until <= seq) {
             self.holds.pop_front();
         }
+    }
+
+    /// Sets the durable sequence answers encoded here are judged against (see
+    /// [`Sink::durable`]).
+    pub fn set_durable(&mut self, durable: u64) {
+        self.durable = durable;
     }
 
     /// True while a held point keeps bytes from being written.
@@ -273,6 +297,14 @@ impl Sink for Outgoing {
 
     fn shared_len(&self) -> usize {
         self.shared_total
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    fn hold_for(&mut self, seq: u64) {
+        self.hold_until(seq);
     }
 
     fn rollback(&mut self, mark: usize) {

@@ -5,7 +5,7 @@ use crate::protocol::Limits;
 use crate::push::{Hub, PushConfig};
 use crate::stats::Stats;
 use crate::store::Store;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Everything a job executes against; shared by the reactor and every worker.
 #[derive(Debug)]
@@ -27,6 +27,13 @@ pub struct Context {
     /// Set when the server begins to stop: it accepts no one and is not ready (the
     /// metrics endpoint's `/readyz` says so).
     pub draining: AtomicBool,
+    /// The last change sequence known to be on disk, as far as answers go: an answer
+    /// that reveals a later one (a write's version, a version read, a SCAN's sequence)
+    /// is held until it is. `u64::MAX` when answers are never held (no data
+    /// directory, or an fsync mode that does not wait).
+    pub durable: AtomicU64,
+    /// The write-ahead log's figures, with a data directory.
+    pub log: Option<std::sync::Arc<crate::durability::LogStats>>,
 }
 
 impl Context {
@@ -40,6 +47,8 @@ impl Context {
             push: Hub::new(PushConfig::default(), 0),
             cancel: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            durable: AtomicU64::new(u64::MAX),
+            log: None,
         }
     }
 

@@ -16,9 +16,31 @@ use bytes::Bytes;
 /// The server's name and version, as HELLO reports it.
 pub const SERVER_NAME: &str = concat!("switchboard ", env!("CARGO_PKG_VERSION"));
 
+/// The change sequence an answer reveals: it may not reach the client before that
+/// sequence is durable (a write's version, a version read, the sequence a SCAN or a
+/// NOT_FOUND reflects). 0 when it reveals none.
+fn observed(ctx: &Context, outcome: &Outcome<'_>) -> u64 {
+    match outcome {
+        Outcome::Found { version, .. } | Outcome::Written { version } => *version,
+        Outcome::Conflict { current } => *current,
+        // The absence may be a deletion's doing: the store's sequence covers it.
+        Outcome::NotFound | Outcome::Stats => ctx.store.seq(),
+        Outcome::Page(page) => page.seq,
+        Outcome::Subscribed { seq, .. } => *seq,
+        _ => 0,
+    }
+}
+
 /// Appends `job`'s answer, given what executing it came to.
 #[inline]
 pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome<'_>, out: &mut S) {
+    let durable = out.durable();
+    if durable != u64::MAX {
+        let seen = observed(ctx, outcome);
+        if seen > durable {
+            out.hold_for(seen);
+        }
+    }
     let to = job.reply_to();
     // Only some answers echo the opcode from the request itself.
     let opcode = || match &job.op {
@@ -83,7 +105,14 @@ pub fn encode<S: Sink + ?Sized>(ctx: &Context, job: &Job, outcome: &Outcome<'_>,
                 ("published_total", c.published),
             ];
             drop(push);
-            ctx.stats.encode(out.buf(), to, &extra);
+            match &ctx.log {
+                Some(log) => {
+                    let mut all = extra.to_vec();
+                    all.extend(log.figures());
+                    ctx.stats.encode(out.buf(), to, &all);
+                }
+                None => ctx.stats.encode(out.buf(), to, &extra),
+            }
         }
         Outcome::Hello => {
             let (max_version, features) = match &job.op {

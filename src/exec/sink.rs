@@ -37,6 +37,16 @@ pub trait Sink {
     /// Drops everything appended after the moment `len` was `mark` (a failed request's
     /// partial answer).
     fn rollback(&mut self, mark: usize);
+    /// The change sequence known durable for this sink's answers: an answer that
+    /// reveals a later one is held ([`hold_for`](Self::hold_for)) until it is.
+    /// `u64::MAX` when nothing is held.
+    fn durable(&self) -> u64 {
+        u64::MAX
+    }
+    /// Holds what is appended from now on until `seq` is durable.
+    fn hold_for(&mut self, seq: u64) {
+        let _ = seq;
+    }
     /// Appends a value: by reference when it is long and shared, else copied.
     fn value(&mut self, bytes: &[u8], shared: Option<&Bytes>) {
         match shared {
@@ -58,11 +68,14 @@ pub struct Span {
     pub shared_end: usize,
     /// How many jobs these bytes answer.
     pub answered: u32,
+    /// The change sequence that must be durable before these answers go out (0 when
+    /// none).
+    pub hold: u64,
 }
 
 /// A worker's answers for a batch: encoded bytes back to back, long values by
 /// reference, and which of them belong to which connection, in job order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Answers {
     /// Every encoded byte.
     pub buf: BytesMut,
@@ -71,6 +84,23 @@ pub struct Answers {
     shared_bytes: usize,
     /// One span per run of one connection's jobs.
     pub spans: Vec<Span>,
+    /// The durable sequence as the batch began (see [`Sink::durable`]).
+    durable: u64,
+    /// The latest sequence the open span's answers reveal beyond `durable`.
+    hold: u64,
+}
+
+impl Default for Answers {
+    fn default() -> Answers {
+        Answers {
+            buf: BytesMut::new(),
+            shared: Vec::new(),
+            shared_bytes: 0,
+            spans: Vec::new(),
+            durable: u64::MAX,
+            hold: 0,
+        }
+    }
 }
 
 impl Answers {
@@ -82,7 +112,13 @@ impl Answers {
             end: self.buf.len(),
             shared_end: self.shared.len(),
             answered,
+            hold: std::mem::take(&mut self.hold),
         });
+    }
+
+    /// Sets the durable sequence answers are judged against (see [`Sink::durable`]).
+    pub fn set_durable(&mut self, durable: u64) {
+        self.durable = durable;
     }
 
     /// Each span with the offset in `buf` where its bytes start, its encoded bytes,
@@ -117,6 +153,7 @@ impl Answers {
         if !rest.is_empty() {
             other.share(rest);
         }
+        other.hold = other.hold.max(std::mem::take(&mut self.hold));
         self.shared_bytes = 0;
         self.spans.clear();
     }
@@ -132,6 +169,7 @@ impl Answers {
         self.shared.clear();
         self.shared_bytes = 0;
         self.spans.clear();
+        self.hold = 0;
     }
 }
 
@@ -151,6 +189,15 @@ impl Sink for Answers {
 
     fn shared_len(&self) -> usize {
         self.shared_bytes
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    fn hold_for(&mut self, seq: u64) {
+        // The whole span waits for its latest: the reactor holds it as one.
+        self.hold = self.hold.max(seq);
     }
 
     fn rollback(&mut self, mark: usize) {

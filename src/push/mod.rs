@@ -39,6 +39,7 @@ pub mod log;
 use crate::job::ConnId;
 use crate::protocol::msg::subscribe::Resume;
 use crate::protocol::Status;
+use crate::store::Change;
 use bytes::Bytes;
 use index::{PrefixIndex, SubKey};
 use log::ChangeLog;
@@ -206,9 +207,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for a history whose changes so far end at `last`.
+    /// A hub for a new history whose changes so far end at `last`.
     pub fn new(config: PushConfig, last: u64) -> Hub {
-        let history = new_history_id();
+        Hub::with_history(config, last, new_history_id())
+    }
+
+    /// A hub continuing `history`, whose changes so far end at `last`.
+    pub fn with_history(config: PushConfig, last: u64, history: u64) -> Hub {
         Hub {
             state: Mutex::new(State {
                 history,
@@ -227,6 +232,15 @@ impl Hub {
             pending: AtomicBool::new(false),
             held: std::sync::atomic::AtomicUsize::new(0),
             history,
+        }
+    }
+
+    /// Fills the change log with `changes` (read back from the write-ahead log at
+    /// start), oldest first, numbered after the hub's start.
+    pub fn preload(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut state = self.lock();
+        for change in changes {
+            state.log.push(change);
         }
     }
 
@@ -442,7 +456,7 @@ impl State {
 }
 
 /// A history id: random, never 0 (which in SUBSCRIBE means "the current one").
-fn new_history_id() -> u64 {
+pub(crate) fn new_history_id() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()

@@ -28,6 +28,8 @@ pub(super) struct RegistryRoute<'a> {
     /// Where answered runs are noted; the caller files them once the batch is done
     /// ([`latency::Tally::delivered_now`]).
     pub(super) latency: &'a mut latency::Tally,
+    /// The durable sequence answers are judged against (see `Sink::durable`).
+    pub(super) durable: u64,
 }
 
 impl Route for RegistryRoute<'_> {
@@ -35,6 +37,7 @@ impl Route for RegistryRoute<'_> {
 
     fn sink(&mut self, conn: ConnId) -> &mut Outgoing {
         if let Some(out) = self.registry.get_mut(conn).and_then(|s| s.conn.sink()) {
+            out.set_durable(self.durable);
             return out;
         }
         self.discard.clear();
@@ -105,6 +108,7 @@ impl Server {
             discard: &mut self.discard,
             now,
             latency: &mut self.latency,
+            durable: self.ctx.durable.load(std::sync::atomic::Ordering::Relaxed),
         };
         let mut budget = Budget::new(REACTOR_BUDGET_UNITS);
         let mut changes = std::mem::take(&mut self.changes);
@@ -143,6 +147,7 @@ impl Server {
             return;
         };
         let cancelled = self.ctx.cancelled();
+        let durable = self.ctx.durable.load(std::sync::atomic::Ordering::Relaxed);
         let mut touched = std::mem::take(&mut self.queue);
         while let Some(mut done) = pool.try_recv() {
             self.worker_requests -= done.jobs;
@@ -151,6 +156,9 @@ impl Server {
                 // A connection that closed meanwhile is gone, and so are its answers.
                 if let Some(slot) = self.registry.get_mut(span.conn) {
                     self.latency.answered(slot.run_since, span.answered);
+                    if span.hold > durable {
+                        slot.conn.hold_output_until(span.hold);
+                    }
                     slot.conn
                         .handle_answers(now, span.answered, bytes, shared, base);
                     if !slot.queued {
@@ -180,6 +188,7 @@ impl Server {
                 &mut self.sequencer,
                 &mut self.listeners,
                 &self.ctx.push,
+                self.durable.as_mut(),
                 &mut targets,
                 &mut done.changes,
                 now,

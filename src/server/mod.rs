@@ -44,6 +44,7 @@
 
 mod background;
 mod close_log;
+mod durable;
 mod execute;
 mod fds;
 mod listener;
@@ -60,6 +61,7 @@ mod timers;
 
 use crate::config::{Config, READ_CHUNK_BYTES};
 use crate::conn::{ConnLimits, Outgoing};
+use crate::durability::Durability;
 use crate::exec::Batch;
 use crate::exec::Context;
 use crate::job::ConnId;
@@ -104,6 +106,9 @@ pub enum ServerError {
     /// A worker thread could not be started.
     #[error("cannot start worker threads: {0}")]
     Spawn(io::Error),
+    /// The data directory could not be used (locked, damaged or unreadable).
+    #[error("data directory: {0}")]
+    Durability(crate::durability::DurabilityError),
 }
 
 /// Stops a running server from another thread (the binary uses signals instead).
@@ -202,6 +207,8 @@ pub struct Server {
     per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
     /// The limit on those; 0 = none.
     max_per_ip: usize,
+    /// The write-ahead log and what waits for it, with `--data-dir`.
+    durable: Option<durable::Gate>,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
@@ -238,7 +245,30 @@ impl Server {
             .register(&mut signals, SIGNAL, Interest::READABLE)
             .map_err(ServerError::Poll)?;
         let mut ctx = Context::new(config.limits, config.max_memory, config.workers);
-        ctx.push = crate::push::Hub::new(config.push, ctx.store.seq());
+        let durable = match &config.durability {
+            Some(dc) => {
+                let keep = config.push.change_log_events;
+                let (log, mut recovered) = Durability::open(dc, &ctx.store, keep, waker.clone())
+                    .map_err(ServerError::Durability)?;
+                report_recovery(dc, &recovered, &ctx);
+                ctx.push = crate::push::Hub::with_history(
+                    config.push,
+                    recovered.tail_base,
+                    recovered.history,
+                );
+                ctx.push.preload(std::mem::take(&mut recovered.tail));
+                if log.holds() {
+                    ctx.durable = std::sync::atomic::AtomicU64::new(log.durable());
+                }
+                ctx.log = Some(log.stats());
+                Some(durable::Gate::new(log))
+            }
+            None => {
+                ctx.push = crate::push::Hub::new(config.push, ctx.store.seq());
+                None
+            }
+        };
+        let last_seq = ctx.store.seq();
         let ctx = Arc::new(ctx);
         let metrics = match config.metrics_listen {
             Some(addr) => Some(
@@ -289,7 +319,7 @@ impl Server {
             output_waiting: 0,
             shutdown_timeout: config.shutdown_timeout,
             changes: Vec::new(),
-            sequencer: Sequencer::new(0),
+            sequencer: Sequencer::new(last_seq),
             listeners: Vec::new(),
             subscribers: 0,
             push_tick_at: Instant::now(),
@@ -303,6 +333,7 @@ impl Server {
             close_log: close_log::CloseLog::default(),
             per_ip: std::collections::HashMap::new(),
             max_per_ip: config.max_connections_per_ip,
+            durable,
         })
     }
 
@@ -344,12 +375,21 @@ impl Server {
 
     /// Runs until SIGINT, SIGTERM or the shutdown handle; then stops accepting,
     /// answers what was read (or, past the execution deadline, tells the client it
-    /// was not executed), closes every connection and joins the workers. A second
-    /// signal returns at once.
+    /// was not executed), closes every connection, syncs the log and joins the
+    /// workers. A second signal returns at once.
     ///
     /// # Errors
     /// Only when `poll` itself fails.
     pub fn run(mut self) -> Result<(), ServerError> {
+        let result = self.run_loop();
+        if let Some(gate) = self.durable.take() {
+            let durable = gate.log.close();
+            tracing::info!("the log is synced up to change {durable}");
+        }
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = self.poll_timeout(Instant::now());
@@ -391,6 +431,7 @@ impl Server {
             self.service_queue(now);
             self.dispatch(now);
             self.complete(now);
+            self.release_durable(now);
             self.deliver_push(now);
             self.flush_pushes(now, events.is_empty());
             self.fire_timers(now);
@@ -524,5 +565,36 @@ impl Server {
         set(&q.worker_batches, self.worker_batches);
         set(&q.output_waiting, self.output_waiting);
         set(&q.sequencer_held, self.sequencer.held());
+    }
+}
+
+/// Logs what recovery found in the data directory.
+fn report_recovery(
+    config: &crate::durability::DurabilityConfig,
+    recovered: &crate::durability::Recovered,
+    ctx: &Context,
+) {
+    let r = &recovered.report;
+    tracing::info!(
+        "recovered {} change(s) from {} in {:.3} s: {} record(s), sequence {}, fsync {}",
+        r.entries,
+        config.dir.display(),
+        recovered.took.as_secs_f64(),
+        ctx.store.len(),
+        r.last_seq,
+        config.fsync.name()
+    );
+    if r.torn_bytes > 0 {
+        tracing::warn!(
+            "cut {} byte(s) of a torn last write from the log (a crash during an \
+             append; nothing acknowledged was in them)",
+            r.torn_bytes
+        );
+    }
+    if let Some(repaired) = &r.repaired {
+        tracing::warn!("repaired the log: {repaired}");
+    }
+    if let Some(why) = recovered.new_history {
+        tracing::warn!("starting a new history ({why}): resuming clients will get a GAP");
     }
 }

@@ -50,11 +50,13 @@ impl Targets for RegistryTargets<'_> {
 }
 
 /// Feeds `changes` to the sequencer, and each change it emits, in order, to the
-/// listeners and to push.
+/// listeners, to the write-ahead log, and to push (at once, or once the change is
+/// durable when events must wait for that).
 pub(super) fn sequence(
     sequencer: &mut Sequencer,
     listeners: &mut [super::ChangeListener],
     hub: &Hub,
+    mut gate: Option<&mut super::durable::Gate>,
     targets: &mut RegistryTargets<'_>,
     changes: &mut Vec<Change>,
     now: Instant,
@@ -67,8 +69,18 @@ pub(super) fn sequence(
         for listen in listeners.iter_mut() {
             listen(&c);
         }
+        let c = match gate.as_deref_mut() {
+            Some(gate) => match gate.emitted(c) {
+                Some(c) => c,
+                None => return,
+            },
+            None => c,
+        };
         push.on_change(c, now, targets);
     });
+    if let Some(gate) = gate {
+        gate.log.submit();
+    }
 }
 
 impl Server {
@@ -83,6 +95,7 @@ impl Server {
             &mut self.sequencer,
             &mut self.listeners,
             &self.ctx.push,
+            self.durable.as_mut(),
             &mut targets,
             changes,
             now,

@@ -44,6 +44,8 @@ pub(super) struct Slot {
     pub queued: bool,
     /// The slot is on the list of connections given pushes not yet written.
     pub push_pending: bool,
+    /// The slot is on the list of connections whose output waits for durability.
+    pub durable_wait: bool,
     /// The deadline this connection has in the timer heap, if any.
     pub timer: Option<Instant>,
     /// The client's address, for logs.
@@ -107,6 +109,7 @@ impl Registry {
             memory: 0,
             queued: false,
             push_pending: false,
+            durable_wait: false,
             timer: None,
             run_since: 0,
         });

@@ -133,6 +133,7 @@ impl Server {
                 discard: &mut self.discard,
                 now,
                 latency: &mut self.latency,
+                durable: self.ctx.durable.load(Ordering::Relaxed),
             };
             let mut changes = std::mem::take(&mut self.changes);
             exec::run_batch(
@@ -178,6 +179,12 @@ impl Server {
     /// interest, deadline and memory, and retires it once closed. Queues it for the
     /// next iteration if it can still read, decode or write.
     pub(super) fn flush(&mut self, id: ConnId, now: Instant) {
+        let Some(slot) = self.registry.get_mut(id) else {
+            return;
+        };
+        if self.durable.is_some() && !slot.durable_wait && slot.conn.is_holding() {
+            self.note_held(id);
+        }
         let Some(slot) = self.registry.get_mut(id) else {
             return;
         };

@@ -87,6 +87,19 @@ impl Change {
         self.seq
     }
 
+    /// A change read back from the write-ahead log: a write of `value`, or a delete
+    /// when there is none.
+    pub fn restored(seq: u64, key: &[u8], value: Option<&[u8]>) -> Change {
+        Change {
+            seq,
+            key: Key(KeyBlob::copy_from(key)),
+            op: match value {
+                Some(v) => ChangeOp::Put(Stored(ValueBlob::copy_from(v))),
+                None => ChangeOp::Delete,
+            },
+        }
+    }
+
     /// A hole at `seq`.
     pub fn hole(seq: u64) -> Change {
         Change {

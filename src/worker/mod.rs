@@ -181,9 +181,15 @@ impl Worker {
         while let Some((lane, mut batch)) = self.next_batch() {
             let mut done = self.free.try_recv().unwrap_or_default();
             done.jobs = batch.len();
+            let durable = self.ctx.durable.load(std::sync::atomic::Ordering::Acquire);
+            done.answers.set_durable(durable);
             let mut route = WorkerRoute {
                 answers: &mut done.answers,
-                own: (lane == Lane::Heavy).then(Answers::default),
+                own: (lane == Lane::Heavy).then(|| {
+                    let mut own = Answers::default();
+                    own.set_durable(durable);
+                    own
+                }),
                 cheap: &self.cheap,
             };
             let mut budget = Budget::shared(

@@ -1,0 +1,146 @@
+//! The log thread: takes what the reactor submitted, writes it to the log, syncs it
+//! as the fsync mode says, and publishes the durable sequence.
+//!
+//! Group commit: each round takes *everything* pending at that moment, so one write
+//! and one sync cover every change that arrived while the previous sync ran. A round
+//! starts as soon as something is pending; nothing waits to gather more.
+
+use super::{FsyncMode, Shared};
+use crate::wal::Wal;
+use bytes::BytesMut;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often `everysec` syncs.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the thread.
+pub(super) fn start(
+    wal: Wal,
+    shared: Arc<Shared>,
+    mode: FsyncMode,
+    delay: Duration,
+    wake: Arc<mio::Waker>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("switchboard-log".into())
+        .spawn(move || {
+            LogThread {
+                wal,
+                shared,
+                mode,
+                delay,
+                wake,
+                synced_at: Instant::now(),
+            }
+            .run();
+        })
+}
+
+struct LogThread {
+    wal: Wal,
+    shared: Arc<Shared>,
+    mode: FsyncMode,
+    delay: Duration,
+    wake: Arc<mio::Waker>,
+    synced_at: Instant,
+}
+
+impl LogThread {
+    fn run(mut self) {
+        let mut batch = BytesMut::new();
+        loop {
+            let (last, closing) = self.take(&mut batch);
+            if !batch.is_empty() {
+                if let Err(e) = self.wal.write(&batch, last) {
+                    fatal("writing the write-ahead log", &e);
+                }
+                batch.clear();
+                let stats = &self.shared.stats;
+                stats.written.store(last, Ordering::Release);
+                stats.bytes.store(self.wal.bytes(), Ordering::Relaxed);
+            }
+            let written = self.wal.last_seq();
+            let durable = self.shared.stats.durable.load(Ordering::Relaxed);
+            let due = match self.mode {
+                FsyncMode::Always => true,
+                FsyncMode::EverySec => self.synced_at.elapsed() >= EVERY,
+                FsyncMode::Off => false,
+            };
+            if written > durable && (due || closing) {
+                self.sync(written, durable);
+            }
+            if closing {
+                return;
+            }
+        }
+    }
+
+    /// Waits until something is pending (or, under `everysec`, a sync is due, or the
+    /// server stops), and takes it all into `batch`.
+    fn take(&mut self, batch: &mut BytesMut) -> (u64, bool) {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !pending.buf.is_empty() || pending.closing {
+                break;
+            }
+            let unsynced = self.wal.last_seq() > self.shared.stats.durable.load(Ordering::Relaxed);
+            if self.mode == FsyncMode::EverySec && unsynced {
+                let left = EVERY.saturating_sub(self.synced_at.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                pending = self
+                    .shared
+                    .ready
+                    .wait_timeout(pending, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            } else {
+                pending = self
+                    .shared
+                    .ready
+                    .wait(pending)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        std::mem::swap(batch, &mut pending.buf);
+        (pending.last, pending.closing)
+    }
+
+    /// Syncs the log up to `written` and publishes it as durable.
+    fn sync(&mut self, written: u64, durable: u64) {
+        let start = Instant::now();
+        if !self.delay.is_zero() {
+            std::thread::sleep(self.delay);
+        }
+        if let Err(e) = self.wal.sync() {
+            fatal("syncing the write-ahead log (fdatasync)", &e);
+        }
+        self.synced_at = Instant::now();
+        let micros = start.elapsed().as_micros() as u64;
+        let stats = &self.shared.stats;
+        stats.syncs.fetch_add(1, Ordering::Relaxed);
+        stats
+            .synced_changes
+            .fetch_add(written - durable, Ordering::Relaxed);
+        stats.sync_micros.fetch_add(micros, Ordering::Relaxed);
+        stats.sync_micros_max.fetch_max(micros, Ordering::Relaxed);
+        stats.durable.store(written, Ordering::Release);
+        let _ = self.wake.wake();
+    }
+}
+
+/// The log cannot be trusted from here on: stop the process, saying why, rather
+/// than acknowledge writes that may not be on disk.
+fn fatal(what: &str, e: &std::io::Error) -> ! {
+    tracing::error!("{what} failed: {e}; stopping, since later writes could not be trusted");
+    eprintln!("switchboard: {what} failed: {e}; stopping");
+    std::process::exit(1);
+}

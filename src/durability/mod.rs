@@ -1,0 +1,438 @@
+//! Durability with `--data-dir`: the data directory's lock and history file, recovery
+//! of the store from the write-ahead log at start, and the log thread that writes the
+//! change stream to the log and syncs it (group commit), off the reactor.
+//!
+//! The reactor encodes each change it emits, in sequence order, into a pending buffer
+//! ([`Durability::append`], then [`Durability::submit`] once per batch of changes)
+//! and goes on. The log thread takes everything pending at once, writes it with one
+//! `write` and, under `--fsync always`, one `fdatasync`, then publishes the durable
+//! sequence and wakes the reactor, which releases the answers and change events that
+//! waited for it. While one sync runs, the next batch gathers: the more writers, the
+//! more changes each sync covers, and a lone writer waits for exactly one sync.
+//!
+//! What each mode can lose in a crash or power cut:
+//! * `always` (the default): nothing acknowledged. No answer or event that reveals a
+//!   change leaves before the change is on disk.
+//! * `everysec`: the changes of the last second or so (one sync interval plus one
+//!   sync); answers do not wait.
+//! * `off`: whatever the operating system had not written back (tens of seconds on
+//!   Linux by default); only a clean stop syncs.
+//!
+//! A failed `fdatasync` stops the server (exit status 1): after one the kernel may
+//! have dropped the unwritten pages, so retrying could report as durable what is lost
+//! (PostgreSQL, Redis and etcd stop here too).
+
+mod history;
+mod log_thread;
+
+pub use history::History;
+
+use crate::store::{Change, ChangeOp, Store};
+use crate::wal::{self, Record, RecoveryReport, Wal, WalConfig, WalError};
+use bytes::BytesMut;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// When the log is synced, and so what a crash can lose (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FsyncMode {
+    /// Before any answer or event reveals a change.
+    #[default]
+    Always,
+    /// About once a second.
+    EverySec,
+    /// Never while running; at a clean stop.
+    Off,
+}
+
+impl FsyncMode {
+    /// The mode's name, as the flag takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FsyncMode::Always => "always",
+            FsyncMode::EverySec => "everysec",
+            FsyncMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for FsyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FsyncMode, String> {
+        match s {
+            "always" => Ok(FsyncMode::Always),
+            "everysec" => Ok(FsyncMode::EverySec),
+            "off" => Ok(FsyncMode::Off),
+            _ => Err(format!("--fsync takes always, everysec or off, not {s:?}")),
+        }
+    }
+}
+
+/// How to keep the data.
+#[derive(Clone, Debug)]
+pub struct DurabilityConfig {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// When to sync.
+    pub fsync: FsyncMode,
+    /// Keep the longest valid prefix of a damaged log, moving the rest aside.
+    pub repair: bool,
+    /// Log segments are rotated past this size.
+    pub segment_bytes: u64,
+    /// Test hook: every sync takes at least this much longer.
+    pub sync_delay: Duration,
+}
+
+impl DurabilityConfig {
+    /// `dir` with the defaults: `--fsync always`, 64 MiB segments.
+    pub fn new(dir: impl Into<PathBuf>) -> DurabilityConfig {
+        DurabilityConfig {
+            dir: dir.into(),
+            fsync: FsyncMode::Always,
+            repair: false,
+            segment_bytes: 64 << 20,
+            sync_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Why the data directory could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DurabilityError {
+    /// Another process holds the directory.
+    #[error(
+        "{0} is in use by another switchboard (its LOCK file is locked); stop that \
+         server or give this one another --data-dir"
+    )]
+    Locked(PathBuf),
+    /// The log is damaged, or unreadable.
+    #[error("{0}")]
+    Wal(#[from] WalError),
+    /// The directory or its files could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// What a start found in the data directory.
+#[derive(Clone, Debug)]
+pub struct Recovered {
+    /// The log's own account: entries replayed, torn bytes cut, repairs.
+    pub report: RecoveryReport,
+    /// The history id to serve: the previous one, or a new one when the previous run
+    /// may have lost acknowledged changes.
+    pub history: u64,
+    /// A new history began (and why), when it did.
+    pub new_history: Option<&'static str>,
+    /// How long recovery took.
+    pub took: Duration,
+    /// The last changes of the log, oldest first, for the in-memory change log, so
+    /// that subscribers resume across a restart without a GAP.
+    pub tail: VecDeque<Change>,
+    /// Every change numbered after this is in `tail`.
+    pub tail_base: u64,
+}
+
+/// Figures for STATS and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// The last change sequence synced to disk.
+    pub durable: AtomicU64,
+    /// The last change sequence written to the log (synced or not).
+    pub written: AtomicU64,
+    /// Bytes in the log's segments.
+    pub bytes: AtomicU64,
+    /// Syncs done.
+    pub syncs: AtomicU64,
+    /// Changes those syncs covered.
+    pub synced_changes: AtomicU64,
+    /// Time spent in them, in microseconds.
+    pub sync_micros: AtomicU64,
+    /// The longest one, in microseconds.
+    pub sync_micros_max: AtomicU64,
+    /// Changes replayed from the log at start.
+    pub recovered: AtomicU64,
+    /// How long recovery took, in microseconds.
+    pub recovery_micros: AtomicU64,
+}
+
+impl LogStats {
+    /// The figures STATS reports.
+    pub fn figures(&self) -> [(&'static str, u64); 8] {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let syncs = get(&self.syncs);
+        [
+            ("durable_seq", get(&self.durable)),
+            ("log_bytes", get(&self.bytes)),
+            ("log_syncs", syncs),
+            (
+                "log_changes_per_sync",
+                get(&self.synced_changes) / syncs.max(1),
+            ),
+            ("log_sync_us_mean", get(&self.sync_micros) / syncs.max(1)),
+            ("log_sync_us_max", get(&self.sync_micros_max)),
+            ("recovered_changes", get(&self.recovered)),
+            ("recovery_us", get(&self.recovery_micros)),
+        ]
+    }
+}
+
+/// What the reactor hands the log thread: whole encoded entries, the last one's
+/// sequence, and whether the server is stopping.
+#[derive(Debug, Default)]
+struct Pending {
+    buf: BytesMut,
+    last: u64,
+    closing: bool,
+}
+
+/// State shared by the reactor and the log thread.
+#[derive(Debug)]
+struct Shared {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+    stats: Arc<LogStats>,
+}
+
+/// The reactor's handle on durability.
+#[derive(Debug)]
+pub struct Durability {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    history: History,
+    mode: FsyncMode,
+    /// Entries encoded since the last submit, and the last one's sequence.
+    local: BytesMut,
+    local_last: u64,
+    /// The directory's lock: released when the process ends, however it ends.
+    _lock: File,
+}
+
+impl Durability {
+    /// Locks `config.dir`, recovers `store` from its log, and starts the log thread,
+    /// which wakes the reactor through `wake` whenever the durable sequence advances.
+    ///
+    /// # Errors
+    /// See [`DurabilityError`].
+    /// The last `keep` changes are kept for the in-memory change log.
+    pub fn open(
+        config: &DurabilityConfig,
+        store: &Store,
+        keep: usize,
+        wake: Arc<mio::Waker>,
+    ) -> Result<(Durability, Recovered), DurabilityError> {
+        let start = Instant::now();
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DurabilityError::Io { path, source }
+        };
+        std::fs::create_dir_all(&config.dir).map_err(io(&config.dir))?;
+        let lock = lock_dir(&config.dir)?;
+        let mut tail = VecDeque::new();
+        let mut tail_base = None;
+        let (wal, report) = Wal::open(
+            wal::RealFs,
+            &config.dir,
+            WalConfig {
+                segment_bytes: config.segment_bytes,
+                repair: config.repair,
+            },
+            |seq, record| {
+                let base = *tail_base.get_or_insert(seq - 1);
+                let change = match record {
+                    Record::Put { key, value } => {
+                        store.restore(key, seq, Some(value));
+                        Change::restored(seq, key, Some(value))
+                    }
+                    Record::Delete { key } => {
+                        store.restore(key, seq, None);
+                        Change::restored(seq, key, None)
+                    }
+                    Record::Hole => {
+                        store.restore_seq(seq);
+                        Change::hole(seq)
+                    }
+                };
+                tail.push_back(change);
+                if tail.len() > keep {
+                    if let Some(old) = tail.pop_front() {
+                        tail_base = Some(old.seq.max(base));
+                    }
+                }
+            },
+        )?;
+        store.restore_seq(report.last_seq);
+        let (history, new_history) =
+            History::start(&config.dir, config.fsync).map_err(io(&config.dir))?;
+        let stats = Arc::new(LogStats::default());
+        stats.durable.store(report.last_seq, Ordering::Relaxed);
+        stats.written.store(report.last_seq, Ordering::Relaxed);
+        stats.bytes.store(wal.bytes(), Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending {
+                last: report.last_seq,
+                ..Pending::default()
+            }),
+            ready: Condvar::new(),
+            stats,
+        });
+        let thread = log_thread::start(wal, shared.clone(), config.fsync, config.sync_delay, wake)
+            .map_err(io(&config.dir))?;
+        let tail_base = if tail.is_empty() {
+            report.last_seq
+        } else {
+            tail_base.unwrap_or(0)
+        };
+        let recovered = Recovered {
+            report,
+            history: history.id(),
+            new_history,
+            took: start.elapsed(),
+            tail,
+            tail_base,
+        };
+        let stats = &shared.stats;
+        stats
+            .recovered
+            .store(recovered.report.entries, Ordering::Relaxed);
+        stats
+            .recovery_micros
+            .store(recovered.took.as_micros() as u64, Ordering::Relaxed);
+        Ok((
+            Durability {
+                shared,
+                thread: Some(thread),
+                history,
+                mode: config.fsync,
+                local: BytesMut::new(),
+                local_last: 0,
+                _lock: lock,
+            },
+            recovered,
+        ))
+    }
+
+    /// True when answers and events wait for their changes to be durable.
+    pub fn holds(&self) -> bool {
+        self.mode == FsyncMode::Always
+    }
+
+    /// The figures the log thread keeps.
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.shared.stats.clone()
+    }
+
+    /// The last change sequence on disk.
+    pub fn durable(&self) -> u64 {
+        self.shared.stats.durable.load(Ordering::Acquire)
+    }
+
+    /// Encodes `change` for the log; [`submit`](Self::submit) hands it over.
+    pub fn append(&mut self, change: &Change) {
+        let key = change.key.as_bytes();
+        let record = match &change.op {
+            ChangeOp::Put(value) => Record::Put {
+                key,
+                value: value.as_bytes(),
+            },
+            ChangeOp::Delete => Record::Delete { key },
+            ChangeOp::Hole => Record::Hole,
+        };
+        wal::encode_entry(&mut self.local, change.seq, record);
+        self.local_last = change.seq;
+    }
+
+    /// Hands what was appended to the log thread.
+    pub fn submit(&mut self) {
+        if self.local.is_empty() {
+            return;
+        }
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if pending.buf.is_empty() {
+            std::mem::swap(&mut pending.buf, &mut self.local);
+        } else {
+            pending.buf.extend_from_slice(&self.local);
+            self.local.clear();
+        }
+        pending.last = self.local_last;
+        drop(pending);
+        self.shared.ready.notify_one();
+    }
+
+    /// Stops the log thread after it has written and synced everything submitted, and
+    /// marks the stop clean. Returns the last durable sequence.
+    pub fn close(mut self) -> u64 {
+        self.finish();
+        let durable = self.durable();
+        if let Err(e) = self.history.mark_clean() {
+            tracing::warn!("cannot record the clean stop in the data directory: {e}");
+        }
+        durable
+    }
+
+    /// Lets the log thread write and sync what is pending, and waits for it to end.
+    fn finish(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.submit();
+        {
+            let mut pending = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.closing = true;
+        }
+        self.shared.ready.notify_one();
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Durability {
+    /// A run that ended without [`close`](Durability::close) (a second signal) still
+    /// syncs what was submitted, but is not marked clean.
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Takes the directory's lock (`flock` on `DIR/LOCK`), which the kernel drops when
+/// the process ends, so a restart after a crash just works.
+fn lock_dir(dir: &Path) -> Result<File, DurabilityError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| DurabilityError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a descriptor this function owns.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+            DurabilityError::Locked(dir.to_path_buf())
+        } else {
+            DurabilityError::Io { path, source: err }
+        });
+    }
+    Ok(file)
+}
