@@ -110,6 +110,7 @@ impl Collector for Figures {
             "reason",
             &[
                 ("full", get(&c.connections_rejected)),
+                ("per_ip", get(&c.connections_rejected_per_ip)),
                 ("accept_error", get(&c.accept_errors)),
             ],
         )?;
@@ -303,6 +304,33 @@ impl Collector for Figures {
             "Subscribers closed for answering no keepalive.",
             p.keepalive_closes,
         )?;
+        drop(push);
+        if let Some(log) = &ctx.log {
+            gauge(
+                &mut e,
+                "switchboard_durable_sequence",
+                "The last change sequence synced to disk (compare switchboard_sequence).",
+                get(&log.durable),
+            )?;
+            gauge(
+                &mut e,
+                "switchboard_log_bytes",
+                "Bytes in the write-ahead log's segments.",
+                get(&log.bytes),
+            )?;
+            counter(
+                &mut e,
+                "switchboard_log_synced_changes",
+                "Changes the log's syncs covered (divide by the syncs for changes per sync).",
+                get(&log.synced_changes),
+            )?;
+            histogram(
+                &mut e,
+                "switchboard_log_sync_duration_seconds",
+                "How long each sync (fdatasync) of the write-ahead log took.",
+                &log.sync_latency(),
+            )?;
+        }
         Ok(())
     }
 }

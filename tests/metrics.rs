@@ -255,3 +255,46 @@ fn a_client_that_does_not_read_shows_in_the_output_figures() {
     }
     drop(stuck);
 }
+
+#[test]
+fn with_a_data_directory_the_log_is_in_the_scrape() {
+    let dir = std::env::temp_dir().join(format!("switchboard-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        workers: 1,
+        durability: Some(switchboard::durability::DurabilityConfig::new(&dir)),
+        ..Config::default()
+    };
+    let server = Server::bind(&config).unwrap();
+    let metrics = server.metrics_addr().expect("an endpoint");
+    let running = server.spawn().unwrap();
+    let mut c = switchboard::client::Client::connect(running.local_addr()).unwrap();
+    for i in 0..5 {
+        c.put(format!("k{i}"), "v").unwrap();
+    }
+    // Every answer came after its sync, so the scrape sees them all durable.
+    let scrape = parsed(metrics);
+    assert_eq!(value(&scrape, "switchboard_durable_sequence", None), 5.0);
+    assert!(value(&scrape, "switchboard_log_bytes", None) > 0.0);
+    assert_eq!(
+        value(&scrape, "switchboard_log_synced_changes_total", None),
+        5.0
+    );
+    let syncs = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "switchboard_log_sync_duration_seconds")
+        .expect("the sync histogram");
+    match &syncs.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let total = buckets.last().expect("buckets").count;
+            assert!((1.0..=5.0).contains(&total), "{total} syncs for 5 writes");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(c);
+    drop(running);
+    let _ = std::fs::remove_dir_all(&dir);
+}

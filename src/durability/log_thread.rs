@@ -124,8 +124,10 @@ impl LogThread {
             fatal("syncing the write-ahead log (fdatasync)", &e);
         }
         self.synced_at = Instant::now();
-        let micros = start.elapsed().as_micros() as u64;
+        let took = start.elapsed();
+        let micros = took.as_micros() as u64;
         let stats = &self.shared.stats;
+        stats.synced(took);
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats
             .synced_changes

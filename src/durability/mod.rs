@@ -27,6 +27,7 @@ mod log_thread;
 
 pub use history::History;
 
+use crate::stats::latency;
 use crate::store::{Change, ChangeOp, Store};
 use crate::wal::{self, Record, RecoveryReport, Wal, WalConfig, WalError};
 use bytes::BytesMut;
@@ -159,6 +160,10 @@ pub struct LogStats {
     pub sync_micros: AtomicU64,
     /// The longest one, in microseconds.
     pub sync_micros_max: AtomicU64,
+    /// Syncs by how long they took (the buckets of `stats::latency`), and their sum
+    /// in nanoseconds.
+    sync_buckets: [AtomicU64; latency::BUCKETS + 1],
+    sync_ns: AtomicU64,
     /// Changes replayed from the log at start.
     pub recovered: AtomicU64,
     /// How long recovery took, in microseconds.
@@ -166,11 +171,33 @@ pub struct LogStats {
 }
 
 impl LogStats {
+    /// Counts one sync that took `took`.
+    fn synced(&self, took: Duration) {
+        let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.sync_buckets[latency::bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        self.sync_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The syncs' durations, as a histogram.
+    pub fn sync_latency(&self) -> latency::Snapshot {
+        let mut s = latency::Snapshot {
+            sum_ns: self.sync_ns.load(Ordering::Relaxed),
+            ..latency::Snapshot::default()
+        };
+        for (n, b) in s.counts.iter_mut().zip(&self.sync_buckets) {
+            *n = b.load(Ordering::Relaxed);
+        }
+        s
+    }
+
     /// The figures STATS reports.
-    pub fn figures(&self) -> [(&'static str, u64); 8] {
+    pub fn figures(&self) -> [(&'static str, u64); 10] {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let syncs = get(&self.syncs);
+        let h = self.sync_latency();
         [
+            ("log_sync_us_p50", h.quantile_bound_us(0.5)),
+            ("log_sync_us_p99", h.quantile_bound_us(0.99)),
             ("durable_seq", get(&self.durable)),
             ("log_bytes", get(&self.bytes)),
             ("log_syncs", syncs),
