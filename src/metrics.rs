@@ -164,6 +164,7 @@ impl Collector for Figures {
                 ("get_miss", get(&c.get_misses)),
                 ("version_conflict", get(&c.version_conflicts)),
                 ("memory_limit", get(&c.writes_refused_memory)),
+                ("storage_full", get(&c.writes_refused_storage)),
                 ("request_error", get(&c.request_errors)),
                 ("protocol_error", get(&c.protocol_errors)),
                 ("internal_error", get(&c.internal_errors)),

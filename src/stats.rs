@@ -117,6 +117,8 @@ counters! {
     version_conflicts,
     /// Writes refused with MEMORY_LIMIT.
     writes_refused_memory,
+    /// Writes refused with STORAGE_FULL.
+    writes_refused_storage,
     /// Requests answered with an error status (bad body, unknown opcode, limits).
     request_errors,
     /// Fatal protocol errors (malformed frame, bad version, frame too large).

@@ -23,10 +23,13 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         let dir = std::env::temp_dir().join(format!(
-            "switchboard-test-{name}-{}-{:?}",
-            std::process::id(),
-            Instant::now()
+            "switchboard-test-{name}-{}-{nanos}",
+            std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
         TempDir(dir)
@@ -270,4 +273,88 @@ fn no_answer_or_event_leaves_before_its_sync() {
     let record = reader.get("k").unwrap().unwrap();
     assert_eq!(record.version, version);
     assert!(t1.elapsed() < delay, "a durable record was read at once");
+}
+
+/// Unmounts a file system the test mounted, once everything using it is gone.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_until_there_is_room_and_loses_nothing() {
+    let dir = TempDir::new("full");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs", dir.arg()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs CAP_SYS_ADMIN)");
+        return;
+    }
+    let _unmount = Mounted(dir.0.clone());
+    // Leave the log about 600 KiB.
+    let filler = dir.0.join("filler");
+    std::fs::write(&filler, vec![0u8; (4 << 20) - (600 << 10)]).unwrap();
+
+    let mut server = start(&dir, &[]);
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, addr) = (acked.clone(), stop.clone(), server.addr);
+        std::thread::spawn(move || {
+            let mut c = switchboard::client::Client::connect(addr).unwrap();
+            c.set_timeout(Some(Duration::from_secs(30))).unwrap();
+            for i in 0..10_000 {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let key = format!("big{i:05}");
+                match c.put(key.clone(), vec![b'x'; 4096]) {
+                    Ok(version) => acked.lock().unwrap().push((key, version)),
+                    Err(switchboard::client::ClientError::Server { status, .. })
+                        if status == switchboard::protocol::Status::STORAGE_FULL => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+    };
+    common::wait_until("the server finds the disk full", || {
+        switchboard::client::stat(&server.stats(), "storage_full") == Some(1)
+    });
+    // Writes are refused, with the status; reads go on.
+    let mut probe = server.client();
+    match probe.put("probe", "v") {
+        Err(switchboard::client::ClientError::Server { status, .. }) => {
+            assert_eq!(status, switchboard::protocol::Status::STORAGE_FULL)
+        }
+        other => panic!("a write while the disk is full: {other:?}"),
+    }
+    let (first, version) = acked.lock().unwrap()[0].clone();
+    assert_eq!(probe.get(first).unwrap().unwrap().version, version);
+
+    // Room again: the write that waited is acknowledged, and writes go on.
+    std::fs::remove_file(&filler).unwrap();
+    common::wait_until("writes are accepted again", || {
+        probe.put("probe", "v").is_ok()
+    });
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(server.terminate().success());
+
+    let server = start(&dir, &[]);
+    let mut c = server.client();
+    let acked = acked.lock().unwrap();
+    assert!(!acked.is_empty());
+    for (key, version) in acked.iter() {
+        let record = c.get(key.clone()).unwrap().expect("an acknowledged write");
+        assert_eq!(record.version, *version, "{key}");
+    }
+    drop(c);
+    drop(server);
 }

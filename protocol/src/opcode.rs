@@ -144,6 +144,9 @@ byte_codes! {
         /// Fatal: the server's memory for client buffers is full and this connection
         /// held the most; the server closes it after this frame.
         CLIENT_MEMORY_LIMIT = 0x23,
+        /// The server keeps its data on disk and the disk is full: the write was not
+        /// carried out; reads go on.
+        STORAGE_FULL = 0x24,
         /// The server failed; the request may or may not have been applied.
         INTERNAL_ERROR = 0x30,
     }

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How often `everysec` syncs.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// How often a write that found the disk full is tried again.
+const FULL_RETRY: Duration = Duration::from_millis(200);
+
 /// Starts the thread.
 pub(super) fn start(
     wal: Wal,
@@ -54,8 +57,16 @@ impl LogThread {
         loop {
             let (last, closing) = self.take(&mut batch);
             if !batch.is_empty() {
-                if let Err(e) = self.wal.write(&batch, last) {
-                    fatal("writing the write-ahead log", &e);
+                if !self.write(&batch, last) {
+                    // Stopping with the disk still full: these changes were never
+                    // synced, so under `always` never acknowledged either.
+                    self.shared.abandoned.store(true, Ordering::Relaxed);
+                    tracing::error!(
+                        "stopping with the disk full: changes up to {last} after {} are not \
+                         in the log",
+                        self.wal.last_seq()
+                    );
+                    return;
                 }
                 batch.clear();
                 let stats = &self.shared.stats;
@@ -76,6 +87,46 @@ impl LogThread {
                 return;
             }
         }
+    }
+
+    /// Writes `batch`, waiting for space when the disk is full (the write is cut back
+    /// and tried again; meanwhile new writes are refused with STORAGE_FULL). False
+    /// when the server stops before space comes back.
+    fn write(&mut self, batch: &[u8], last: u64) -> bool {
+        let stats = &self.shared.stats;
+        loop {
+            match self.wal.write(batch, last) {
+                Ok(()) => {
+                    if stats.storage_full.swap(false, Ordering::Relaxed) {
+                        tracing::warn!("the disk has room again: writes are accepted");
+                    }
+                    return true;
+                }
+                Err(e) if is_out_of_space(&e) => {
+                    if !stats.storage_full.swap(true, Ordering::Relaxed) {
+                        stats.storage_full_events.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            "the disk that holds the data is full ({e}): writes are refused \
+                             with STORAGE_FULL until there is room; reads go on"
+                        );
+                    }
+                    if self.closing() {
+                        return false;
+                    }
+                    std::thread::sleep(FULL_RETRY);
+                }
+                Err(e) => fatal("writing the write-ahead log", &e),
+            }
+        }
+    }
+
+    /// True once the server has asked the log to stop.
+    fn closing(&self) -> bool {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closing
     }
 
     /// Waits until something is pending (or, under `everysec`, a sync is due, or the
@@ -137,6 +188,12 @@ impl LogThread {
         stats.durable.store(written, Ordering::Release);
         let _ = self.wake.wake();
     }
+}
+
+/// True for the errors of a full disk or an exhausted quota.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || e.kind() == std::io::ErrorKind::StorageFull
 }
 
 /// The log cannot be trusted from here on: stop the process, saying why, rather

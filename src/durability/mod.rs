@@ -164,6 +164,10 @@ pub struct LogStats {
     /// in nanoseconds.
     sync_buckets: [AtomicU64; latency::BUCKETS + 1],
     sync_ns: AtomicU64,
+    /// Set while the log cannot be written for lack of space: writes are refused.
+    storage_full: std::sync::atomic::AtomicBool,
+    /// Times the log found the disk full.
+    pub storage_full_events: AtomicU64,
     /// Changes replayed from the log at start.
     pub recovered: AtomicU64,
     /// How long recovery took, in microseconds.
@@ -171,6 +175,12 @@ pub struct LogStats {
 }
 
 impl LogStats {
+    /// True while the log cannot be written for lack of space (writes are refused
+    /// with STORAGE_FULL until it can).
+    pub fn storage_full(&self) -> bool {
+        self.storage_full.load(Ordering::Relaxed)
+    }
+
     /// Counts one sync that took `took`.
     fn synced(&self, took: Duration) {
         let ns = took.as_nanos().min(u128::from(u64::MAX)) as u64;
@@ -191,7 +201,7 @@ impl LogStats {
     }
 
     /// The figures STATS reports.
-    pub fn figures(&self) -> [(&'static str, u64); 10] {
+    pub fn figures(&self) -> [(&'static str, u64); 12] {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let syncs = get(&self.syncs);
         let h = self.sync_latency();
@@ -207,6 +217,8 @@ impl LogStats {
             ),
             ("log_sync_us_mean", get(&self.sync_micros) / syncs.max(1)),
             ("log_sync_us_max", get(&self.sync_micros_max)),
+            ("storage_full", u64::from(self.storage_full())),
+            ("storage_full_events", get(&self.storage_full_events)),
             ("recovered_changes", get(&self.recovered)),
             ("recovery_us", get(&self.recovery_micros)),
         ]
@@ -228,6 +240,8 @@ struct Shared {
     pending: Mutex<Pending>,
     ready: Condvar,
     stats: Arc<LogStats>,
+    /// The log thread stopped with changes it could not write (the disk stayed full).
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 /// The reactor's handle on durability.
@@ -311,6 +325,7 @@ impl Durability {
             }),
             ready: Condvar::new(),
             stats,
+            abandoned: std::sync::atomic::AtomicBool::new(false),
         });
         let thread = log_thread::start(wal, shared.clone(), config.fsync, config.sync_delay, wake)
             .map_err(io(&config.dir))?;
@@ -404,6 +419,9 @@ impl Durability {
     pub fn close(mut self) -> u64 {
         self.finish();
         let durable = self.durable();
+        if self.shared.abandoned.load(Ordering::Relaxed) {
+            return durable;
+        }
         if let Err(e) = self.history.mark_clean() {
             tracing::warn!("cannot record the clean stop in the data directory: {e}");
         }

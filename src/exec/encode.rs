@@ -24,7 +24,9 @@ fn observed(ctx: &Context, outcome: &Outcome<'_>) -> u64 {
         Outcome::Found { version, .. } | Outcome::Written { version } => *version,
         Outcome::Conflict { current } => *current,
         // The absence may be a deletion's doing: the store's sequence covers it.
-        Outcome::NotFound | Outcome::Stats => ctx.store.seq(),
+        // (STATS reports the sequence beside the durable one, and must answer while
+        // the log is stuck, so it does not wait.)
+        Outcome::NotFound => ctx.store.seq(),
         Outcome::Page(page) => page.seq,
         Outcome::Subscribed { seq, .. } => *seq,
         _ => 0,

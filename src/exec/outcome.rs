@@ -107,6 +107,18 @@ pub fn execute<R>(
             });
         }
     };
+    if matches!(
+        request,
+        Request::Put { .. } | Request::Cas { .. } | Request::Delete { .. }
+    ) && ctx.log.as_ref().is_some_and(|log| log.storage_full())
+    {
+        c.writes_refused_storage += 1;
+        return then(Outcome::Refused {
+            opcode: request.opcode(),
+            status: Status::STORAGE_FULL,
+            reason: "write refused: the disk that holds the data is full (reads go on)",
+        });
+    }
     match request {
         Request::Get { key } => {
             #[cfg(test)]

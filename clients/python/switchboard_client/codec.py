@@ -68,6 +68,7 @@ STATUSES = {
     "SERVER_FULL": 0x21,
     "SHUTTING_DOWN": 0x22,
     "CLIENT_MEMORY_LIMIT": 0x23,
+    "STORAGE_FULL": 0x24,
     "INTERNAL_ERROR": 0x30,
 }
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
