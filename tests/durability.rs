@@ -358,3 +358,120 @@ fn a_full_disk_refuses_writes_until_there_is_room_and_loses_nothing() {
     drop(c);
     drop(server);
 }
+
+#[test]
+fn compaction_bounds_the_log_and_a_restart_keeps_every_latest_value() {
+    let dir = TempDir::new("compact");
+    let mut server = start(
+        &dir,
+        &["--compact-min", "256k", "--test-segment-bytes", "65536"],
+    );
+    let mut c = server.client();
+    let mut latest = std::collections::HashMap::new();
+    // 100 keys written over and over: the log grows far past the live data.
+    for round in 0..100 {
+        let mut p = c.pipeline();
+        for k in 0..100 {
+            p = p.put(format!("k{k:03}"), format!("{round:04}{}", "v".repeat(200)));
+        }
+        for (k, a) in p.send().unwrap().into_iter().enumerate() {
+            match a {
+                switchboard::protocol::ResponseBody::Written { version } => {
+                    latest.insert(format!("k{k:03}"), version);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    common::wait_until("a compaction has removed old segments", || {
+        let stats = server.stats();
+        let stat = |n| switchboard::client::stat(&stats, n).unwrap_or(0);
+        stat("log_compactions") >= 1 && stat("log_bytes") < 1 << 20
+    });
+    let written: u64 = 100 * 100 * 200;
+    let stats = server.stats();
+    let log_bytes = switchboard::client::stat(&stats, "log_bytes").unwrap();
+    assert!(log_bytes < written / 2, "the log holds {log_bytes} B");
+    server.terminate();
+
+    let server = start(&dir, &[]);
+    let mut c = server.client();
+    for (key, version) in &latest {
+        let record = c.get(key.clone()).unwrap().expect("a record");
+        assert_eq!(record.version, *version, "{key}");
+    }
+    let next = c.put("after", "restart").unwrap();
+    assert_eq!(next, 100 * 100 + 1, "sequences go on after a snapshot");
+}
+
+#[test]
+fn a_backup_taken_while_writing_holds_every_write_acknowledged_before_it() {
+    let dir = TempDir::new("backup-src");
+    let dest = TempDir::new("backup-dest");
+    let server = start(
+        &dir,
+        &["--compact-min", "64k", "--test-segment-bytes", "32768"],
+    );
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, addr) = (acked.clone(), stop.clone(), server.addr);
+        std::thread::spawn(move || {
+            let mut c = switchboard::client::Client::connect(addr).unwrap();
+            c.set_timeout(Some(common::WAIT)).unwrap();
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                // Some keys over and over (compactions), some new ones.
+                let key = if i % 2 == 0 {
+                    format!("hot{}", i % 50)
+                } else {
+                    format!("new{i}")
+                };
+                let version = c.put(key.clone(), vec![b'v'; 100]).unwrap();
+                acked.lock().unwrap().push((key, version));
+            }
+        })
+    };
+    common::wait_until("writes are acknowledged", || {
+        acked.lock().unwrap().len() >= 3_000
+    });
+    let before: Vec<(String, u64)> = acked.lock().unwrap().clone();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--data-dir", dir.arg(), "--backup-to", dest.arg()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let history = server.client().hello(0).unwrap().history;
+
+    let copy = ServerProcess::start(&["--data-dir", dest.arg(), "--workers", "1"]);
+    let mut c = copy.client();
+    assert_ne!(
+        c.hello(0).unwrap().history,
+        history,
+        "a copy starts a new history"
+    );
+    // The latest acknowledged version of each key before the backup, at least.
+    let mut want = std::collections::HashMap::new();
+    for (key, version) in before {
+        want.insert(key, version);
+    }
+    for (key, version) in &want {
+        let record = c
+            .get(key.clone())
+            .unwrap()
+            .expect("a record acknowledged before");
+        assert!(
+            record.version >= *version,
+            "{key}: {} < {version}",
+            record.version
+        );
+    }
+}

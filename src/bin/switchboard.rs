@@ -158,6 +158,22 @@ struct Flags {
     #[arg(long)]
     repair: bool,
 
+    /// With --data-dir: copy DIR's data, consistently, into the new directory PATH
+    /// and exit; works while a server runs on DIR. A server started on the copy holds
+    /// every write acknowledged before the copy began, under a new history id.
+    #[arg(long, value_name = "PATH", requires = "data_dir")]
+    backup_to: Option<std::path::PathBuf>,
+
+    /// With --data-dir, compact the log only once it is past this size (suffixes k,
+    /// m, g) and past twice the live data: a snapshot of the records replaces the
+    /// segments it covers.
+    #[arg(long, default_value = "64m", value_parser = parse_bytes)]
+    compact_min: u64,
+
+    /// Test hook: log segments are rotated past this many bytes (default 64 MiB).
+    #[arg(long, hide = true)]
+    test_segment_bytes: Option<u64>,
+
     /// Test hook: every log sync takes this many milliseconds longer.
     #[arg(long, hide = true, default_value_t = 0)]
     test_sync_delay_ms: u64,
@@ -353,10 +369,35 @@ fn main() -> ExitCode {
             fsync: flags.fsync.parse().unwrap_or_default(),
             repair: flags.repair,
             sync_delay: Duration::from_millis(flags.test_sync_delay_ms),
+            compact_min_bytes: flags.compact_min,
+            segment_bytes: flags
+                .test_segment_bytes
+                .unwrap_or(DurabilityConfig::new(dir).segment_bytes),
             ..DurabilityConfig::new(dir)
         }),
         ..Config::default()
     };
+    if let (Some(dest), Some(dir)) = (&flags.backup_to, &flags.data_dir) {
+        return match switchboard::durability::backup(dir, dest) {
+            Ok(r) => {
+                println!(
+                    "backed up {} to {}: changes up to {} ({} snapshot record(s), {} log \
+                     entries, {} file(s))",
+                    dir.display(),
+                    r.dest.display(),
+                    r.last_seq,
+                    r.snapshot_records,
+                    r.entries,
+                    r.files
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("switchboard: backup failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let server = match Server::bind(&config) {
         Ok(server) => server,
         Err(e) => {

@@ -42,6 +42,18 @@ pub(super) fn start(
         })
 }
 
+/// What one round of the log thread has to do.
+struct Round {
+    /// The sequence of the last entry taken.
+    last: u64,
+    /// The server is stopping: sync everything, then end.
+    closing: bool,
+    /// Sync up to here whatever the mode.
+    sync_until: u64,
+    /// Remove the segments a snapshot at this sequence covers.
+    remove_through: Option<u64>,
+}
+
 struct LogThread {
     wal: Wal,
     shared: Arc<Shared>,
@@ -55,7 +67,12 @@ impl LogThread {
     fn run(mut self) {
         let mut batch = BytesMut::new();
         loop {
-            let (last, closing) = self.take(&mut batch);
+            let Round {
+                last,
+                closing,
+                sync_until,
+                remove_through,
+            } = self.take(&mut batch);
             if !batch.is_empty() {
                 if !self.write(&batch, last) {
                     // Stopping with the disk still full: these changes were never
@@ -80,8 +97,17 @@ impl LogThread {
                 FsyncMode::EverySec => self.synced_at.elapsed() >= EVERY,
                 FsyncMode::Off => false,
             };
-            if written > durable && (due || closing) {
+            if written > durable && (due || closing || durable < sync_until) {
                 self.sync(written, durable);
+            }
+            if let Some(seq) = remove_through {
+                match self.wal.remove_through(seq) {
+                    Ok(_) => {
+                        let bytes = self.wal.bytes();
+                        self.shared.stats.bytes.store(bytes, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!("cannot remove log segments a snapshot covers: {e}"),
+                }
             }
             if closing {
                 return;
@@ -122,26 +148,27 @@ impl LogThread {
 
     /// True once the server has asked the log to stop.
     fn closing(&self) -> bool {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closing
+        super::is_closing(&self.shared)
     }
 
-    /// Waits until something is pending (or, under `everysec`, a sync is due, or the
-    /// server stops), and takes it all into `batch`.
-    fn take(&mut self, batch: &mut BytesMut) -> (u64, bool) {
+    /// Waits until there is work (something pending, a sync asked for or due, a
+    /// removal, or the stop), and takes it all; pending entries go into `batch`.
+    fn take(&mut self, batch: &mut BytesMut) -> Round {
         let mut pending = self
             .shared
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         loop {
-            if !pending.buf.is_empty() || pending.closing {
+            let durable = self.shared.stats.durable.load(Ordering::Relaxed);
+            let unsynced = self.wal.last_seq() > durable;
+            if !pending.buf.is_empty()
+                || pending.closing
+                || pending.remove_through.is_some()
+                || (unsynced && pending.sync_until > durable)
+            {
                 break;
             }
-            let unsynced = self.wal.last_seq() > self.shared.stats.durable.load(Ordering::Relaxed);
             if self.mode == FsyncMode::EverySec && unsynced {
                 let left = EVERY.saturating_sub(self.synced_at.elapsed());
                 if left.is_zero() {
@@ -162,7 +189,12 @@ impl LogThread {
             }
         }
         std::mem::swap(batch, &mut pending.buf);
-        (pending.last, pending.closing)
+        Round {
+            last: pending.last,
+            closing: pending.closing,
+            sync_until: pending.sync_until,
+            remove_through: pending.remove_through.take(),
+        }
     }
 
     /// Syncs the log up to `written` and publishes it as durable.

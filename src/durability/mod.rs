@@ -22,9 +22,13 @@
 //! have dropped the unwritten pages, so retrying could report as durable what is lost
 //! (PostgreSQL, Redis and etcd stop here too).
 
+mod backup;
+mod compact;
 mod history;
 mod log_thread;
 
+pub use backup::{backup, BackupError, BackupReport};
+pub use compact::COMPACT_RATIO;
 pub use history::History;
 
 use crate::stats::latency;
@@ -87,6 +91,9 @@ pub struct DurabilityConfig {
     pub segment_bytes: u64,
     /// Test hook: every sync takes at least this much longer.
     pub sync_delay: Duration,
+    /// The log is compacted only past this size (and past [`COMPACT_RATIO`] times
+    /// the live data).
+    pub compact_min_bytes: u64,
 }
 
 impl DurabilityConfig {
@@ -98,6 +105,7 @@ impl DurabilityConfig {
             repair: false,
             segment_bytes: 64 << 20,
             sync_delay: Duration::ZERO,
+            compact_min_bytes: 64 << 20,
         }
     }
 }
@@ -168,6 +176,8 @@ pub struct LogStats {
     storage_full: std::sync::atomic::AtomicBool,
     /// Times the log found the disk full.
     pub storage_full_events: AtomicU64,
+    /// Compactions done.
+    pub compactions: AtomicU64,
     /// Changes replayed from the log at start.
     pub recovered: AtomicU64,
     /// How long recovery took, in microseconds.
@@ -201,7 +211,7 @@ impl LogStats {
     }
 
     /// The figures STATS reports.
-    pub fn figures(&self) -> [(&'static str, u64); 12] {
+    pub fn figures(&self) -> [(&'static str, u64); 13] {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let syncs = get(&self.syncs);
         let h = self.sync_latency();
@@ -219,6 +229,7 @@ impl LogStats {
             ("log_sync_us_max", get(&self.sync_micros_max)),
             ("storage_full", u64::from(self.storage_full())),
             ("storage_full_events", get(&self.storage_full_events)),
+            ("log_compactions", get(&self.compactions)),
             ("recovered_changes", get(&self.recovered)),
             ("recovery_us", get(&self.recovery_micros)),
         ]
@@ -232,6 +243,11 @@ struct Pending {
     buf: BytesMut,
     last: u64,
     closing: bool,
+    /// Sync up to here even if the mode would not (a compaction waits for it).
+    sync_until: u64,
+    /// A snapshot covers every change up to here: remove the segments it makes
+    /// useless.
+    remove_through: Option<u64>,
 }
 
 /// State shared by the reactor and the log thread.
@@ -251,6 +267,8 @@ pub struct Durability {
     thread: Option<JoinHandle<()>>,
     history: History,
     mode: FsyncMode,
+    config: DurabilityConfig,
+    compactor: compact::Compactor,
     /// Entries encoded since the last submit, and the last one's sequence.
     local: BytesMut,
     local_last: u64,
@@ -280,13 +298,21 @@ impl Durability {
         let lock = lock_dir(&config.dir)?;
         let mut tail = VecDeque::new();
         let mut tail_base = None;
-        let (wal, report) = Wal::open(
+        let mut snapshot_records = 0u64;
+        let snapshot = wal::load_snapshot(&wal::RealFs, &config.dir, |key, version, value| {
+            store.restore(key, version, Some(value));
+            snapshot_records += 1;
+        })?
+        .unwrap_or(0);
+        store.restore_seq(snapshot);
+        let (wal, report) = Wal::open_after(
             wal::RealFs,
             &config.dir,
             WalConfig {
                 segment_bytes: config.segment_bytes,
                 repair: config.repair,
             },
+            snapshot,
             |seq, record| {
                 let base = *tail_base.get_or_insert(seq - 1);
                 let change = match record {
@@ -312,6 +338,11 @@ impl Durability {
             },
         )?;
         store.restore_seq(report.last_seq);
+        if snapshot > 0 {
+            tracing::info!(
+                "loaded a snapshot of {snapshot_records} record(s) at change {snapshot}"
+            );
+        }
         let (history, new_history) =
             History::start(&config.dir, config.fsync).map_err(io(&config.dir))?;
         let stats = Arc::new(LogStats::default());
@@ -355,6 +386,8 @@ impl Durability {
                 thread: Some(thread),
                 history,
                 mode: config.fsync,
+                config: config.clone(),
+                compactor: compact::Compactor::default(),
                 local: BytesMut::new(),
                 local_last: 0,
                 _lock: lock,
@@ -428,6 +461,11 @@ impl Durability {
         durable
     }
 
+    /// Starts a compaction if the log is due one (see `compact`); cheap otherwise.
+    pub fn maybe_compact(&mut self, ctx: &Arc<crate::exec::Context>) {
+        self.compactor.maybe_start(&self.config, &self.shared, ctx);
+    }
+
     /// Lets the log thread write and sync what is pending, and waits for it to end.
     fn finish(&mut self) {
         let Some(thread) = self.thread.take() else {
@@ -444,7 +482,33 @@ impl Durability {
         }
         self.shared.ready.notify_one();
         let _ = thread.join();
+        self.compactor.join();
     }
+}
+
+/// Asks the log thread to sync up to `seq` whatever its mode.
+fn request_sync(shared: &Shared, seq: u64) {
+    let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+    pending.sync_until = pending.sync_until.max(seq);
+    drop(pending);
+    shared.ready.notify_one();
+}
+
+/// Asks the log thread to remove the segments a snapshot at `seq` covers.
+fn remove_through(shared: &Shared, seq: u64) {
+    let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+    pending.remove_through = Some(seq);
+    drop(pending);
+    shared.ready.notify_one();
+}
+
+/// True once the server has asked the log to stop.
+fn is_closing(shared: &Shared) -> bool {
+    shared
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .closing
 }
 
 impl Drop for Durability {

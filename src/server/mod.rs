@@ -549,6 +549,9 @@ impl Server {
 
     /// Publishes the reactor's gauges and this iteration's counts.
     fn publish(&mut self, _now: Instant) {
+        if let Some(gate) = &mut self.durable {
+            gate.log.maybe_compact(&self.ctx);
+        }
         let stats = &self.ctx.stats;
         stats.counters.absorb(&mut self.tally);
         stats.latency.absorb(&mut self.latency);

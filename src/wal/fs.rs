@@ -46,6 +46,12 @@ pub trait FsFile: Send + 'static {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Truncates (or extends with zeros) to `len` bytes. Not durable until synced.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Reserves disk space for the file's first `len` bytes without changing its
+    /// length, so appends up to there cannot run out of space. An error only when
+    /// the space is not there; a file system that cannot reserve is not an error.
+    fn preallocate(&mut self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The real file system, through `std::fs`.
@@ -115,5 +121,25 @@ impl FsFile for File {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
+    }
+
+    /// `fallocate` with `FALLOC_FL_KEEP_SIZE`: the blocks are the file's, its length
+    /// is not, so recovery never reads the reserved space as entries.
+    #[cfg(target_os = "linux")]
+    fn preallocate(&mut self, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+        // SAFETY: fallocate on a descriptor this `File` owns and keeps open.
+        let rc = unsafe { libc::fallocate(self.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EFBIG) => Err(e),
+            // EOPNOTSUPP and the like: the file system cannot reserve; appends then
+            // find out about space as they go.
+            _ => Ok(()),
+        }
     }
 }

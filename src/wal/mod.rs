@@ -43,7 +43,10 @@
 //! far durable: earlier segments written since the last sync, then the current one
 //! (`fdatasync`), then, if a segment was created since, the directory. A new segment is
 //! created with its header, and its file and its directory entry are synced before any
-//! entry in it is acknowledged, that is, within the next `sync`. A failed `sync` fails
+//! entry in it is acknowledged, that is, within the next `sync`. Its space
+//! ([`WalConfig::segment_bytes`]) is reserved when it is created, without changing its
+//! length (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so a disk fills when a segment is
+//! started, not part way through a batch. A failed `sync` fails
 //! the log for good ([`Wal::is_failed`]).
 //!
 //! # Recovery
@@ -76,6 +79,12 @@
 //!
 //! An empty or absent DIR is a new log at seq 0: the first entry is seq 1.
 //!
+//! # Snapshots
+//! A snapshot (`snapshot`) holds every live record as of a seq, so the segments
+//! before it can go: recovery loads the newest snapshot ([`load_snapshot`]) and then
+//! the log after it ([`Wal::open_after`]); [`Wal::remove_through`] removes what a
+//! snapshot covers once it is in place.
+//!
 //! A crash can also leave a later part of an unsynced write on disk without an
 //! earlier part (disks need not write pages in order). Recovery cannot tell that from
 //! a damaged disk, so it refuses, and `--repair` keeps what came before: only entries
@@ -84,6 +93,7 @@
 mod format;
 mod fs;
 mod recover;
+mod snapshot;
 mod writer;
 
 pub mod faulty;
@@ -92,12 +102,18 @@ pub mod faulty;
 mod tests;
 #[cfg(test)]
 mod tests_crash;
+#[cfg(test)]
+mod tests_snapshot;
 
 pub use format::{
     encode_entry, parse_segment_name, segment_name, try_encode_entry, Record, RecordTooLarge,
     ENTRY_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_BODY, MAX_KEY, MAX_VALUE,
 };
 pub use fs::{Fs, FsFile, RealFs};
+pub use snapshot::{
+    load_snapshot, parse_snapshot_name, snapshot_name, SnapshotInfo, SnapshotWriter,
+    SNAPSHOT_MAGIC, SNAPSHOT_VERSION,
+};
 pub use writer::Wal;
 
 use std::path::PathBuf;

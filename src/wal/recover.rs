@@ -51,15 +51,15 @@ struct Damage {
 
 /// Reads a file through a window, so memory stays bounded by one chunk or one entry
 /// whatever the file's size.
-struct Reader<'f, F> {
+pub(crate) struct Reader<'f, F> {
     file: &'f F,
-    len: u64,
+    pub(crate) len: u64,
     start: u64,
     buf: Vec<u8>,
 }
 
 impl<'f, F: FsFile> Reader<'f, F> {
-    fn new(file: &'f F) -> io::Result<Self> {
+    pub(crate) fn new(file: &'f F) -> io::Result<Self> {
         Ok(Reader {
             file,
             len: file.size()?,
@@ -70,7 +70,7 @@ impl<'f, F: FsFile> Reader<'f, F> {
 
     /// `n` bytes at `off`; the caller has checked they are within the file, and `n`
     /// against the entry bound.
-    fn get(&mut self, off: u64, n: usize) -> io::Result<&[u8]> {
+    pub(crate) fn get(&mut self, off: u64, n: usize) -> io::Result<&[u8]> {
         let end = off + n as u64;
         if off < self.start || end > self.start + self.buf.len() as u64 {
             let want = (n.max(CHUNK) as u64).min(self.len - off) as usize;
@@ -88,6 +88,7 @@ pub(crate) fn recover<F: Fs>(
     fs: &F,
     dir: &Path,
     config: &WalConfig,
+    after: u64,
     replay: &mut dyn FnMut(u64, Record<'_>),
 ) -> Result<Recovered<F::File>, WalError> {
     create_dir_durably(fs, dir)?;
@@ -105,10 +106,40 @@ pub(crate) fn recover<F: Fs>(
         })
         .collect();
     segments.sort_by_key(|s| s.first_seq);
+    let after_snapshot = after.checked_add(1).ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "snapshot at the largest seq")
+    })?;
+    // Segments wholly covered by the snapshot: a crash came between putting it in
+    // place and removing them.
+    let covered = segments
+        .windows(2)
+        .take_while(|w| w[1].first_seq <= after_snapshot)
+        .count();
+    for seg in segments.drain(..covered) {
+        fs.remove_file(&seg.path)?;
+    }
+    if covered > 0 {
+        fs.sync_dir(dir)?;
+    }
+    if let Some(first) = segments.first() {
+        if first.first_seq > after_snapshot {
+            return Err(WalError::Damaged {
+                file: first.path.clone(),
+                offset: 0,
+                reason: format!(
+                    "the log starts at change {} but the snapshot ends at {after}: the \
+                     changes between are missing",
+                    first.first_seq
+                ),
+            });
+        }
+    }
 
     let mut report = RecoveryReport::default();
     // The seq the next entry must have; the first segment's name sets it.
-    let mut next_seq = segments.first().map_or(1, |s| s.first_seq.max(1));
+    let mut next_seq = segments
+        .first()
+        .map_or(after_snapshot, |s| s.first_seq.max(1));
     // Segments kept whole, with their lengths.
     let mut kept: Vec<(usize, u64)> = Vec::new();
     let mut damage = None;
@@ -116,7 +147,14 @@ pub(crate) fn recover<F: Fs>(
         let mut file = fs.open(&seg.path)?;
         let mut reader = Reader::new(&file)?;
         let len = reader.len;
-        match read_segment(&mut reader, seg, next_seq, replay, &mut report.entries)? {
+        match read_segment(
+            &mut reader,
+            seg,
+            next_seq,
+            after,
+            replay,
+            &mut report.entries,
+        )? {
             Ok(next) => {
                 next_seq = next;
                 // What is replayed is made durable, in case the last run wrote it
@@ -153,6 +191,22 @@ pub(crate) fn recover<F: Fs>(
     }
 
     let last_seq = next_seq - 1;
+    if last_seq < after && !kept.is_empty() {
+        let (i, len) = kept[kept.len() - 1];
+        return Err(WalError::Damaged {
+            file: segments[i].path.clone(),
+            offset: len,
+            reason: format!(
+                "the log ends at change {last_seq} but the snapshot is at {after}: the disk \
+                 lost synced data"
+            ),
+        });
+    }
+    let (next_seq, last_seq) = if kept.is_empty() {
+        (next_seq.max(after_snapshot), last_seq.max(after))
+    } else {
+        (next_seq, last_seq)
+    };
     let mut bytes: u64 = kept.iter().map(|&(_, len)| len).sum();
     report.segments = kept.len();
     let (file, file_first_seq, file_len) = match kept.last() {
@@ -160,6 +214,9 @@ pub(crate) fn recover<F: Fs>(
         None => {
             let path = dir.join(segment_name(next_seq));
             let mut file = fs.create_new(&path)?;
+            // Best effort: a disk too full to reserve a segment still starts, and
+            // refuses writes when they do not fit.
+            let _ = file.preallocate(config.segment_bytes);
             file.append(&header())?;
             file.sync_data()?;
             bytes += HEADER_LEN;
@@ -215,6 +272,7 @@ fn read_segment<F: FsFile>(
     reader: &mut Reader<'_, F>,
     seg: &Segment,
     mut next_seq: u64,
+    after: u64,
     replay: &mut dyn FnMut(u64, Record<'_>),
     entries: &mut u64,
 ) -> io::Result<Result<u64, Damage>> {
@@ -276,10 +334,14 @@ fn read_segment<F: FsFile>(
             return damage(off, "seq u64::MAX is reserved".into(), false, next_seq);
         }
         match decode_body(body) {
-            Ok(record) => replay(h.seq, record),
+            // Entries the snapshot holds are checked, not replayed.
+            Ok(_) if h.seq <= after => {}
+            Ok(record) => {
+                replay(h.seq, record);
+                *entries += 1;
+            }
             Err(reason) => return damage(off, reason, true, next_seq),
         }
-        *entries += 1;
         next_seq += 1;
         off += size;
     }

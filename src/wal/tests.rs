@@ -190,6 +190,43 @@ fn round_trip_on_the_real_file_system() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn segments_are_preallocated_without_growing_their_length() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::env::temp_dir().join(format!("switchboard-wal-prealloc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let segment_bytes = 1 << 20;
+    let (mut wal, _, _) = open(RealFs, &dir, config(segment_bytes)).unwrap();
+    append(&mut wal, &[put(1)]).unwrap();
+    wal.sync().unwrap();
+    let meta = std::fs::metadata(dir.join(segment_name(1))).unwrap();
+    assert!(
+        meta.len() < 100,
+        "the length is what was written: {}",
+        meta.len()
+    );
+    // Where the file system can reserve space (ext4, xfs, btrfs, tmpfs), it has.
+    let reserved = meta.blocks() * 512;
+    let fs_type = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(&dir)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if ["ext2/ext3", "xfs", "btrfs", "tmpfs"].contains(&fs_type.as_str()) {
+        assert!(
+            reserved >= segment_bytes,
+            "{fs_type}: {reserved} bytes reserved"
+        );
+    } else {
+        eprintln!("{fs_type}: cannot tell whether it reserves ({reserved} bytes allocated)");
+    }
+    drop(wal);
+    let (_, _, got) = open(RealFs, &dir, config(segment_bytes)).unwrap();
+    assert_eq!(got, numbered(&[put(1)], 1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Builds a log of `n` entries (`put(1..=n)`) across segments of `segment_bytes`.
 fn build(n: usize, segment_bytes: u64) -> FaultyFs {
     let fs = FaultyFs::new(7);

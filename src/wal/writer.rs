@@ -1,7 +1,7 @@
 //! `Wal`: the writer. Appends encoded entries to the current segment, starts a new
 //! segment when it is full, and makes what was written durable on `sync`.
 
-use super::format::{segment_name, EntryHeader, ENTRY_HEADER_LEN, HEADER_LEN};
+use super::format::{parse_segment_name, segment_name, EntryHeader, ENTRY_HEADER_LEN, HEADER_LEN};
 use super::fs::{Fs, FsFile, RealFs};
 use super::recover::recover;
 use super::{format::header, Record, RecoveryReport, WalConfig, WalError};
@@ -60,9 +60,24 @@ impl<F: Fs> Wal<F> {
         fs: F,
         dir: &Path,
         config: WalConfig,
+        replay: impl FnMut(u64, Record<'_>),
+    ) -> Result<(Wal<F>, RecoveryReport), WalError> {
+        Self::open_after(fs, dir, config, 0, replay)
+    }
+
+    /// [`open`](Self::open) for a log whose changes up to `after` are in a snapshot
+    /// (see `load_snapshot`): entries up to `after` are checked but not replayed,
+    /// segments wholly at or before it are removed, and a log with no entries after
+    /// it goes on at `after + 1`. A log that starts after `after + 1`, or ends before
+    /// `after`, is missing changes and is refused as damaged.
+    pub fn open_after(
+        fs: F,
+        dir: &Path,
+        config: WalConfig,
+        after: u64,
         mut replay: impl FnMut(u64, Record<'_>),
     ) -> Result<(Wal<F>, RecoveryReport), WalError> {
-        let r = recover(&fs, dir, &config, &mut replay)?;
+        let r = recover(&fs, dir, &config, after, &mut replay)?;
         let wal = Wal {
             fs,
             dir: dir.to_path_buf(),
@@ -124,7 +139,12 @@ impl<F: Fs> Wal<F> {
         })?;
         let path = self.dir.join(segment_name(first_seq));
         let mut file = self.fs.create_new(&path)?;
-        if let Err(e) = file.append(&header()) {
+        // Reserved up front so the disk fills at a rotation, where nothing has been
+        // half written, rather than in the middle of a batch.
+        if let Err(e) = file
+            .preallocate(self.config.segment_bytes)
+            .and_then(|()| file.append(&header()))
+        {
             // Left behind, the file would make every later rotation fail on its name.
             if let Err(e2) = self.fs.remove_file(&path) {
                 self.failed = Some(format!(
@@ -188,6 +208,39 @@ impl<F: Fs> Wal<F> {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Removes the segments whose entries are all at or before `seq`, which a
+    /// snapshot at `seq` or later holds, and syncs the directory; never the segment
+    /// being written. Returns the bytes removed.
+    ///
+    /// Call it only once that snapshot is in place and the log is synced past `seq`.
+    pub fn remove_through(&mut self, seq: u64) -> io::Result<u64> {
+        self.check_failed()?;
+        let mut firsts: Vec<u64> = self
+            .fs
+            .list_dir(&self.dir)?
+            .into_iter()
+            .filter_map(|n| parse_segment_name(n.to_str()?))
+            .filter(|&first| first < self.file_first_seq)
+            .collect();
+        firsts.sort_unstable();
+        // A segment ends where the next begins; the current one bounds the last.
+        let mut removed = 0;
+        for (i, &first) in firsts.iter().enumerate() {
+            let next = firsts.get(i + 1).copied().unwrap_or(self.file_first_seq);
+            if next > seq.saturating_add(1) || self.unsynced_segments.contains(&first) {
+                break;
+            }
+            let path = self.dir.join(segment_name(first));
+            removed += self.fs.open(&path)?.size()?;
+            self.fs.remove_file(&path)?;
+        }
+        if removed > 0 {
+            self.fs.sync_dir(&self.dir)?;
+            self.bytes = self.bytes.saturating_sub(removed);
+        }
+        Ok(removed)
     }
 
     /// The last seq written (not necessarily synced).
