@@ -325,6 +325,18 @@ impl Collector for Figures {
                 "Changes the log's syncs covered (divide by the syncs for changes per sync).",
                 get(&log.synced_changes),
             )?;
+            counter(
+                &mut e,
+                "switchboard_log_compactions",
+                "Snapshots written to replace the log segments they cover.",
+                get(&log.compactions),
+            )?;
+            counter(
+                &mut e,
+                "switchboard_storage_full_events",
+                "Times the log found the disk full and refused writes until there was room.",
+                get(&log.storage_full_events),
+            )?;
             histogram(
                 &mut e,
                 "switchboard_log_sync_duration_seconds",
