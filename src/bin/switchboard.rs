@@ -148,8 +148,9 @@ struct Flags {
     /// With --data-dir, when the log is synced to disk. always: before any answer or
     /// change event reveals a write, so nothing acknowledged is lost in a crash or
     /// power cut. everysec: about once a second; a crash loses up to a second or so of
-    /// acknowledged writes. off: only at a clean stop; a crash loses what the
-    /// operating system had not written back.
+    /// acknowledged writes. off: only as each log segment fills, for a compaction,
+    /// and at a clean stop; a crash loses what the operating system had not written
+    /// back.
     #[arg(long, default_value = "always", value_parser = ["always", "everysec", "off"])]
     fsync: String,
 

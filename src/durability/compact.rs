@@ -18,7 +18,7 @@
 
 use super::{DurabilityConfig, Shared};
 use crate::exec::Context;
-use crate::wal::{RealFs, SnapshotWriter};
+use crate::wal::{Disk, SnapshotWriter};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -66,10 +66,11 @@ impl Compactor {
         if log < floor || log < live.saturating_mul(COMPACT_RATIO) {
             return;
         }
-        let (dir, shared, ctx) = (config.dir.clone(), shared.clone(), ctx.clone());
+        let (disk, dir) = (config.disk.clone(), config.dir.clone());
+        let (shared, ctx) = (shared.clone(), ctx.clone());
         match std::thread::Builder::new()
             .name("switchboard-compact".into())
-            .spawn(move || compact(&dir, &shared, &ctx))
+            .spawn(move || compact(&disk, &dir, &shared, &ctx))
         {
             Ok(handle) => self.running = Some(handle),
             Err(e) => tracing::warn!("cannot start a compaction: {e}"),
@@ -85,11 +86,11 @@ impl Compactor {
 }
 
 /// Writes a snapshot of the store and asks the log thread to remove what it covers.
-fn compact(dir: &Path, shared: &Arc<Shared>, ctx: &Context) {
+fn compact(disk: &Disk, dir: &Path, shared: &Arc<Shared>, ctx: &Context) {
     let start = Instant::now();
     let s0 = ctx.store.seq();
     let result = (|| -> std::io::Result<_> {
-        let mut writer = SnapshotWriter::create(&RealFs, dir, s0)?;
+        let mut writer = SnapshotWriter::create(disk, dir, s0)?;
         let mut cursor: Vec<u8> = Vec::new();
         let mut last = s0;
         loop {

@@ -12,7 +12,7 @@
 //! the old one, and the directory synced.
 
 use super::FsyncMode;
-use std::io::Write;
+use crate::wal::Disk;
 use std::path::{Path, PathBuf};
 
 /// The history this run serves, and where it is recorded.
@@ -21,13 +21,22 @@ pub struct History {
     id: u64,
     mode: FsyncMode,
     dir: PathBuf,
+    disk: Disk,
 }
 
 impl History {
     /// Reads the previous run's record, decides whether its history goes on, and
     /// records this run (not yet clean). Returns why a new history began, if one did.
-    pub fn start(dir: &Path, mode: FsyncMode) -> std::io::Result<(History, Option<&'static str>)> {
-        let previous = std::fs::read_to_string(dir.join("HISTORY")).ok();
+    pub fn start(
+        disk: &Disk,
+        dir: &Path,
+        mode: FsyncMode,
+    ) -> std::io::Result<(History, Option<&'static str>)> {
+        let previous = disk
+            .read_file(&dir.join("HISTORY"))
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
         let (id, why) = match previous.as_deref().and_then(parse) {
             Some((id, FsyncMode::Always, _)) => (id, None),
             Some((id, _, true)) => (id, None),
@@ -45,6 +54,7 @@ impl History {
             id,
             mode,
             dir: dir.to_path_buf(),
+            disk: disk.clone(),
         };
         history.write(false)?;
         Ok((history, why))
@@ -67,12 +77,8 @@ impl History {
             self.mode.name(),
             u8::from(clean)
         );
-        let tmp = self.dir.join("HISTORY.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join("HISTORY"))?;
-        std::fs::File::open(&self.dir)?.sync_all()
+        self.disk
+            .replace_file(&self.dir, "HISTORY", text.as_bytes())
     }
 }
 
@@ -106,18 +112,18 @@ mod tests {
     #[test]
     fn a_history_goes_on_unless_a_run_that_could_lose_writes_crashed() {
         let d = dir("goes-on");
-        let (first, why) = History::start(&d, FsyncMode::Always).unwrap();
+        let (first, why) = History::start(&Disk::Real, &d, FsyncMode::Always).unwrap();
         assert!(why.is_none());
         // A crash under `always`: the same history.
-        let (second, why) = History::start(&d, FsyncMode::EverySec).unwrap();
+        let (second, why) = History::start(&Disk::Real, &d, FsyncMode::EverySec).unwrap();
         assert_eq!((second.id(), why), (first.id(), None));
         // A crash under `everysec`: a new one, and why.
-        let (third, why) = History::start(&d, FsyncMode::EverySec).unwrap();
+        let (third, why) = History::start(&Disk::Real, &d, FsyncMode::EverySec).unwrap();
         assert_ne!(third.id(), first.id());
         assert!(why.is_some());
         // A clean stop under `everysec`: the same again.
         third.mark_clean().unwrap();
-        let (fourth, why) = History::start(&d, FsyncMode::Off).unwrap();
+        let (fourth, why) = History::start(&Disk::Real, &d, FsyncMode::Off).unwrap();
         assert_eq!((fourth.id(), why), (third.id(), None));
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -126,7 +132,7 @@ mod tests {
     fn an_unreadable_history_file_starts_a_new_history_and_says_why() {
         let d = dir("unreadable");
         std::fs::write(d.join("HISTORY"), "nonsense").unwrap();
-        let (_, why) = History::start(&d, FsyncMode::Always).unwrap();
+        let (_, why) = History::start(&Disk::Real, &d, FsyncMode::Always).unwrap();
         assert!(why.is_some());
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -6,7 +6,7 @@
 //! starts as soon as something is pending; nothing waits to gather more.
 
 use super::{FsyncMode, Shared};
-use crate::wal::Wal;
+use crate::wal::{Disk, Wal};
 use bytes::BytesMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,11 +21,12 @@ const FULL_RETRY: Duration = Duration::from_millis(200);
 
 /// Starts the thread.
 pub(super) fn start(
-    wal: Wal,
+    wal: Wal<Disk>,
     shared: Arc<Shared>,
     mode: FsyncMode,
     delay: Duration,
     wake: Arc<mio::Waker>,
+    simulated: bool,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("switchboard-log".into())
@@ -37,6 +38,7 @@ pub(super) fn start(
                 delay,
                 wake,
                 synced_at: Instant::now(),
+                simulated,
             }
             .run();
         })
@@ -55,12 +57,14 @@ struct Round {
 }
 
 struct LogThread {
-    wal: Wal,
+    wal: Wal<Disk>,
     shared: Arc<Shared>,
     mode: FsyncMode,
     delay: Duration,
     wake: Arc<mio::Waker>,
     synced_at: Instant,
+    /// The log is on a simulated disk (see `fail`).
+    simulated: bool,
 }
 
 impl LogThread {
@@ -75,12 +79,12 @@ impl LogThread {
             } = self.take(&mut batch);
             if !batch.is_empty() {
                 if !self.write(&batch, last) {
-                    // Stopping with the disk still full: these changes were never
-                    // synced, so under `always` never acknowledged either.
+                    // Stopping with the disk still full (or a simulated disk failed):
+                    // these changes were never synced, so under `always` never
+                    // acknowledged either.
                     self.shared.abandoned.store(true, Ordering::Relaxed);
                     tracing::error!(
-                        "stopping with the disk full: changes up to {last} after {} are not \
-                         in the log",
+                        "the log stops: changes up to {last} after {} are not in it",
                         self.wal.last_seq()
                     );
                     return;
@@ -97,8 +101,11 @@ impl LogThread {
                 FsyncMode::EverySec => self.synced_at.elapsed() >= EVERY,
                 FsyncMode::Off => false,
             };
-            if written > durable && (due || closing || durable < sync_until) {
-                self.sync(written, durable);
+            if written > durable
+                && (due || closing || durable < sync_until)
+                && !self.sync(written, durable)
+            {
+                return;
             }
             if let Some(seq) = remove_through {
                 match self.wal.remove_through(seq) {
@@ -141,7 +148,7 @@ impl LogThread {
                     }
                     std::thread::sleep(FULL_RETRY);
                 }
-                Err(e) => fatal("writing the write-ahead log", &e),
+                Err(e) => return self.fail("writing the write-ahead log", &e),
             }
         }
     }
@@ -197,14 +204,15 @@ impl LogThread {
         }
     }
 
-    /// Syncs the log up to `written` and publishes it as durable.
-    fn sync(&mut self, written: u64, durable: u64) {
+    /// Syncs the log up to `written` and publishes it as durable; false when the
+    /// log has failed (on a simulated disk; on a real one the process stops).
+    fn sync(&mut self, written: u64, durable: u64) -> bool {
         let start = Instant::now();
         if !self.delay.is_zero() {
             std::thread::sleep(self.delay);
         }
         if let Err(e) = self.wal.sync() {
-            fatal("syncing the write-ahead log (fdatasync)", &e);
+            return self.fail("syncing the write-ahead log (fdatasync)", &e);
         }
         self.synced_at = Instant::now();
         let took = start.elapsed();
@@ -219,6 +227,20 @@ impl LogThread {
         stats.sync_micros_max.fetch_max(micros, Ordering::Relaxed);
         stats.durable.store(written, Ordering::Release);
         let _ = self.wake.wake();
+        true
+    }
+
+    /// The log cannot be trusted from here on. On a real disk the process stops
+    /// (see [`fatal`]); on a simulated one, whose power a test has cut, only the log
+    /// does: nothing more becomes durable, so nothing more is acknowledged, and the
+    /// test goes on to recover from the same disk.
+    fn fail(&self, what: &str, e: &std::io::Error) -> bool {
+        if !self.simulated {
+            fatal(what, e);
+        }
+        tracing::error!("{what} failed on the simulated disk: {e}; the log stops");
+        self.shared.abandoned.store(true, Ordering::Relaxed);
+        false
     }
 }
 

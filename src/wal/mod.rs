@@ -39,14 +39,15 @@
 //!   empty). Any other op is damage.
 //!
 //! # Durability
-//! [`Wal::write`] appends without syncing; [`Wal::sync`] makes everything written so
-//! far durable: earlier segments written since the last sync, then the current one
-//! (`fdatasync`), then, if a segment was created since, the directory. A new segment is
-//! created with its header, and its file and its directory entry are synced before any
-//! entry in it is acknowledged, that is, within the next `sync`. Its space
-//! ([`WalConfig::segment_bytes`]) is reserved when it is created, without changing its
-//! length (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so a disk fills when a segment is
-//! started, not part way through a batch. A failed `sync` fails
+//! [`Wal::write`] appends without syncing, except that a segment is synced before
+//! the next one is started, so only the last segment can hold unsynced entries.
+//! [`Wal::sync`] makes everything written so far durable: the current segment
+//! (`fdatasync`), then, if a segment was created since, the directory. A new segment
+//! is created with its header, and its file and its directory entry are synced before
+//! any entry in it is acknowledged, that is, within the next `sync`. Its space
+//! ([`WalConfig::segment_bytes`]) is reserved when it is created, without changing
+//! its length (`fallocate` with `FALLOC_FL_KEEP_SIZE`), so a disk fills when a
+//! segment is started, not part way through a batch. A failed `sync` fails
 //! the log for good ([`Wal::is_failed`]).
 //!
 //! # Recovery
@@ -90,6 +91,7 @@
 //! a damaged disk, so it refuses, and `--repair` keeps what came before: only entries
 //! never acknowledged are moved aside.
 
+mod disk;
 mod format;
 mod fs;
 mod recover;
@@ -105,6 +107,7 @@ mod tests_crash;
 #[cfg(test)]
 mod tests_snapshot;
 
+pub use disk::{Disk, DiskFile};
 pub use format::{
     encode_entry, parse_segment_name, segment_name, try_encode_entry, Record, RecordTooLarge,
     ENTRY_HEADER_LEN, FORMAT_VERSION, HEADER_LEN, MAGIC, MAX_BODY, MAX_KEY, MAX_VALUE,

@@ -19,10 +19,6 @@ pub struct Wal<F: Fs = RealFs> {
     file_len: u64,
     last_seq: u64,
     bytes: u64,
-    /// First seqs of earlier segments written since the last sync: the next sync
-    /// flushes them before the current one, so a power cut cannot leave a later
-    /// segment's entries without an earlier segment's.
-    unsynced_segments: Vec<u64>,
     /// Whether the current segment was written since the last sync.
     dirty: bool,
     /// Whether a segment was created since the directory was last synced.
@@ -87,7 +83,6 @@ impl<F: Fs> Wal<F> {
             file_len: r.file_len,
             last_seq: r.last_seq,
             bytes: r.bytes,
-            unsynced_segments: Vec::new(),
             dirty: false,
             dir_dirty: false,
             failed: None,
@@ -137,6 +132,12 @@ impl<F: Fs> Wal<F> {
         let first_seq = self.last_seq.checked_add(1).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "seq reached its largest value")
         })?;
+        // A segment is whole on disk before the next one exists, whatever the sync
+        // policy: otherwise a power cut could keep a later segment's entries and tear
+        // an earlier one, which recovery must treat as damage, not as a torn tail.
+        if self.dirty {
+            self.sync()?;
+        }
         let path = self.dir.join(segment_name(first_seq));
         let mut file = self.fs.create_new(&path)?;
         // Reserved up front so the disk fills at a rotation, where nothing has been
@@ -153,9 +154,6 @@ impl<F: Fs> Wal<F> {
                 ));
             }
             return Err(e);
-        }
-        if self.dirty {
-            self.unsynced_segments.push(self.file_first_seq);
         }
         self.file = file;
         self.file_first_seq = first_seq;
@@ -183,13 +181,6 @@ impl<F: Fs> Wal<F> {
     }
 
     fn sync_inner(&mut self) -> io::Result<()> {
-        // Earlier segments first: entries must reach the disk in seq order.
-        for &first_seq in &self.unsynced_segments {
-            self.fs
-                .open(&self.dir.join(segment_name(first_seq)))?
-                .sync_data()?;
-        }
-        self.unsynced_segments.clear();
         if self.dirty {
             self.file.sync_data()?;
             self.dirty = false;
@@ -229,7 +220,7 @@ impl<F: Fs> Wal<F> {
         let mut removed = 0;
         for (i, &first) in firsts.iter().enumerate() {
             let next = firsts.get(i + 1).copied().unwrap_or(self.file_first_seq);
-            if next > seq.saturating_add(1) || self.unsynced_segments.contains(&first) {
+            if next > seq.saturating_add(1) {
                 break;
             }
             let path = self.dir.join(segment_name(first));
