@@ -107,6 +107,13 @@ pub struct Config {
     /// Where and how to keep the data; `None` keeps it in memory only, and a restart
     /// forgets everything.
     pub durability: Option<crate::durability::DurabilityConfig>,
+    /// The token every connection's first frame, a HELLO, must carry; `None` = no
+    /// authentication.
+    pub auth: Option<std::sync::Arc<crate::auth::TokenCheck>>,
+    /// How long a connection may take to authenticate.
+    pub auth_timeout: Duration,
+    /// With no `auth`, serve only loopback clients (others get DENIED).
+    pub protected_mode: bool,
 }
 
 impl Config {
@@ -129,6 +136,8 @@ impl Config {
             closing_timeout: CLOSING_TIMEOUT,
             frame_timeout: self.frame_timeout,
             write_timeout: self.write_timeout,
+            auth: self.auth.clone(),
+            auth_timeout: self.auth_timeout,
         }
     }
 }
@@ -154,6 +163,9 @@ impl Default for Config {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             durability: None,
+            auth: None,
+            auth_timeout: crate::auth::DEFAULT_AUTH_TIMEOUT,
+            protected_mode: true,
         }
     }
 }

@@ -61,6 +61,7 @@
 
 pub use switchboard_protocol as protocol;
 
+pub mod auth;
 pub mod client;
 
 pub mod config;

@@ -111,6 +111,7 @@ impl Collector for Figures {
             &[
                 ("full", get(&c.connections_rejected)),
                 ("per_ip", get(&c.connections_rejected_per_ip)),
+                ("protected_mode", get(&c.connections_rejected_protected)),
                 ("accept_error", get(&c.accept_errors)),
             ],
         )?;
@@ -128,6 +129,8 @@ impl Collector for Figures {
                 ("shutdown", get(&c.closed_shutdown)),
                 ("client_memory", get(&c.closed_client_memory)),
                 ("io_error", get(&c.closed_io_error)),
+                ("auth_failed", get(&c.closed_auth_failed)),
+                ("auth_timeout", get(&c.closed_auth_timeout)),
             ],
         )?;
         counter(

@@ -63,6 +63,8 @@ counters! {
     connections_rejected,
     /// Connections refused because their address held `--max-connections-per-ip`.
     connections_rejected_per_ip,
+    /// Connections refused with DENIED: not from loopback, in protected mode.
+    connections_rejected_protected,
     /// Times `accept` failed for lack of descriptors or memory (accepting pauses).
     accept_errors,
     /// Connections closed because the peer closed or reset.
@@ -85,6 +87,11 @@ counters! {
     client_memory_evictions,
     /// Connections closed after a socket error.
     closed_io_error,
+    /// Connections closed because their first frame was not a HELLO with the right
+    /// token (AUTH_REQUIRED or AUTH_FAILED).
+    closed_auth_failed,
+    /// Connections closed for not authenticating within `--auth-timeout`.
+    closed_auth_timeout,
     /// Requests answered, whatever the outcome.
     requests_total,
     /// HELLO requests.

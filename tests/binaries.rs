@@ -79,7 +79,7 @@ fn the_server_says_what_it_runs_with_and_names_what_it_changed() {
             "--workers",
             "0",
         ],
-        6,
+        7,
     );
     // The address stays the first line: scripts read it.
     assert!(lines[0].starts_with("listening on 127.0.0.1:"), "{lines:?}");
@@ -89,8 +89,9 @@ fn the_server_says_what_it_runs_with_and_names_what_it_changed() {
         lines[4].contains("in memory only (no --data-dir)"),
         "{lines:?}"
     );
+    assert!(lines[5].contains("protected mode"), "{lines:?}");
     assert!(
-        lines[5].contains("--max-frame 1 was raised to 8192 B"),
+        lines[6].contains("--max-frame 1 was raised to 8192 B"),
         "{lines:?}"
     );
 }

@@ -48,6 +48,8 @@ fn pipelined_gets_and_small_puts_allocate_nothing_per_request() {
         closing_timeout: Duration::from_secs(1),
         frame_timeout: None,
         write_timeout: None,
+        auth: None,
+        auth_timeout: Duration::from_secs(5),
     };
     let ctx = Context::new(limits.protocol, 0, 0);
     for i in 0..100 {

@@ -213,7 +213,13 @@ pub fn run(client: &mut Client, command: Command) -> Result<Outcome, Failure> {
             count,
         } => {
             let resume = from.map(|from| Resume { from, history });
-            let mut sub = Subscriber::connect(client.peer_addr()?, bytes(prefix), resume, 0)?;
+            let mut sub = Subscriber::connect_with_token(
+                client.peer_addr()?,
+                bytes(prefix),
+                resume,
+                0,
+                client.token().clone(),
+            )?;
             let mut printed = 0;
             while count.is_none_or(|n| printed < n) {
                 if let Some(push) = sub.next(None)? {
@@ -222,7 +228,11 @@ pub fn run(client: &mut Client, command: Command) -> Result<Outcome, Failure> {
             }
         }
         Command::Watch { prefix, count } => {
-            let mut watch = Watch::start(client.peer_addr()?, bytes(prefix))?;
+            let mut watch = Watch::start_with_token(
+                client.peer_addr()?,
+                bytes(prefix),
+                client.token().clone(),
+            )?;
             let mut printed = 0;
             while count.is_none_or(|n| printed < n) {
                 let Some(event) = watch.next(None)? else {

@@ -33,6 +33,12 @@ struct Flags {
     #[arg(long, global = true, default_value_t = 10.0)]
     timeout: f64,
 
+    /// Authenticate with the token in FILE (for a server started with
+    /// --auth-token-file). The environment variable SWITCHBOARD_AUTH_TOKEN, holding
+    /// the token itself, does the same.
+    #[arg(long, global = true, value_name = "FILE")]
+    auth_token_file: Option<std::path::PathBuf>,
+
     /// The command; without one, an interactive prompt opens.
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,6 +49,8 @@ pub struct Connect {
     pub addr: String,
     connect_timeout: Duration,
     timeout: Duration,
+    /// The token each connection's HELLO carries; empty for none.
+    token: bytes::Bytes,
 }
 
 impl Connect {
@@ -50,6 +58,10 @@ impl Connect {
     pub fn open(&self) -> Result<Client, ClientError> {
         let mut client = Client::connect_timeout(self.addr.as_str(), self.connect_timeout)?;
         client.set_timeout(Some(self.timeout))?;
+        if !self.token.is_empty() {
+            client.set_token(self.token.clone());
+            client.hello(0)?;
+        }
         Ok(client)
     }
 }
@@ -87,6 +99,19 @@ fn seconds(s: f64, name: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("--{name} must be a number of seconds above 0"))
 }
 
+/// The token from `--auth-token-file`, else from `SWITCHBOARD_AUTH_TOKEN`; empty for
+/// none.
+fn token(file: Option<&std::path::Path>) -> Result<bytes::Bytes, String> {
+    if let Some(file) = file {
+        return switchboard::auth::read_token(file)
+            .map(bytes::Bytes::from)
+            .map_err(|e| e.to_string());
+    }
+    Ok(std::env::var_os("SWITCHBOARD_AUTH_TOKEN")
+        .map(|t| bytes::Bytes::from(std::os::unix::ffi::OsStringExt::into_vec(t)))
+        .unwrap_or_default())
+}
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
     let timeouts = seconds(flags.connect_timeout, "connect-timeout")
@@ -98,10 +123,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let token = match token(flags.auth_token_file.as_deref()) {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("switchboard-cli: {why}");
+            return ExitCode::from(2);
+        }
+    };
     let connect = Connect {
         addr: flags.addr.clone(),
         connect_timeout,
         timeout,
+        token,
     };
     let client = connect.open();
     let Some(command) = flags.command else {

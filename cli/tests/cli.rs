@@ -383,3 +383,64 @@ fn cli_prompt_reconnects_after_a_server_restart() {
     );
     drop(second);
 }
+
+#[test]
+fn cli_authenticates_with_a_token_file_or_the_environment() {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth: Some(std::sync::Arc::new(
+            switchboard::auth::TokenCheck::from_token(b"cli-s3cret"),
+        )),
+        ..Config::default()
+    };
+    let server = Server::bind(&config).unwrap().spawn().unwrap();
+    let file = std::env::temp_dir().join(format!("sb-cli-token-{}", std::process::id()));
+    std::fs::write(&file, "cli-s3cret\n").unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    let o = cli(&server, &["--auth-token-file", file_arg, "put", "k", "v"]);
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "OK (version 1)\n")
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &server.local_addr().to_string(), "get", "k"])
+        .env("SWITCHBOARD_AUTH_TOKEN", "cli-s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o), "v\n(version 1)\n");
+    // Subscriptions open connections of their own, with the token too.
+    let o = cli(
+        &server,
+        &[
+            "--auth-token-file",
+            file_arg,
+            "sub",
+            "",
+            "--from",
+            "0",
+            "--count",
+            "1",
+        ],
+    );
+    assert_eq!(stdout(&o), "EVENT\t1\tk\tput\t1\tv\n", "{o:?}");
+
+    // No token, or a wrong one: refused, and the message says why.
+    let o = cli(&server, &["get", "k"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("AUTH_REQUIRED"),
+        "{o:?}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &server.local_addr().to_string(), "get", "k"])
+        .env("SWITCHBOARD_AUTH_TOKEN", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("AUTH_FAILED"),
+        "{o:?}"
+    );
+    let _ = std::fs::remove_file(&file);
+}

@@ -26,6 +26,8 @@
 //!   is still open at the end.
 //! * **Lifecycle**: the close reason never changes once set, states only move forward,
 //!   and a closed connection reads, decodes, writes and schedules nothing.
+//! * **Authentication**: when the draw requires a token, no request is handed out
+//!   before a HELLO carrying it.
 //! * **Timers cannot spin**: handling a timeout that `poll_timeout` said was due changes
 //!   the state and leaves no deadline at or before that time; a spurious one changes
 //!   nothing.
@@ -39,6 +41,7 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use switchboard::auth::TokenCheck;
 use switchboard::conn::{CloseReason, ConnLimits, Connection, State};
 use switchboard::exec::sink::Answers;
 use switchboard::exec::Context;
@@ -48,6 +51,9 @@ use switchboard::protocol::{
     Decoder, Flags, Limits, Opcode, Push, Request, RequestId, Response, Status,
 };
 use switchboard::stats::Tally;
+
+/// The token a connection requires when the draw asks for authentication.
+pub const TOKEN: &[u8] = b"fuzz-token";
 
 /// Most operations per input, so one input cannot run for long.
 pub const MAX_OPS: usize = 512;
@@ -63,7 +69,8 @@ const ID: ConnId = ConnId {
 pub struct Config {
     /// `max_output` is this modulo 16,384, plus one.
     pub max_output: u16,
-    /// `max_in_flight` is this modulo 16, plus one.
+    /// `max_in_flight` is this modulo 16, plus one; with the top bit set, the
+    /// connection requires the token [`TOKEN`] (in a HELLO, first).
     pub max_in_flight: u8,
     /// Idle timeout in units of 10 ms; 0 = none.
     pub idle: u8,
@@ -90,6 +97,9 @@ impl Config {
             // From a field the draw already has, so the seeds' layout stays as it is.
             frame_timeout: Some(Duration::from_millis(u64::from(self.linger) * 30 + 100)),
             write_timeout: Some(Duration::from_millis(u64::from(self.linger) * 40 + 200)),
+            auth: (self.max_in_flight & 0x80 != 0)
+                .then(|| std::sync::Arc::new(TokenCheck::from_token(TOKEN))),
+            auth_timeout: Duration::from_millis(u64::from(self.linger) * 50 + 300),
         };
         (limits, u64::from(self.memory) * 256)
     }
@@ -222,16 +232,19 @@ struct Harness {
     wire: BytesMut,
     client: Decoder,
     state: State,
+    /// A HELLO with the token was handed out (when one is required).
+    authenticated: bool,
 }
 
 impl Harness {
     fn new(limits: ConnLimits, max_memory: u64) -> Harness {
         let now = Instant::now();
-        let conn = Connection::new(ID, limits, now);
+        let conn = Connection::new(ID, limits.clone(), now);
         Harness {
             state: conn.state(),
             conn,
             ctx: Context::new(limits.protocol, max_memory, 0),
+            client: Decoder::new(limits.protocol.max_frame),
             limits,
             now,
             pending: Vec::new(),
@@ -250,8 +263,8 @@ impl Harness {
             executed: 0,
             last_outcome: 0,
             goaway_seen: false,
+            authenticated: false,
             wire: BytesMut::new(),
-            client: Decoder::new(limits.protocol.max_frame),
         }
     }
 
@@ -515,7 +528,7 @@ impl Harness {
             idle_timeout: None,
             frame_timeout: None,
             write_timeout: None,
-            ..self.limits
+            ..self.limits.clone()
         };
         let mut reference = Connection::new(ID, unlimited, self.now);
         let mut all = Vec::new();
@@ -626,6 +639,14 @@ impl Harness {
             let opcode = match &job.op {
                 JobOp::Request(request) => {
                     check_request_limits(request, &self.limits.protocol);
+                    // With a token required, nothing runs before a HELLO carrying it.
+                    if self.limits.auth.is_some() && !self.authenticated {
+                        assert!(
+                            matches!(request, Request::Hello { token, .. } if &token[..] == TOKEN),
+                            "{request:?} handed out before authentication"
+                        );
+                        self.authenticated = true;
+                    }
                     request.opcode()
                 }
                 JobOp::Reject { opcode, status, .. } => {

@@ -12,6 +12,7 @@
 //! `arbitrary` feature as dev-dependencies.
 
 pub mod connection;
+pub mod connection_seeds;
 pub mod decode;
 pub mod roundtrip;
 pub mod seeds;

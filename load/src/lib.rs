@@ -23,6 +23,7 @@
 //! the `interrupted` flag, a progress line from the live counters, and the report
 //! written where it was asked for.
 
+pub mod auth;
 pub mod clock;
 pub mod dialect;
 pub mod engine;

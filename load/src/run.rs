@@ -107,6 +107,7 @@ fn connect_all(
     addrs: &[SocketAddr],
 ) -> Result<Vec<Vec<(TcpStream, usize)>>, Error> {
     let connect_timeout = settings.timeout.min(Duration::from_secs(3));
+    let token = settings.token()?;
     let (threads, connections) = (settings.threads, settings.connections);
     let mut per_thread = Vec::with_capacity(threads);
     for t in 0..threads {
@@ -123,6 +124,10 @@ fn connect_all(
             // Requests are batched by the generator itself; Nagle would only delay them.
             s.set_nodelay(true)
                 .map_err(|e| Error::Connect(format!("setting TCP_NODELAY: {e}")))?;
+            let mut s = s;
+            if !token.is_empty() {
+                crate::auth::authenticate(&mut s, &token, settings.timeout)?;
+            }
             streams.push((s, server));
         }
         per_thread.push(streams);

@@ -119,6 +119,11 @@ pub struct Settings {
     /// time over the measured window is reported per delivery and per send.
     #[arg(long)]
     pub server_pid: Option<u32>,
+
+    /// Authenticate every connection with the token in FILE, for a switchboard server
+    /// started with --auth-token-file (switchboard only).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -150,6 +155,17 @@ impl Settings {
                 Protocol::Memcache => 11211,
             };
             self.addrs.push(format!("127.0.0.1:{port}"));
+        }
+    }
+
+    /// The token to authenticate with, from `--auth-token-file`; empty for none.
+    ///
+    /// # Errors
+    /// When the file cannot be read or holds no token.
+    pub fn token(&self) -> Result<Vec<u8>, Error> {
+        match &self.auth_token_file {
+            Some(path) => crate::auth::read_token(path),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -204,6 +220,19 @@ impl Settings {
                     return Err(Error::Usage(why.into()));
                 }
             }
+        }
+        if self.auth_token_file.is_some() && self.protocol != Protocol::Switchboard {
+            return Err(Error::Usage(
+                "--auth-token-file is for --protocol switchboard".into(),
+            ));
+        }
+        if self.auth_token_file.is_some() && self.reconnect {
+            // A reopened connection would have to authenticate inside the event
+            // loop, before its first request; connections are authenticated only
+            // when the run opens them.
+            return Err(Error::Usage(
+                "--auth-token-file cannot be combined with --reconnect".into(),
+            ));
         }
         let mut addrs = Vec::new();
         for a in &self.addrs {

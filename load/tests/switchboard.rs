@@ -226,3 +226,58 @@ fn an_unreachable_server_is_a_connect_error_before_anything_runs() {
     );
     assert_eq!(err.exit_code(), 2);
 }
+
+#[test]
+fn every_connection_authenticates_with_the_token_file() {
+    let server = TestServer::start_with(switchboard::config::Config {
+        workers: 1,
+        auth: Some(Arc::new(switchboard::auth::TokenCheck::from_token(
+            b"load-s3cret",
+        ))),
+        ..switchboard::config::Config::default()
+    });
+    let addr = server.addr.to_string();
+    let file = std::env::temp_dir().join(format!("sb-load-token-{}", std::process::id()));
+    std::fs::write(&file, "load-s3cret\n").unwrap();
+    let token = file.to_str().unwrap();
+    let base = [
+        "--addr",
+        &addr,
+        "--auth-token-file",
+        token,
+        "--warmup",
+        "0s",
+    ];
+    let out = run_load(
+        &[
+            &base[..],
+            &["--requests", "500", "--connections", "4", "--quiet"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // Publishers and subscribers too.
+    let out = run_load(
+        &[
+            &base[..],
+            &[
+                "--workload",
+                "pubsub",
+                "--subscribers",
+                "2",
+                "--publishers",
+                "1",
+                "--duration",
+                "300ms",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // Without the token the run cannot start, and says why.
+    std::fs::write(&file, "wrong\n").unwrap();
+    let out = run_load(&[&base[..], &["--requests", "10", "--quiet"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("AUTH_FAILED"), "{}", text(&out));
+    let _ = std::fs::remove_file(&file);
+}

@@ -135,6 +135,11 @@ byte_codes! {
         UNSUPPORTED = 0x17,
         /// The connection, or the server, holds as many subscriptions as it may.
         SUBSCRIPTION_LIMIT = 0x18,
+        /// Fatal: the server requires a token and the connection's first frame was not
+        /// a HELLO carrying one, or none came within the authentication deadline.
+        AUTH_REQUIRED = 0x19,
+        /// Fatal: the HELLO's token is not the server's.
+        AUTH_FAILED = 0x1A,
         /// The write would take the store past its memory limit; reads and deletes work.
         MEMORY_LIMIT = 0x20,
         /// The server is at its connection limit; it closes after this frame.
@@ -147,6 +152,9 @@ byte_codes! {
         /// The server keeps its data on disk and the disk is full: the write was not
         /// carried out; reads go on.
         STORAGE_FULL = 0x24,
+        /// Fatal: the server does not serve this client's address (protected mode:
+        /// loopback only while no authentication is configured); sent unprompted.
+        DENIED = 0x25,
         /// The server failed; the request may or may not have been applied.
         INTERNAL_ERROR = 0x30,
     }
@@ -167,6 +175,9 @@ impl Status {
                 | Status::MALFORMED_FRAME
                 | Status::SERVER_FULL
                 | Status::CLIENT_MEMORY_LIMIT
+                | Status::AUTH_REQUIRED
+                | Status::AUTH_FAILED
+                | Status::DENIED
         )
     }
 }

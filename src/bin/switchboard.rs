@@ -134,6 +134,24 @@ struct Flags {
     #[arg(long, default_value = "info", value_parser = ["error", "warn", "info", "debug"])]
     log_level: String,
 
+    /// Require every connection to begin with a HELLO carrying the token in FILE (the
+    /// file's content, without a trailing line end; 1 to 256 bytes). A file, so the
+    /// token is not in `ps` output; reread on SIGHUP. Clients: --auth-token-file or
+    /// SWITCHBOARD_AUTH_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    auth_token_file: Option<std::path::PathBuf>,
+
+    /// With --auth-token-file, how long a connection may take to send its HELLO
+    /// before it is closed with AUTH_REQUIRED.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    auth_timeout: f64,
+
+    /// Protected mode: with no --auth-token-file, serve only clients on this machine
+    /// (loopback), whatever --listen says; others are refused with DENIED. "no" serves
+    /// every client without authentication: only on a network you trust.
+    #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
+    protected_mode: String,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9420; keep it
     /// on loopback or a private network). Off unless given.
     #[arg(long, value_parser = parse_listen)]
@@ -239,6 +257,17 @@ fn summary(flags: &Flags, config: &Config, max_connections: usize) -> Vec<String
             ),
             None => "data: in memory only (no --data-dir): a restart forgets everything".into(),
         },
+        match (&config.auth, config.protected_mode) {
+            (Some(a), _) => format!(
+                "auth: clients must send the token in {} (HELLO, within {} s)",
+                a.path().display(),
+                config.auth_timeout.as_secs_f64()
+            ),
+            (None, true) => "auth: none; protected mode: only clients on this machine                              (loopback) are served; --auth-token-file FILE to serve others"
+                .into(),
+            (None, false) => "auth: none, and protected mode is off: every client that                               can reach the port is served"
+                .into(),
+        },
     ];
     if l.max_frame != flags.max_frame {
         lines.push(format!(
@@ -335,7 +364,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let auth = match &flags.auth_token_file {
+        Some(path) => match switchboard::auth::TokenCheck::load(path) {
+            Ok(check) => Some(std::sync::Arc::new(check)),
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let Some(auth_timeout) = Duration::try_from_secs_f64(flags.auth_timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+    else {
+        eprintln!("switchboard: --auth-timeout must be a number of seconds above 0");
+        return ExitCode::FAILURE;
+    };
     let config = Config {
+        auth,
+        auth_timeout,
+        protected_mode: flags.protected_mode == "yes",
         listen: flags.listen,
         listen_backlog: flags.listen_backlog,
         workers: flags

@@ -142,6 +142,8 @@ pub struct Client {
     answered: u64,
     /// The count of the server's GOAWAY: requests after it were not carried out.
     goaway: Option<u64>,
+    /// The token HELLO carries, for a server that requires one.
+    token: Bytes,
 }
 
 impl Client {
@@ -183,7 +185,32 @@ impl Client {
             pongs: VecDeque::new(),
             answered: 0,
             goaway: None,
+            token: Bytes::new(),
         })
+    }
+
+    /// Connects and authenticates: sends HELLO (no features) carrying `token` as the
+    /// first frame, as a server started with `--auth-token-file` requires.
+    ///
+    /// # Errors
+    /// As for [`connect`](Self::connect); [`ClientError::Server`] with AUTH_FAILED for
+    /// a wrong token.
+    pub fn connect_with_token(addr: impl ToSocketAddrs, token: impl Into<Bytes>) -> Result<Client> {
+        let mut client = Client::connect(addr)?;
+        client.set_token(token);
+        client.hello(0)?;
+        Ok(client)
+    }
+
+    /// The token [`hello`](Self::hello) sends from now on. A server that requires one
+    /// accepts nothing before a HELLO carrying it, so call `hello` first.
+    pub fn set_token(&mut self, token: impl Into<Bytes>) {
+        self.token = token.into();
+    }
+
+    /// The token HELLO carries (empty for none).
+    pub fn token(&self) -> &Bytes {
+        &self.token
     }
 
     /// The server's address.
@@ -212,7 +239,7 @@ impl Client {
         match self.call(&Request::Hello {
             max_version: MAX_VERSION,
             features,
-            token: Bytes::new(),
+            token: self.token.clone(),
         })? {
             ResponseBody::Hello(reply) => Ok(reply),
             other => unexpected(other),

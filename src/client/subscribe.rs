@@ -31,6 +31,8 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 #[derive(Debug)]
 pub struct Subscriber {
     addr: SocketAddr,
+    /// The token each connection's HELLO carries (empty for none).
+    token: Bytes,
     client: Client,
     prefix: Bytes,
     progress_ms: u32,
@@ -51,10 +53,27 @@ impl Subscriber {
         resume: Option<Resume>,
         progress_ms: u32,
     ) -> Result<Subscriber> {
+        Subscriber::connect_with_token(addr, prefix, resume, progress_ms, Bytes::new())
+    }
+
+    /// [`connect`](Self::connect) to a server that requires a token: every connection
+    /// it opens, reconnections included, sends `token` in its HELLO.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or refuses.
+    pub fn connect_with_token(
+        addr: SocketAddr,
+        prefix: impl Into<Bytes>,
+        resume: Option<Resume>,
+        progress_ms: u32,
+        token: impl Into<Bytes>,
+    ) -> Result<Subscriber> {
         let prefix = prefix.into();
-        let (client, subscribed) = open(addr, &prefix, resume, progress_ms)?;
+        let token = token.into();
+        let (client, subscribed) = open(addr, &token, &prefix, resume, progress_ms)?;
         Ok(Subscriber {
             addr,
+            token,
             client,
             prefix,
             progress_ms,
@@ -112,7 +131,13 @@ impl Subscriber {
         };
         let mut last_error = ClientError::Closed;
         for _ in 0..RECONNECT_ATTEMPTS {
-            match open(self.addr, &self.prefix, Some(resume), self.progress_ms) {
+            match open(
+                self.addr,
+                &self.token,
+                &self.prefix,
+                Some(resume),
+                self.progress_ms,
+            ) {
                 Ok((client, subscribed)) => {
                     self.client = client;
                     self.subscribed = subscribed;
@@ -128,11 +153,13 @@ impl Subscriber {
 
 fn open(
     addr: SocketAddr,
+    token: &Bytes,
     prefix: &Bytes,
     resume: Option<Resume>,
     progress_ms: u32,
 ) -> Result<(Client, Subscribed)> {
     let mut client = Client::connect(addr)?;
+    client.set_token(token.clone());
     client.hello(features::PUSH)?;
     let subscribed = client.subscribe(prefix.clone(), resume, progress_ms)?;
     Ok((client, subscribed))
@@ -192,8 +219,22 @@ impl Watch {
     /// # Errors
     /// When the server cannot be reached or refuses.
     pub fn start(addr: SocketAddr, prefix: impl Into<Bytes>) -> Result<Watch> {
+        Watch::start_with_token(addr, prefix, Bytes::new())
+    }
+
+    /// [`start`](Self::start) on a server that requires a token.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or refuses.
+    pub fn start_with_token(
+        addr: SocketAddr,
+        prefix: impl Into<Bytes>,
+        token: impl Into<Bytes>,
+    ) -> Result<Watch> {
         let prefix = prefix.into();
+        let token = token.into();
         let mut client = Client::connect(addr)?;
+        client.set_token(token.clone());
         let hello = client.hello(features::PUSH)?;
         let first = client.scan(prefix.clone(), Bytes::new(), 0)?;
         drop(client);
@@ -201,7 +242,7 @@ impl Watch {
             from: first.seq,
             history: hello.history,
         };
-        let sub = Subscriber::connect(addr, prefix.clone(), Some(resume), 0)?;
+        let sub = Subscriber::connect_with_token(addr, prefix.clone(), Some(resume), 0, token)?;
         let mut watch = Watch {
             sub,
             prefix,

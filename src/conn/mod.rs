@@ -52,6 +52,7 @@
 //!
 //! [`poll_timeout`]: Connection::poll_timeout
 
+mod auth;
 mod outgoing;
 mod push;
 mod state;
@@ -96,7 +97,7 @@ const EVICTED_MESSAGE: &[u8] =
 const NOT_EXECUTED_MESSAGE: &[u8] = b"the server is shutting down; this request was not executed";
 
 /// The limits one connection enforces.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnLimits {
     /// Frame, key and value limits.
     pub protocol: Limits,
@@ -115,6 +116,10 @@ pub struct ConnLimits {
     pub frame_timeout: Option<Duration>,
     /// How long the client may take none of the answers it is owed; `None` = for ever.
     pub write_timeout: Option<Duration>,
+    /// The token a connection's first frame, a HELLO, must carry; `None` = none.
+    pub auth: Option<Arc<crate::auth::TokenCheck>>,
+    /// How long a connection may take to authenticate, when `auth` is set.
+    pub auth_timeout: Duration,
 }
 
 /// One client connection's protocol state. See the module doc for the call order.
@@ -173,15 +178,26 @@ pub struct Connection {
     draining: bool,
     /// The GOAWAY is written: nothing more is.
     goaway_sent: bool,
+    /// Until the connection has authenticated (when the server requires it), by when
+    /// it must.
+    auth_deadline: Option<Instant>,
 }
 
 impl Connection {
     /// A new open connection.
     pub fn new(id: ConnId, limits: impl Into<Arc<ConnLimits>>, now: Instant) -> Connection {
         let limits = limits.into();
+        let auth_deadline = limits.auth.as_ref().map(|_| now + limits.auth_timeout);
+        let max_frame = match auth_deadline {
+            Some(_) => limits
+                .protocol
+                .max_frame
+                .min(crate::auth::PRE_AUTH_MAX_FRAME),
+            None => limits.protocol.max_frame,
+        };
         Connection {
             id,
-            decoder: Decoder::new(limits.protocol.max_frame),
+            decoder: Decoder::new(max_frame),
             limits,
             input: BytesMut::new(),
             output: Outgoing::default(),
@@ -206,6 +222,7 @@ impl Connection {
             handled: u64::MAX,
             draining: false,
             goaway_sent: false,
+            auth_deadline,
         }
     }
 
@@ -257,7 +274,7 @@ impl Connection {
             State::Open => {
                 self.input_ended.is_none()
                     && self.output.len() < self.limits.max_output
-                    && self.input.len() < self.limits.protocol.max_frame as usize
+                    && self.input.len() < self.decoder.max_frame() as usize
             }
             // Lingering reads only to discard, so the peer's data cannot provoke a reset.
             State::Lingering(..) => true,
@@ -706,6 +723,11 @@ impl Connection {
                 Status::UNSUPPORTED_VERSION,
                 "frame version differs from the connection's",
             )
+        } else if self.auth_deadline.is_some() {
+            self.authenticate(
+                Request::decode_owned(frame, &self.limits.protocol),
+                h.opcode,
+            )
         } else {
             match Request::decode_owned(frame, &self.limits.protocol) {
                 Err(e) => reject(e.status, e.reason),
@@ -727,15 +749,7 @@ impl Connection {
                     )
                 }
                 Ok(request) => {
-                    if let Request::Hello {
-                        max_version,
-                        features: wanted,
-                        ..
-                    } = request
-                    {
-                        self.version = max_version.min(MAX_VERSION);
-                        self.features = wanted & SUPPORTED_FEATURES;
-                    }
+                    self.negotiate(&request);
                     JobOp::Request(request)
                 }
             }
@@ -745,6 +759,19 @@ impl Connection {
             id: h.request_id,
             version,
             op,
+        }
+    }
+
+    /// HELLO sets the version and features the connection speaks from now on.
+    fn negotiate(&mut self, request: &Request) {
+        if let Request::Hello {
+            max_version,
+            features: wanted,
+            ..
+        } = request
+        {
+            self.version = (*max_version).min(MAX_VERSION);
+            self.features = wanted & SUPPORTED_FEATURES;
         }
     }
 

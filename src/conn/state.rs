@@ -45,6 +45,11 @@ pub enum CloseReason {
     ClientMemoryLimit,
     /// A socket error other than a reset.
     Io,
+    /// The server requires a token and the first frame was not a HELLO carrying the
+    /// right one (reported with AUTH_REQUIRED or AUTH_FAILED).
+    Unauthenticated,
+    /// The server requires a token and none came within the authentication deadline.
+    AuthTimeout,
 }
 
 impl CloseReason {
@@ -57,6 +62,8 @@ impl CloseReason {
                 | CloseReason::FrameTimeout
                 | CloseReason::Shutdown
                 | CloseReason::ClientMemoryLimit
+                | CloseReason::Unauthenticated
+                | CloseReason::AuthTimeout
         )
     }
 }

@@ -25,6 +25,8 @@ fn limits() -> ConnLimits {
         closing_timeout: Duration::from_secs(10),
         frame_timeout: Some(Duration::from_secs(10)),
         write_timeout: Some(Duration::from_secs(60)),
+        auth: None,
+        auth_timeout: Duration::from_secs(5),
     }
 }
 
@@ -36,8 +38,8 @@ impl ConnHarness {
             generation: 0,
         };
         ConnHarness {
-            conn: Connection::new(id, limits, now),
             ctx: Context::new(limits.protocol, 0, 0),
+            conn: Connection::new(id, limits, now),
             now,
             jobs: Vec::new(),
             wire: BytesMut::new(),
@@ -172,7 +174,7 @@ fn a_run_stops_at_its_credit_so_output_is_the_limit_plus_one_answer() {
     // many are decoded, execution stops once the answers reach the output limit.
     let mut l = limits();
     l.max_in_flight = 64;
-    let mut h = ConnHarness::new(l);
+    let mut h = ConnHarness::new(l.clone());
     let value = 20_000;
     h.ctx.store.put(b"big", &vec![7; value]).unwrap();
     let mut stream = BytesMut::new();
@@ -598,7 +600,7 @@ fn subscribing_needs_the_push_feature() {
 fn buffered_input_never_exceeds_the_frame_limit_plus_a_read() {
     let mut l = limits();
     l.protocol = Limits::with_max_frame(Limits::MIN_MAX_FRAME);
-    let mut h = ConnHarness::new(l);
+    let mut h = ConnHarness::new(l.clone());
     // A frame declaring the maximum size, sent in pieces: input grows to the frame
     // and no further, and reading stops once a frame limit's worth is buffered.
     let max = l.protocol.max_frame as usize;

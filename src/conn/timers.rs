@@ -4,6 +4,7 @@
 //! Deadlines are not stored but derived from the connection's state each time they
 //! are asked for, so they cannot go stale. Each timer is armed only in a state that its
 //! firing leaves: [`Timer::Idle`], [`Timer::Frame`] and [`Timer::Write`] only while open,
+//! [`Timer::Auth`] only while open,
 //! [`Timer::Closing`] only while closing, [`Timer::Linger`] only while lingering. So handling a due timer always
 //! changes the state, and `poll_timeout` never returns the same past deadline twice: a
 //! pump that fires every due timer cannot spin. The fuzz target and the reactor's tests
@@ -32,16 +33,20 @@ pub enum Timer {
     /// Open with answers owed and none of them taken for the write timeout: drop the
     /// connection (not for a subscriber's events, which are judged by TCP).
     Write,
+    /// Open on a server that requires a token, with no HELLO carrying it yet, for the
+    /// authentication timeout: tell the client AUTH_REQUIRED and close.
+    Auth,
 }
 
 impl Timer {
     /// Every timer, in the order a due set is handled.
-    pub const ALL: [Timer; 5] = [
+    pub const ALL: [Timer; 6] = [
         Timer::Idle,
         Timer::Closing,
         Timer::Linger,
         Timer::Frame,
         Timer::Write,
+        Timer::Auth,
     ];
 }
 
@@ -71,6 +76,7 @@ impl Connection {
             (Timer::Write, State::Open) if self.output.ready() > 0 && !self.subscribed => {
                 Some(self.owed_since? + self.limits.write_timeout?)
             }
+            (Timer::Auth, State::Open) => self.auth_deadline,
             _ => None,
         }
     }
@@ -84,7 +90,7 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // Each state arms its own timers: ask only those.
         match self.state {
-            State::Open => [Timer::Idle, Timer::Frame, Timer::Write]
+            State::Open => [Timer::Idle, Timer::Frame, Timer::Write, Timer::Auth]
                 .into_iter()
                 .filter_map(|t| self.deadline(t))
                 .min(),
@@ -136,6 +142,10 @@ impl Connection {
                 }
                 // Nothing more can reach a client that takes nothing.
                 Timer::Write => self.abort(CloseReason::WriteTimeout),
+                Timer::Auth => {
+                    self.handle_auth_timeout();
+                    self.last_activity = now;
+                }
             }
         }
         self.check_invariants();

@@ -29,6 +29,10 @@ fn cause(reason: CloseReason) -> Option<String> {
             Some("client memory limit: it held the most unread output".into())
         }
         CloseReason::Io => Some("socket error".into()),
+        CloseReason::Unauthenticated => {
+            Some("authentication failed: no HELLO with the right token".into())
+        }
+        CloseReason::AuthTimeout => Some("did not authenticate within --auth-timeout".into()),
         CloseReason::PeerClosed | CloseReason::Reset | CloseReason::Shutdown => None,
     }
 }

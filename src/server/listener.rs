@@ -174,19 +174,18 @@ impl Listener {
 /// still tells the client.
 fn refuse(stream: TcpStream, counters: &Counters) -> TcpStream {
     Stats::incr(&counters.connections_rejected);
-    refuse_with(stream, b"server is at its connection limit")
+    refuse_with(
+        stream,
+        Status::SERVER_FULL,
+        b"server is at its connection limit",
+    )
 }
 
-/// Writes a SERVER_FULL frame carrying `message` and shuts the write side.
-pub(super) fn refuse_with(mut stream: TcpStream, message: &[u8]) -> TcpStream {
+/// Writes a `status` frame (SERVER_FULL, DENIED) carrying `message` and shuts the
+/// write side.
+pub(super) fn refuse_with(mut stream: TcpStream, status: Status, message: &[u8]) -> TcpStream {
     let mut frame = BytesMut::with_capacity(64 + message.len());
-    encode::error(
-        &mut frame,
-        Opcode(0),
-        RequestId(0),
-        Status::SERVER_FULL,
-        message,
-    );
+    encode::error(&mut frame, Opcode(0), RequestId(0), status, message);
     let _ = stream.write(&frame);
     let _ = stream.shutdown(Shutdown::Write);
     stream

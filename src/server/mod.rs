@@ -75,7 +75,7 @@ use listener::Listener;
 use mio::{Events, Interest, Poll, Token};
 use registry::{Registry, SIGNAL, WAKER};
 use shutdown::Stopping;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io;
 use std::net::SocketAddr;
@@ -207,6 +207,10 @@ pub struct Server {
     per_ip: std::collections::HashMap<std::net::IpAddr, u32>,
     /// The limit on those; 0 = none.
     max_per_ip: usize,
+    /// Serve only loopback clients: no token is configured and protected mode is on.
+    protected_mode: bool,
+    /// The token connections must show, reread on SIGHUP.
+    auth: Option<Arc<crate::auth::TokenCheck>>,
     /// The write-ahead log and what waits for it, with `--data-dir`.
     durable: Option<durable::Gate>,
 }
@@ -240,7 +244,7 @@ impl Server {
         // through the same waker (mio allows only one).
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(ServerError::Poll)?);
         let wake = Arc::new(ReactorWake::new(waker.clone()));
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Poll)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(ServerError::Poll)?;
         poll.registry()
             .register(&mut signals, SIGNAL, Interest::READABLE)
             .map_err(ServerError::Poll)?;
@@ -333,8 +337,24 @@ impl Server {
             close_log: close_log::CloseLog::default(),
             per_ip: std::collections::HashMap::new(),
             max_per_ip: config.max_connections_per_ip,
+            protected_mode: config.protected_mode && config.auth.is_none(),
+            auth: config.auth.clone(),
             durable,
         })
+    }
+
+    /// SIGHUP: rereads the token file, if there is one. Connections already
+    /// authenticated stay open; new ones need the new token. A token file that cannot
+    /// be read keeps the old token in force.
+    fn reload(&self) {
+        let Some(auth) = &self.auth else {
+            tracing::info!("SIGHUP: nothing to reload (no --auth-token-file)");
+            return;
+        };
+        match auth.reload() {
+            Ok(()) => tracing::info!("SIGHUP: reread the token in {}", auth.path().display()),
+            Err(e) => tracing::error!("SIGHUP: {e}; the previous token stays in force"),
+        }
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -414,7 +434,14 @@ impl Server {
                         }
                     }
                     SIGNAL => {
-                        if self.signals.pending().next().is_some() {
+                        let mut stop = false;
+                        for signal in self.signals.pending() {
+                            match signal {
+                                SIGHUP => self.reload(),
+                                _ => stop = true,
+                            }
+                        }
+                        if stop {
                             if self.stopping.is_some() {
                                 tracing::warn!("second signal; stopping now");
                                 self.ctx.cancel.store(true, Ordering::Relaxed);
@@ -512,6 +539,20 @@ impl Server {
             else {
                 break;
             };
+            if self.protected_mode
+                && !stream
+                    .peer_addr()
+                    .is_ok_and(|a| crate::auth::is_loopback(a.ip()))
+            {
+                Stats::incr(&counters.connections_rejected_protected);
+                let refused = listener::refuse_with(
+                    stream,
+                    crate::protocol::Status::DENIED,
+                    crate::auth::PROTECTED_MODE_MESSAGE,
+                );
+                self.refused.add(refused, self.poll.registry(), now);
+                continue;
+            }
             if self.max_per_ip > 0 {
                 let ip = stream.peer_addr().map(|a| a.ip()).ok();
                 let held = ip.and_then(|ip| self.per_ip.get(&ip)).copied().unwrap_or(0);
@@ -519,6 +560,7 @@ impl Server {
                     Stats::incr(&counters.connections_rejected_per_ip);
                     let refused = listener::refuse_with(
                         stream,
+                        crate::protocol::Status::SERVER_FULL,
                         b"this address holds as many connections as the server allows one \
                           address (--max-connections-per-ip)",
                     );

@@ -296,6 +296,8 @@ impl Server {
             Some(CloseReason::WriteTimeout) => &c.closed_write_timeout,
             Some(CloseReason::Shutdown) => &c.closed_shutdown,
             Some(CloseReason::ClientMemoryLimit) => &c.closed_client_memory,
+            Some(CloseReason::Unauthenticated) => &c.closed_auth_failed,
+            Some(CloseReason::AuthTimeout) => &c.closed_auth_timeout,
             Some(CloseReason::Io) | None => &c.closed_io_error,
         };
         Stats::incr(counter);

@@ -56,10 +56,16 @@ class Client:
     made afterwards.
     """
 
-    def __init__(self, addr=DEFAULT_ADDR, port=None, timeout=10.0, sock=None, auto_pong=True):
+    def __init__(self, addr=DEFAULT_ADDR, port=None, timeout=10.0, sock=None, auto_pong=True,
+                 token=None, features=0):
         """Connects to ``addr``, "HOST:PORT" as the Rust client and the CLI take it
         (``Client("127.0.0.1:7420")``), or to ``addr`` and ``port`` given apart; or
-        uses ``sock``, an already connected socket."""
+        uses ``sock``, an already connected socket.
+
+        ``token`` (bytes or str) is for a server started with ``--auth-token-file``:
+        the client sends HELLO carrying it (and asking for ``features``, e.g.
+        ``FEATURE_PUSH`` to subscribe) at once. A wrong token raises ServerError
+        (AUTH_FAILED)."""
         if sock is None:
             host, port = parse_addr(addr) if port is None else (addr, port)
             sock = socket.create_connection((host, port), timeout=timeout)
@@ -78,6 +84,11 @@ class Client:
         self._answers = collections.deque()  # responses to our requests, not yet taken
         self._answered = 0  # responses received: requests, from the first, answered
         self.goaway = None  # the count of the server's GOAWAY, once it sent one
+        if isinstance(token, str):
+            token = token.encode()
+        self.token = token or b""
+        if self.token:
+            self.hello(features)
 
     def close(self):
         self.sock.close()
@@ -210,9 +221,11 @@ class Client:
             raise ServerError(resp)
         return resp
 
-    def hello(self, features=0, token=b""):
-        """HELLO; ask for ``features=FEATURE_PUSH`` to subscribe. Returns the OK fields
-        (version, features granted, limits, history, server)."""
+    def hello(self, features=0, token=None):
+        """HELLO; ask for ``features=FEATURE_PUSH`` to subscribe. Carries ``token``, or
+        the client's own (see ``__init__``). Returns the OK fields (version, features
+        granted, limits, history, server)."""
+        token = self.token if token is None else token
         resp = self._expect(Request("HELLO", max_version=VERSION, features=features,
                                     token=token))
         self.hello_reply = resp.fields

@@ -64,11 +64,14 @@ STATUSES = {
     "VALUE_TOO_LARGE": 0x16,
     "UNSUPPORTED": 0x17,
     "SUBSCRIPTION_LIMIT": 0x18,
+    "AUTH_REQUIRED": 0x19,
+    "AUTH_FAILED": 0x1A,
     "MEMORY_LIMIT": 0x20,
     "SERVER_FULL": 0x21,
     "SHUTTING_DOWN": 0x22,
     "CLIENT_MEMORY_LIMIT": 0x23,
     "STORAGE_FULL": 0x24,
+    "DENIED": 0x25,
     "INTERNAL_ERROR": 0x30,
 }
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
@@ -78,6 +81,9 @@ FATAL_STATUSES = (
     "MALFORMED_FRAME",
     "SERVER_FULL",
     "CLIENT_MEMORY_LIMIT",
+    "AUTH_REQUIRED",
+    "AUTH_FAILED",
+    "DENIED",
 )
 
 # The fields of each request body, in wire order, as (name, kind). Kinds:

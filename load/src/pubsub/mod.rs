@@ -194,6 +194,8 @@ impl PushOutcome {
 
 /// What every thread shares.
 struct Shared {
+    /// The token subscribers' HELLOs carry (empty for none).
+    token: Vec<u8>,
     proto: Protocol,
     workload: Workload,
     value_size: usize,
@@ -268,10 +270,18 @@ pub fn run(
     let sink_streams = (0..subs)
         .map(|_| connect("a subscriber"))
         .collect::<Result<Vec<_>, _>>()?;
+    let token = settings.token()?;
     let source_streams = (0..pubs)
-        .map(|_| connect("a publisher"))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|_| {
+            let mut s = connect("a publisher")?;
+            if !token.is_empty() {
+                crate::auth::authenticate(&mut s, &token, Duration::from_secs(3))?;
+            }
+            Ok(s)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let shared = Shared {
+        token,
         proto: settings.protocol,
         workload,
         value_size: settings.value_size.max.max(wire::STAMP_LEN),

@@ -32,7 +32,7 @@ pub(super) fn idle_subscriptions(
     let mut streams = Vec::with_capacity(conns);
     for c in 0..conns {
         let mut stream = connect("an idle subscriber")?;
-        let mut wire = Wire::new(Protocol::Switchboard);
+        let mut wire = Wire::new(Protocol::Switchboard).with_token(&settings.token()?);
         let mut out = BytesMut::new();
         let share = n / conns + usize::from(c < n % conns);
         for i in 0..share {
@@ -137,7 +137,9 @@ pub(super) fn stalled_subscribers(
         .map(|_| {
             let mut stream = connect("a stalled subscriber")?;
             let mut out = BytesMut::new();
-            Wire::new(settings.protocol).subscribe(&mut out, prefix);
+            Wire::new(settings.protocol)
+                .with_token(&settings.token()?)
+                .subscribe(&mut out, prefix);
             stream
                 .write_all(&out)
                 .map_err(|e| Error::Connect(format!("subscribing: {e}")))?;

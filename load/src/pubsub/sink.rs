@@ -91,7 +91,7 @@ pub(super) fn group(shared: &Shared, streams: Vec<TcpStream>) -> Vec<SinkResult>
 /// Sends the subscription and waits (blocking) for its answers: switchboard answers
 /// HELLO and SUBSCRIBE, Redis confirms once.
 fn subscribe(shared: &Shared, mut stream: TcpStream) -> (TcpStream, Wire, BytesMut) {
-    let mut wire = Wire::new(shared.proto);
+    let mut wire = Wire::new(shared.proto).with_token(&shared.token);
     let mut out = BytesMut::new();
     let mut input = BytesMut::with_capacity(256 << 10);
     let prefix = match shared.workload {

@@ -68,6 +68,8 @@ pub struct Wire {
     proto: Protocol,
     decoder: Decoder,
     next_id: u32,
+    /// The token a switchboard HELLO carries (empty for none).
+    token: Vec<u8>,
 }
 
 impl Wire {
@@ -76,7 +78,14 @@ impl Wire {
             proto,
             decoder: Decoder::new(Limits::MAX_MAX_FRAME),
             next_id: 1,
+            token: Vec::new(),
         }
+    }
+
+    /// The HELLO a subscriber sends carries `token` (for `--auth-token-file`).
+    pub fn with_token(mut self, token: &[u8]) -> Wire {
+        self.token = token.to_vec();
+        self
     }
 
     fn id(&mut self) -> RequestId {
@@ -90,7 +99,7 @@ impl Wire {
             Protocol::Resp => resp_command(buf, &[b"SUBSCRIBE", prefix]),
             _ => {
                 let (hello_id, sub_id) = (self.id(), self.id());
-                hello::encode_request(buf, hello_id, MAX_VERSION, features::PUSH, &[]);
+                hello::encode_request(buf, hello_id, MAX_VERSION, features::PUSH, &self.token);
                 subscribe::encode_request(buf, sub_id, prefix, None, 0);
             }
         }

@@ -61,10 +61,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(workers: usize) -> TestServer {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
+        TestServer::start_with(Config {
             workers,
             ..Config::default()
+        })
+    }
+
+    /// A server with `config`, on a free loopback port whatever it says.
+    pub fn start_with(config: Config) -> TestServer {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..config
         };
         let server = Server::bind(&config).expect("bind a loopback port");
         let running = server.spawn().expect("start the reactor thread");
