@@ -107,6 +107,10 @@ pub struct Config {
     /// Where and how to keep the data; `None` keeps it in memory only, and a restart
     /// forgets everything.
     pub durability: Option<crate::durability::DurabilityConfig>,
+    /// With a certificate, `listen` speaks TLS only; `None` = plaintext.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// A second, plaintext listener beside a TLS `listen` (only with `tls`).
+    pub plaintext_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -154,6 +158,8 @@ impl Default for Config {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
             durability: None,
+            tls: None,
+            plaintext_listen: None,
         }
     }
 }

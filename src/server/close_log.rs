@@ -29,6 +29,13 @@ fn cause(reason: CloseReason) -> Option<String> {
             Some("client memory limit: it held the most unread output".into())
         }
         CloseReason::Io => Some("socket error".into()),
+        CloseReason::TlsHandshake => {
+            Some("TLS handshake failed (not TLS, or a refused certificate)".into())
+        }
+        CloseReason::TlsHandshakeTimeout => {
+            Some("TLS handshake not finished within --tls-handshake-timeout".into())
+        }
+        CloseReason::Tls => Some("TLS error".into()),
         CloseReason::PeerClosed | CloseReason::Reset | CloseReason::Shutdown => None,
     }
 }
