@@ -105,8 +105,9 @@ pub fn run(
 fn connect_all(
     settings: &Settings,
     addrs: &[SocketAddr],
-) -> Result<Vec<Vec<(TcpStream, usize)>>, Error> {
+) -> Result<Vec<Vec<engine::Opened>>, Error> {
     let connect_timeout = settings.timeout.min(Duration::from_secs(3));
+    let tls = settings.tls_config()?;
     let (threads, connections) = (settings.threads, settings.connections);
     let mut per_thread = Vec::with_capacity(threads);
     for t in 0..threads {
@@ -114,16 +115,34 @@ fn connect_all(
         let mut streams = Vec::with_capacity(n);
         for j in 0..n {
             let server = j % addrs.len();
-            let s = TcpStream::connect_timeout(&addrs[server], connect_timeout).map_err(|e| {
-                Error::Connect(format!(
-                    "cannot connect to {} ({}): {e}",
-                    settings.addrs[server], addrs[server]
-                ))
-            })?;
+            let mut s =
+                TcpStream::connect_timeout(&addrs[server], connect_timeout).map_err(|e| {
+                    Error::Connect(format!(
+                        "cannot connect to {} ({}): {e}",
+                        settings.addrs[server], addrs[server]
+                    ))
+                })?;
             // Requests are batched by the generator itself; Nagle would only delay them.
             s.set_nodelay(true)
                 .map_err(|e| Error::Connect(format!("setting TCP_NODELAY: {e}")))?;
-            streams.push((s, server));
+            let session = match &tls {
+                Some(tls) => {
+                    // Blocking, before the clock starts, bounded like the connect.
+                    let _ = s.set_read_timeout(Some(connect_timeout));
+                    let _ = s.set_write_timeout(Some(connect_timeout));
+                    let session = tls.handshake(&mut s).map_err(|e| {
+                        Error::Connect(format!(
+                            "TLS handshake with {} ({}): {e}",
+                            settings.addrs[server], addrs[server]
+                        ))
+                    })?;
+                    let _ = s.set_read_timeout(None);
+                    let _ = s.set_write_timeout(None);
+                    Some(session)
+                }
+                None => None,
+            };
+            streams.push((s, session, server));
         }
         per_thread.push(streams);
     }
