@@ -114,6 +114,10 @@ pub struct Config {
     pub auth_timeout: Duration,
     /// With no `auth`, serve only loopback clients (others get DENIED).
     pub protected_mode: bool,
+    /// With a certificate, `listen` speaks TLS only; `None` = plaintext.
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// A second, plaintext listener beside a TLS `listen` (only with `tls`).
+    pub plaintext_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -166,6 +170,8 @@ impl Default for Config {
             auth: None,
             auth_timeout: crate::auth::DEFAULT_AUTH_TIMEOUT,
             protected_mode: true,
+            tls: None,
+            plaintext_listen: None,
         }
     }
 }

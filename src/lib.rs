@@ -51,6 +51,8 @@
 
 //! * [`store`]: the versioned record map.
 //! * [`client`]: a blocking client with pipelining, used by the CLI and tests.
+//! * [`tls`]: TLS settings and certificate loading; TLS sits between the socket and
+//!   the connection (`server::tls`), so frames are the same inside it.
 //! * [`config`]: every limit, its default and unit; [`stats`]: the counters.
 //!
 //! # Limits
@@ -75,6 +77,7 @@ pub mod sequencer;
 pub mod server;
 pub mod stats;
 pub mod store;
+pub mod tls;
 mod wake;
 pub mod wal;
 mod worker;

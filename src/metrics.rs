@@ -131,6 +131,31 @@ impl Collector for Figures {
                 ("io_error", get(&c.closed_io_error)),
                 ("auth_failed", get(&c.closed_auth_failed)),
                 ("auth_timeout", get(&c.closed_auth_timeout)),
+                ("tls_handshake", get(&c.closed_tls_handshake)),
+                ("tls_error", get(&c.closed_tls_error)),
+            ],
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_tls_handshakes",
+            "TLS handshakes completed, by kind.",
+            "kind",
+            &[
+                (
+                    "full",
+                    get(&c.tls_handshakes).saturating_sub(get(&c.tls_resumed)),
+                ),
+                ("resumed", get(&c.tls_resumed)),
+            ],
+        )?;
+        labelled(
+            &mut e,
+            "switchboard_tls_reloads",
+            "Certificate reloads on SIGHUP, by outcome.",
+            "outcome",
+            &[
+                ("ok", get(&c.tls_reloads)),
+                ("error", get(&c.tls_reload_errors)),
             ],
         )?;
         counter(

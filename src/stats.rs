@@ -92,6 +92,19 @@ counters! {
     closed_auth_failed,
     /// Connections closed for not authenticating within `--auth-timeout`.
     closed_auth_timeout,
+    /// TLS connections whose handshake failed (a client not speaking TLS, a refused
+    /// certificate) or was not finished within `--tls-handshake-timeout`.
+    closed_tls_handshake,
+    /// TLS connections closed for a TLS error after the handshake.
+    closed_tls_error,
+    /// TLS handshakes completed, full or resumed.
+    tls_handshakes,
+    /// TLS handshakes that resumed an earlier session.
+    tls_resumed,
+    /// Certificate reloads on SIGHUP that succeeded.
+    tls_reloads,
+    /// Certificate reloads on SIGHUP that failed (the old certificate stays).
+    tls_reload_errors,
     /// Requests answered, whatever the outcome.
     requests_total,
     /// HELLO requests.

@@ -213,13 +213,7 @@ pub fn run(client: &mut Client, command: Command) -> Result<Outcome, Failure> {
             count,
         } => {
             let resume = from.map(|from| Resume { from, history });
-            let mut sub = Subscriber::connect_with_token(
-                client.peer_addr()?,
-                bytes(prefix),
-                resume,
-                0,
-                client.token().clone(),
-            )?;
+            let mut sub = Subscriber::connect_to(client.endpoint()?, bytes(prefix), resume, 0)?;
             let mut printed = 0;
             while count.is_none_or(|n| printed < n) {
                 if let Some(push) = sub.next(None)? {
@@ -228,11 +222,7 @@ pub fn run(client: &mut Client, command: Command) -> Result<Outcome, Failure> {
             }
         }
         Command::Watch { prefix, count } => {
-            let mut watch = Watch::start_with_token(
-                client.peer_addr()?,
-                bytes(prefix),
-                client.token().clone(),
-            )?;
+            let mut watch = Watch::start_at(client.endpoint()?, bytes(prefix))?;
             let mut printed = 0;
             while count.is_none_or(|n| printed < n) {
                 let Some(event) = watch.next(None)? else {

@@ -12,7 +12,7 @@ use clap::Parser;
 use commands::{Command, Failure, Outcome};
 use std::process::ExitCode;
 use std::time::Duration;
-use switchboard::client::{Client, ClientError};
+use switchboard::client::{Client, ClientError, ClientTls, TlsOptions};
 
 /// Command-line client for a switchboard server.
 ///
@@ -38,6 +38,32 @@ struct Flags {
     /// the token itself, does the same.
     #[arg(long, global = true, value_name = "FILE")]
     auth_token_file: Option<std::path::PathBuf>,
+    /// Speak TLS to the server (trusting the system's CAs unless --tls-ca is given).
+    #[arg(long, global = true)]
+    tls: bool,
+
+    /// Trust the CA certificates in FILE (PEM) for --tls; a self-signed server
+    /// certificate itself works. Implies --tls.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+
+    /// Accept any server certificate (encrypted, not authenticated: for tests with
+    /// throwaway certificates only). Implies --tls.
+    #[arg(long, global = true)]
+    tls_insecure: bool,
+
+    /// Present this client certificate (PEM) to servers that require one. Implies --tls.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+
+    /// The name the server's certificate must carry (default: the host of --addr).
+    /// Implies --tls.
+    #[arg(long, global = true, value_name = "NAME")]
+    tls_server_name: Option<String>,
 
     /// The command; without one, an interactive prompt opens.
     #[command(subcommand)]
@@ -51,12 +77,18 @@ pub struct Connect {
     timeout: Duration,
     /// The token each connection's HELLO carries; empty for none.
     token: bytes::Bytes,
+    tls: Option<ClientTls>,
 }
 
 impl Connect {
     /// Opens a connection with the timeouts set.
     pub fn open(&self) -> Result<Client, ClientError> {
-        let mut client = Client::connect_timeout(self.addr.as_str(), self.connect_timeout)?;
+        let mut client = match &self.tls {
+            Some(tls) => {
+                Client::connect_tls_timeout(self.addr.as_str(), tls, self.connect_timeout)?
+            }
+            None => Client::connect_timeout(self.addr.as_str(), self.connect_timeout)?,
+        };
         client.set_timeout(Some(self.timeout))?;
         if !self.token.is_empty() {
             client.set_token(self.token.clone());
@@ -112,6 +144,33 @@ fn token(file: Option<&std::path::Path>) -> Result<bytes::Bytes, String> {
         .unwrap_or_default())
 }
 
+/// The TLS configuration the flags ask for, if any.
+fn tls_config(flags: &Flags) -> Result<Option<ClientTls>, String> {
+    let wanted = flags.tls
+        || flags.tls_ca.is_some()
+        || flags.tls_insecure
+        || flags.tls_cert.is_some()
+        || flags.tls_server_name.is_some();
+    if !wanted {
+        return Ok(None);
+    }
+    let options = TlsOptions {
+        ca_file: flags.tls_ca.clone(),
+        insecure: flags.tls_insecure,
+        cert: flags.tls_cert.clone(),
+        key: flags.tls_key.clone(),
+        server_name: flags.tls_server_name.clone(),
+    };
+    // The certificate is checked against the host part of --addr by default.
+    let host = match flags.addr.rsplit_once(':') {
+        Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+        None => flags.addr.as_str(),
+    };
+    ClientTls::new(&options, host)
+        .map(Some)
+        .map_err(|e| format!("TLS: {e}"))
+}
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
     let timeouts = seconds(flags.connect_timeout, "connect-timeout")
@@ -130,11 +189,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let tls = match tls_config(&flags) {
+        Ok(tls) => tls,
+        Err(why) => {
+            eprintln!("switchboard-cli: {why}");
+            return ExitCode::from(2);
+        }
+    };
     let connect = Connect {
         addr: flags.addr.clone(),
         connect_timeout,
         timeout,
         token,
+        tls,
     };
     let client = connect.open();
     let Some(command) = flags.command else {

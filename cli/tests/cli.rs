@@ -385,6 +385,71 @@ fn cli_prompt_reconnects_after_a_server_restart() {
 }
 
 #[test]
+fn cli_speaks_tls_with_a_trusted_ca_and_refuses_an_untrusted_server() {
+    let dir = std::env::temp_dir().join(format!("switchboard-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(switchboard::tls::TlsConfig::new(&cert, &key)),
+        ..Config::default()
+    };
+    let server = Server::bind(&config).unwrap().spawn().unwrap();
+    let ca = cert.to_str().unwrap();
+    let addr = server.local_addr().to_string();
+
+    // The certificate names localhost; the address is 127.0.0.1.
+    let o = cli(
+        &server,
+        &[
+            "--tls-ca",
+            ca,
+            "--tls-server-name",
+            "localhost",
+            "put",
+            "k",
+            "v",
+        ],
+    );
+    assert_eq!(
+        (o.status.code(), stdout(&o).as_str()),
+        (Some(0), "OK (version 1)\n")
+    );
+    let o = cli(&server, &["--tls-insecure", "get", "k"]);
+    assert_eq!(stdout(&o), "v\n(version 1)\n");
+
+    // Without trusting it, or in plaintext, nothing is served.
+    let o = cli(
+        &server,
+        &["--tls", "--tls-server-name", "localhost", "ping"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "an untrusted certificate was accepted"
+    );
+    let o = cli(&server, &["ping"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "plaintext was answered on the TLS port"
+    );
+    assert!(!stdout(&o).contains("PONG"));
+    let o = Command::new(env!("CARGO_BIN_EXE_switchboard-cli"))
+        .args(["--addr", &addr, "--tls-ca", ca, "ping"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a certificate for another name was accepted"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+#[test]
 fn cli_authenticates_with_a_token_file_or_the_environment() {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -5,9 +5,7 @@
 use crate::settings::Error;
 use bytes::BytesMut;
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::time::Duration;
 use switchboard_protocol::msg::hello::{self, MAX_TOKEN};
 use switchboard_protocol::{
     Decoder, Limits, RequestId, Response, ResponseBody, Status, MAX_VERSION,
@@ -36,19 +34,18 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(token)
 }
 
-/// Sends HELLO (no features) carrying `token` on a fresh blocking connection and
-/// waits up to `timeout` for its answer.
+/// Sends HELLO (no features) carrying `token` on a fresh blocking connection (plain,
+/// or a TLS stream over one) and waits for its answer; the caller bounds the wait with
+/// the socket's read timeout.
 ///
 /// # Errors
 /// [`Error::Connect`] when the server refuses the token or does not answer.
-pub fn authenticate(stream: &mut TcpStream, token: &[u8], timeout: Duration) -> Result<(), Error> {
+pub fn authenticate(stream: &mut (impl Read + Write), token: &[u8]) -> Result<(), Error> {
     let fail = |why: String| Error::Connect(format!("authenticating: {why}"));
     let mut out = BytesMut::new();
     hello::encode_request(&mut out, RequestId(0), MAX_VERSION, 0, token);
     stream.write_all(&out).map_err(|e| fail(e.to_string()))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| fail(e.to_string()))?;
+    stream.flush().map_err(|e| fail(e.to_string()))?;
     let mut decoder = Decoder::new(Limits::MAX_MAX_FRAME);
     let mut input = BytesMut::with_capacity(4096);
     let mut chunk = [0u8; 4096];
@@ -64,9 +61,6 @@ pub fn authenticate(stream: &mut TcpStream, token: &[u8], timeout: Duration) -> 
         }
         input.extend_from_slice(&chunk[..n]);
     };
-    stream
-        .set_read_timeout(None)
-        .map_err(|e| fail(e.to_string()))?;
     let status = frame.header.status;
     if status != Status::OK {
         let message = match Response::decode(&frame).map(|r| r.body) {

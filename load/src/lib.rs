@@ -33,6 +33,7 @@ pub mod run;
 pub mod schedule;
 pub mod search;
 pub mod settings;
+pub mod tls;
 pub mod workload;
 
 pub use dialect::Protocol;

@@ -105,9 +105,10 @@ pub fn run(
 fn connect_all(
     settings: &Settings,
     addrs: &[SocketAddr],
-) -> Result<Vec<Vec<(TcpStream, usize)>>, Error> {
+) -> Result<Vec<Vec<engine::Opened>>, Error> {
     let connect_timeout = settings.timeout.min(Duration::from_secs(3));
     let token = settings.token()?;
+    let tls = settings.tls_config()?;
     let (threads, connections) = (settings.threads, settings.connections);
     let mut per_thread = Vec::with_capacity(threads);
     for t in 0..threads {
@@ -115,20 +116,46 @@ fn connect_all(
         let mut streams = Vec::with_capacity(n);
         for j in 0..n {
             let server = j % addrs.len();
-            let s = TcpStream::connect_timeout(&addrs[server], connect_timeout).map_err(|e| {
-                Error::Connect(format!(
-                    "cannot connect to {} ({}): {e}",
-                    settings.addrs[server], addrs[server]
-                ))
-            })?;
+            let mut s =
+                TcpStream::connect_timeout(&addrs[server], connect_timeout).map_err(|e| {
+                    Error::Connect(format!(
+                        "cannot connect to {} ({}): {e}",
+                        settings.addrs[server], addrs[server]
+                    ))
+                })?;
             // Requests are batched by the generator itself; Nagle would only delay them.
             s.set_nodelay(true)
                 .map_err(|e| Error::Connect(format!("setting TCP_NODELAY: {e}")))?;
-            let mut s = s;
+            let session = match &tls {
+                Some(tls) => {
+                    // Blocking, before the clock starts, bounded like the connect.
+                    let _ = s.set_read_timeout(Some(connect_timeout));
+                    let _ = s.set_write_timeout(Some(connect_timeout));
+                    let session = tls.handshake(&mut s).map_err(|e| {
+                        Error::Connect(format!(
+                            "TLS handshake with {} ({}): {e}",
+                            settings.addrs[server], addrs[server]
+                        ))
+                    })?;
+                    let _ = s.set_read_timeout(None);
+                    let _ = s.set_write_timeout(None);
+                    Some(session)
+                }
+                None => None,
+            };
+            let mut session = session;
             if !token.is_empty() {
-                crate::auth::authenticate(&mut s, &token, settings.timeout)?;
+                let _ = s.set_read_timeout(Some(settings.timeout));
+                match &mut session {
+                    Some(tls) => crate::auth::authenticate(
+                        &mut rustls::Stream::new(&mut **tls, &mut s),
+                        &token,
+                    )?,
+                    None => crate::auth::authenticate(&mut s, &token)?,
+                }
+                let _ = s.set_read_timeout(None);
             }
-            streams.push((s, server));
+            streams.push((s, session, server));
         }
         per_thread.push(streams);
     }

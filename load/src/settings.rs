@@ -81,6 +81,25 @@ pub struct Settings {
     #[arg(long)]
     pub reconnect: bool,
 
+    /// Speak TLS to the servers (switchboard's TLS --listen, Redis's --tls-port); the
+    /// handshakes are done before the clock starts. Needs --tls-ca or --tls-insecure.
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Trust the CA certificates in FILE (PEM) for --tls (a self-signed server
+    /// certificate itself works). Implies --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// Accept any server certificate (for test certificates). Implies --tls.
+    #[arg(long)]
+    pub tls_insecure: bool,
+
+    /// The name the server certificates must carry [default: the host of the first
+    /// --addr].
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
     /// Seed for key and operation choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -127,6 +146,27 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// True when any TLS flag was given.
+    pub fn wants_tls(&self) -> bool {
+        self.tls || self.tls_ca.is_some() || self.tls_insecure || self.tls_server_name.is_some()
+    }
+
+    /// The TLS configuration the flags ask for, if any.
+    pub fn tls_config(&self) -> Result<Option<crate::tls::Tls>, Error> {
+        if !self.wants_tls() {
+            return Ok(None);
+        }
+        let first = self.addrs.first().map_or("localhost", String::as_str);
+        let host = match first.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => first,
+        };
+        let name = self.tls_server_name.as_deref().unwrap_or(host);
+        crate::tls::Tls::new(self.tls_ca.as_deref(), self.tls_insecure, name)
+            .map(Some)
+            .map_err(Error::Usage)
+    }
+
     /// Parses settings from command-line words (without the program name), as the
     /// binary does: for embedders and tests that want the binary's defaults.
     pub fn from_args<I, T>(words: I) -> Result<Settings, clap::Error>
@@ -205,6 +245,11 @@ impl Settings {
                     "--rate must be a positive number of requests per second".into(),
                 ));
             }
+        }
+        if self.wants_tls() && (self.reconnect || self.workload != Workload::Kv) {
+            return Err(Error::Usage(
+                "--tls is available for the kv workload without --reconnect".into(),
+            ));
         }
         if self.requests == Some(0) {
             return Err(Error::Usage("--requests must be at least 1".into()));

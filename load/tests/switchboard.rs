@@ -227,6 +227,72 @@ fn an_unreachable_server_is_a_connect_error_before_anything_runs() {
     assert_eq!(err.exit_code(), 2);
 }
 
+/// Over TLS the binary's counts match the server's, and a certificate it was not told
+/// to trust stops the run before the clock starts.
+#[test]
+fn the_generator_speaks_tls_and_checks_the_certificate() {
+    let dir = std::env::temp_dir().join(format!("switchboard-load-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let config = switchboard::config::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 1,
+        tls: Some(switchboard::tls::TlsConfig::new(&cert, &key)),
+        ..switchboard::config::Config::default()
+    };
+    let server = switchboard::server::Server::bind(&config)
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let addr = server.local_addr().to_string();
+    let json = TempJson::new("tls");
+    let common = [
+        "--addr",
+        &addr,
+        "--requests",
+        "2000",
+        "--warmup",
+        "0s",
+        "--connections",
+        "4",
+        "--pipeline",
+        "16",
+        "--mix",
+        "get=1,put=1",
+        "--keys",
+        "100",
+        "--quiet",
+    ];
+    let mut args = common.to_vec();
+    let ca = cert.to_str().unwrap();
+    args.extend([
+        "--tls-ca",
+        ca,
+        "--tls-server-name",
+        "localhost",
+        "--json",
+        json.path(),
+    ]);
+    let out = run_load(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    assert_eq!(
+        (j["ops"].as_u64(), j["errors"].as_u64()),
+        (Some(2000), Some(0))
+    );
+
+    // Not trusted (the name does not match): refused at the handshake.
+    let mut args = common.to_vec();
+    args.extend(["--tls-ca", ca, "--tls-server-name", "other.example"]);
+    let out = run_load(&args);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("TLS handshake"), "{}", text(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn every_connection_authenticates_with_the_token_file() {
     let server = TestServer::start_with(switchboard::config::Config {

@@ -21,7 +21,7 @@ use switchboard::server::Server;
 #[command(name = "switchboard", version)]
 struct Flags {
     /// Address to listen on, HOST:PORT (a name such as localhost is resolved). Port 0
-    /// picks a free port (printed at start).
+    /// picks a free port (printed at start). With --tls-cert it speaks TLS only.
     #[arg(long, default_value = config::DEFAULT_LISTEN, value_parser = parse_listen)]
     listen: SocketAddr,
 
@@ -194,6 +194,31 @@ struct Flags {
     test_segment_bytes: Option<u64>,
 
     /// Test hook: every log sync takes this many milliseconds longer.
+    /// TLS certificate chain (PEM, leaf first). With it and --tls-key, --listen speaks
+    /// TLS only: no frame is ever answered in clear there. SIGHUP reloads both files;
+    /// open connections keep the certificate they began with.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1), for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+
+    /// Require client certificates signed by a CA in FILE (PEM); a client without one
+    /// fails the handshake. Off unless given.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<std::path::PathBuf>,
+
+    /// A TLS handshake not finished this long after connecting closes the connection
+    /// (counted as closed_tls_handshake).
+    #[arg(long, value_name = "SECS", default_value_t = switchboard::tls::DEFAULT_HANDSHAKE_TIMEOUT.as_secs_f64())]
+    tls_handshake_timeout: f64,
+
+    /// Also listen on ADDR in plaintext, beside the TLS --listen. Off by default: with
+    /// a certificate nothing is served in clear unless asked for here.
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen, requires = "tls_cert")]
+    plaintext_listen: Option<SocketAddr>,
+
     #[arg(long, hide = true, default_value_t = 0)]
     test_sync_delay_ms: u64,
 }
@@ -381,10 +406,27 @@ fn main() -> ExitCode {
         eprintln!("switchboard: --auth-timeout must be a number of seconds above 0");
         return ExitCode::FAILURE;
     };
+    let tls_handshake_timeout = match Duration::try_from_secs_f64(flags.tls_handshake_timeout) {
+        Ok(t) if !t.is_zero() => t,
+        _ => {
+            eprintln!("switchboard: --tls-handshake-timeout must be a number of seconds above 0");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tls = match (&flags.tls_cert, &flags.tls_key) {
+        (Some(cert), Some(key)) => Some(switchboard::tls::TlsConfig {
+            client_ca: flags.tls_client_ca.clone(),
+            handshake_timeout: tls_handshake_timeout,
+            ..switchboard::tls::TlsConfig::new(cert, key)
+        }),
+        _ => None,
+    };
     let config = Config {
         auth,
         auth_timeout,
         protected_mode: flags.protected_mode == "yes",
+        tls,
+        plaintext_listen: flags.plaintext_listen,
         listen: flags.listen,
         listen_backlog: flags.listen_backlog,
         workers: flags
@@ -462,6 +504,21 @@ fn main() -> ExitCode {
     }
     if let Some(addr) = server.metrics_addr() {
         println!("metrics on http://{addr}/metrics");
+    }
+    if let Some(tls) = &config.tls {
+        println!(
+            "tls: on {} only (certificate {}); client certificates {}",
+            server.local_addr(),
+            tls.cert.display(),
+            if tls.client_ca.is_some() {
+                "required"
+            } else {
+                "not asked for"
+            }
+        );
+    }
+    if let Some(addr) = server.plaintext_addr() {
+        println!("plaintext listening on {addr}");
     }
     tracing::info!(
         listen = %server.local_addr(),

@@ -34,8 +34,10 @@
 //! (The hidden lines start a server in-process on a free port.)
 
 mod subscribe;
+mod tls;
 
 pub use subscribe::{Subscribed, Subscriber, Watch, WatchEvent};
+pub use tls::{ClientTls, TlsOptions};
 
 use crate::protocol::msg::hello::HelloReply;
 use crate::protocol::msg::scan::{ScanEntry, ScanPage};
@@ -123,13 +125,55 @@ impl ClientError {
     }
 }
 
+/// Where a server is and how to reach it: what reconnecting clients
+/// ([`Subscriber`], [`Watch`]) keep to connect again.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// TLS, if the server speaks it.
+    pub tls: Option<ClientTls>,
+    /// The token each connection's HELLO carries, for a server that requires one
+    /// (empty for none).
+    pub token: Bytes,
+}
+
+impl Endpoint {
+    /// A plaintext server at `addr`, with no token.
+    pub fn plain(addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            addr,
+            tls: None,
+            token: Bytes::new(),
+        }
+    }
+
+    /// The same server, with `token` in every HELLO.
+    pub fn with_token(mut self, token: impl Into<Bytes>) -> Endpoint {
+        self.token = token.into();
+        self
+    }
+}
+
+/// Connects to the first of `addr`'s addresses that accepts within `timeout`.
+fn tcp_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Shorthand for results of client calls.
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 /// A blocking connection to a switchboard server.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: tls::Stream,
     decoder: Decoder,
     read_buf: BytesMut,
     write_buf: BytesMut,
@@ -142,6 +186,8 @@ pub struct Client {
     answered: u64,
     /// The count of the server's GOAWAY: requests after it were not carried out.
     goaway: Option<u64>,
+    /// The TLS configuration this connection was made with, for [`Client::endpoint`].
+    tls: Option<ClientTls>,
     /// The token HELLO carries, for a server that requires one.
     token: Bytes,
 }
@@ -155,6 +201,44 @@ impl Client {
         Client::from_stream(TcpStream::connect(addr)?)
     }
 
+    /// Connects over TLS and finishes the handshake, so a certificate the options do
+    /// not trust fails here.
+    ///
+    /// ```no_run
+    /// use switchboard::client::{Client, ClientTls, TlsOptions};
+    /// let options = TlsOptions { ca_file: Some("ca.pem".into()), ..TlsOptions::default() };
+    /// let tls = ClientTls::new(&options, "db.example.com")?;
+    /// let mut client = Client::connect_tls("db.example.com:7420", &tls)?;
+    /// client.ping()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the address does not resolve or refuses the connection, or the handshake
+    /// fails (an untrusted, expired or wrong-host certificate; a server that wants a
+    /// client certificate and got none).
+    pub fn connect_tls(addr: impl ToSocketAddrs, tls: &ClientTls) -> Result<Client> {
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_nodelay(true)?;
+        let mut client = Client::with_stream(tls.handshake(tcp)?)?;
+        client.tls = Some(tls.clone());
+        Ok(client)
+    }
+
+    /// Connects to `endpoint`, over TLS if it says so; its token goes in every HELLO
+    /// (call [`hello`](Self::hello) first on a server that requires one).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect) and [`connect_tls`](Self::connect_tls).
+    pub fn connect_to(endpoint: &Endpoint) -> Result<Client> {
+        let mut client = match &endpoint.tls {
+            Some(tls) => Client::connect_tls(endpoint.addr, tls)?,
+            None => Client::connect(endpoint.addr)?,
+        };
+        client.set_token(endpoint.token.clone());
+        Ok(client)
+    }
+
     /// Connects like [`connect`](Self::connect), giving up on each address after
     /// `timeout` (a host that drops packets would otherwise hold the caller for
     /// minutes).
@@ -162,18 +246,51 @@ impl Client {
     /// # Errors
     /// When the address does not resolve, refuses, or does not answer in time.
     pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
-        for a in addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => return Client::from_stream(stream),
-                Err(e) => last = e,
-            }
-        }
-        Err(last.into())
+        Client::from_stream(tcp_timeout(addr, timeout)?)
+    }
+
+    /// As [`connect_tls`](Self::connect_tls), giving up on each address after
+    /// `timeout`, and on the handshake after `timeout` too.
+    ///
+    /// # Errors
+    /// As [`connect_timeout`](Self::connect_timeout) and
+    /// [`connect_tls`](Self::connect_tls).
+    pub fn connect_tls_timeout(
+        addr: impl ToSocketAddrs,
+        tls: &ClientTls,
+        timeout: Duration,
+    ) -> Result<Client> {
+        let tcp = tcp_timeout(addr, timeout)?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
+        let stream = tls.handshake(tcp)?;
+        stream.tcp().set_read_timeout(None)?;
+        stream.tcp().set_write_timeout(None)?;
+        let mut client = Client::with_stream(stream)?;
+        client.tls = Some(tls.clone());
+        Ok(client)
+    }
+
+    /// Where this client is connected, and how: for opening another connection
+    /// like it (a [`Subscriber`] or a [`Watch`]).
+    ///
+    /// # Errors
+    /// When the socket cannot say its peer's address.
+    pub fn endpoint(&self) -> Result<Endpoint> {
+        Ok(Endpoint {
+            addr: self.peer_addr()?,
+            tls: self.tls.clone(),
+            token: self.token.clone(),
+        })
     }
 
     fn from_stream(stream: TcpStream) -> Result<Client> {
         stream.set_nodelay(true)?;
+        Client::with_stream(tls::Stream::Plain(stream))
+    }
+
+    fn with_stream(stream: tls::Stream) -> Result<Client> {
         Ok(Client {
             stream,
             // Accept any frame a server may legally send; the server enforces its own.
@@ -185,6 +302,7 @@ impl Client {
             pongs: VecDeque::new(),
             answered: 0,
             goaway: None,
+            tls: None,
             token: Bytes::new(),
         })
     }
@@ -218,7 +336,7 @@ impl Client {
     /// # Errors
     /// When the socket cannot say.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
-        Ok(self.stream.peer_addr()?)
+        Ok(self.stream.tcp().peer_addr()?)
     }
 
     /// Fails calls that wait longer than `timeout` for the server (`None` = forever).
@@ -226,8 +344,8 @@ impl Client {
     /// # Errors
     /// When the socket refuses the setting.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.stream.set_read_timeout(timeout)?;
-        self.stream.set_write_timeout(timeout)?;
+        self.stream.tcp().set_read_timeout(timeout)?;
+        self.stream.tcp().set_write_timeout(timeout)?;
         Ok(())
     }
 
@@ -584,10 +702,10 @@ impl Client {
                 },
                 None => None,
             };
-            let before = self.stream.read_timeout()?;
-            self.stream.set_read_timeout(wait)?;
+            let before = self.stream.tcp().read_timeout()?;
+            self.stream.tcp().set_read_timeout(wait)?;
             let frame = self.read_frame();
-            self.stream.set_read_timeout(before)?;
+            self.stream.tcp().set_read_timeout(before)?;
             let frame = match frame {
                 Ok(frame) => frame,
                 Err(ClientError::Io(e))

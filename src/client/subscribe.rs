@@ -2,7 +2,7 @@
 //! sequence after a lost connection, and a [`Watch`] that lists a prefix and then
 //! follows every change, the recipe of protocol-spec.md section 13.5.
 
-use super::{Client, ClientError, Result};
+use super::{Client, ClientError, Endpoint, Result};
 use crate::protocol::msg::subscribe::Resume;
 use crate::protocol::{features, EventKind, Push};
 use bytes::Bytes;
@@ -30,9 +30,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 /// delivered, so it receives every change or a GAP saying what it missed.
 #[derive(Debug)]
 pub struct Subscriber {
-    addr: SocketAddr,
-    /// The token each connection's HELLO carries (empty for none).
-    token: Bytes,
+    endpoint: Endpoint,
     client: Client,
     prefix: Bytes,
     progress_ms: u32,
@@ -53,27 +51,23 @@ impl Subscriber {
         resume: Option<Resume>,
         progress_ms: u32,
     ) -> Result<Subscriber> {
-        Subscriber::connect_with_token(addr, prefix, resume, progress_ms, Bytes::new())
+        Subscriber::connect_to(Endpoint::plain(addr), prefix, resume, progress_ms)
     }
 
-    /// [`connect`](Self::connect) to a server that requires a token: every connection
-    /// it opens, reconnections included, sends `token` in its HELLO.
+    /// As [`connect`](Self::connect), to an [`Endpoint`] (over TLS if it says so).
     ///
     /// # Errors
     /// When the server cannot be reached or refuses.
-    pub fn connect_with_token(
-        addr: SocketAddr,
+    pub fn connect_to(
+        endpoint: Endpoint,
         prefix: impl Into<Bytes>,
         resume: Option<Resume>,
         progress_ms: u32,
-        token: impl Into<Bytes>,
     ) -> Result<Subscriber> {
         let prefix = prefix.into();
-        let token = token.into();
-        let (client, subscribed) = open(addr, &token, &prefix, resume, progress_ms)?;
+        let (client, subscribed) = open(&endpoint, &prefix, resume, progress_ms)?;
         Ok(Subscriber {
-            addr,
-            token,
+            endpoint,
             client,
             prefix,
             progress_ms,
@@ -131,13 +125,7 @@ impl Subscriber {
         };
         let mut last_error = ClientError::Closed;
         for _ in 0..RECONNECT_ATTEMPTS {
-            match open(
-                self.addr,
-                &self.token,
-                &self.prefix,
-                Some(resume),
-                self.progress_ms,
-            ) {
+            match open(&self.endpoint, &self.prefix, Some(resume), self.progress_ms) {
                 Ok((client, subscribed)) => {
                     self.client = client;
                     self.subscribed = subscribed;
@@ -152,14 +140,12 @@ impl Subscriber {
 }
 
 fn open(
-    addr: SocketAddr,
-    token: &Bytes,
+    endpoint: &Endpoint,
     prefix: &Bytes,
     resume: Option<Resume>,
     progress_ms: u32,
 ) -> Result<(Client, Subscribed)> {
-    let mut client = Client::connect(addr)?;
-    client.set_token(token.clone());
+    let mut client = Client::connect_to(endpoint)?;
     client.hello(features::PUSH)?;
     let subscribed = client.subscribe(prefix.clone(), resume, progress_ms)?;
     Ok((client, subscribed))
@@ -219,22 +205,16 @@ impl Watch {
     /// # Errors
     /// When the server cannot be reached or refuses.
     pub fn start(addr: SocketAddr, prefix: impl Into<Bytes>) -> Result<Watch> {
-        Watch::start_with_token(addr, prefix, Bytes::new())
+        Watch::start_at(Endpoint::plain(addr), prefix)
     }
 
-    /// [`start`](Self::start) on a server that requires a token.
+    /// As [`start`](Self::start), at an [`Endpoint`] (over TLS if it says so).
     ///
     /// # Errors
     /// When the server cannot be reached or refuses.
-    pub fn start_with_token(
-        addr: SocketAddr,
-        prefix: impl Into<Bytes>,
-        token: impl Into<Bytes>,
-    ) -> Result<Watch> {
+    pub fn start_at(endpoint: Endpoint, prefix: impl Into<Bytes>) -> Result<Watch> {
         let prefix = prefix.into();
-        let token = token.into();
-        let mut client = Client::connect(addr)?;
-        client.set_token(token.clone());
+        let mut client = Client::connect_to(&endpoint)?;
         let hello = client.hello(features::PUSH)?;
         let first = client.scan(prefix.clone(), Bytes::new(), 0)?;
         drop(client);
@@ -242,7 +222,7 @@ impl Watch {
             from: first.seq,
             history: hello.history,
         };
-        let sub = Subscriber::connect_with_token(addr, prefix.clone(), Some(resume), 0, token)?;
+        let sub = Subscriber::connect_to(endpoint, prefix.clone(), Some(resume), 0)?;
         let mut watch = Watch {
             sub,
             prefix,

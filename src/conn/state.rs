@@ -50,6 +50,13 @@ pub enum CloseReason {
     Unauthenticated,
     /// The server requires a token and none came within the authentication deadline.
     AuthTimeout,
+    /// The TLS handshake failed: a client that does not speak TLS (plaintext frames on
+    /// a TLS port), a refused or missing client certificate, no common parameters.
+    TlsHandshake,
+    /// The TLS handshake was not finished within its deadline.
+    TlsHandshakeTimeout,
+    /// A TLS error after the handshake (a bad record, an alert from the peer).
+    Tls,
 }
 
 impl CloseReason {

@@ -33,6 +33,13 @@ fn cause(reason: CloseReason) -> Option<String> {
             Some("authentication failed: no HELLO with the right token".into())
         }
         CloseReason::AuthTimeout => Some("did not authenticate within --auth-timeout".into()),
+        CloseReason::TlsHandshake => {
+            Some("TLS handshake failed (not TLS, or a refused certificate)".into())
+        }
+        CloseReason::TlsHandshakeTimeout => {
+            Some("TLS handshake not finished within --tls-handshake-timeout".into())
+        }
+        CloseReason::Tls => Some("TLS error".into()),
         CloseReason::PeerClosed | CloseReason::Reset | CloseReason::Shutdown => None,
     }
 }

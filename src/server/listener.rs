@@ -36,6 +36,8 @@ pub(super) struct Listener {
     failing: bool,
     /// A descriptor held in reserve, released to refuse a client when none are left.
     reserve: Option<File>,
+    /// Connections here speak TLS: a refusal is a close, without a plaintext frame.
+    tls: bool,
 }
 
 /// Opens the reserve descriptor.
@@ -49,6 +51,8 @@ impl Listener {
     pub(super) fn bind(
         addr: SocketAddr,
         backlog: u32,
+        token: mio::Token,
+        tls: bool,
         registry: &mio::Registry,
     ) -> io::Result<Listener> {
         use socket2::{Domain, Protocol, Socket, Type};
@@ -59,7 +63,7 @@ impl Listener {
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
         let mut inner = TcpListener::from_std(socket.into());
-        registry.register(&mut inner, super::registry::LISTENER, Interest::READABLE)?;
+        registry.register(&mut inner, token, Interest::READABLE)?;
         Ok(Listener {
             inner,
             // A connection may be queued before registration: try once regardless.
@@ -67,7 +71,13 @@ impl Listener {
             paused_until: None,
             failing: false,
             reserve: reserve(),
+            tls,
         })
+    }
+
+    /// True when connections accepted here speak TLS.
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls
     }
 
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -108,7 +118,7 @@ impl Listener {
                         tracing::info!("accepting connections again");
                     }
                     if full {
-                        linger(refuse(stream, counters));
+                        linger(refuse(stream, counters, self.tls));
                         continue;
                     }
                     // Responses are written whole; Nagle would only delay them.
@@ -156,7 +166,7 @@ impl Listener {
         let refused = match self.inner.accept() {
             // Out of descriptors: closed at once, not lingered.
             Ok((stream, _)) => {
-                drop(refuse(stream, counters));
+                drop(refuse(stream, counters, self.tls));
                 true
             }
             Err(_) => false,
@@ -172,18 +182,29 @@ impl Listener {
 /// The frame is a few dozen bytes written into a fresh socket's empty send buffer, so
 /// the non-blocking write completes whole; if it somehow does not, the close alone
 /// still tells the client.
-fn refuse(stream: TcpStream, counters: &Counters) -> TcpStream {
+fn refuse(stream: TcpStream, counters: &Counters, tls: bool) -> TcpStream {
     Stats::incr(&counters.connections_rejected);
     refuse_with(
         stream,
         Status::SERVER_FULL,
         b"server is at its connection limit",
+        tls,
     )
 }
 
 /// Writes a `status` frame (SERVER_FULL, DENIED) carrying `message` and shuts the
-/// write side.
-pub(super) fn refuse_with(mut stream: TcpStream, status: Status, message: &[u8]) -> TcpStream {
+/// write side. On a TLS listener no frame is written (it could only be sent after a
+/// handshake, which a refused client is not given): the close alone tells the client.
+pub(super) fn refuse_with(
+    mut stream: TcpStream,
+    status: Status,
+    message: &[u8],
+    tls: bool,
+) -> TcpStream {
+    if tls {
+        let _ = stream.shutdown(Shutdown::Write);
+        return stream;
+    }
     let mut frame = BytesMut::with_capacity(64 + message.len());
     encode::error(&mut frame, Opcode(0), RequestId(0), status, message);
     let _ = stream.write(&frame);

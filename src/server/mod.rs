@@ -42,6 +42,7 @@
 //! output is over the limit; its readiness is remembered and it is serviced again once
 //! the condition clears. WRITABLE interest is registered only while output is pending.
 
+mod accept;
 mod background;
 mod close_log;
 mod durable;
@@ -58,6 +59,7 @@ mod socket;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod tls;
 
 use crate::config::{Config, READ_CHUNK_BYTES};
 use crate::conn::{ConnLimits, Outgoing};
@@ -67,7 +69,7 @@ use crate::exec::Context;
 use crate::job::ConnId;
 use crate::sequencer::Sequencer;
 use crate::stats::latency::Tally as LatencyTally;
-use crate::stats::{Stats, Tally};
+use crate::stats::Tally;
 use crate::store::Change;
 use crate::wake::ReactorWake;
 use crate::worker::Pool;
@@ -109,6 +111,14 @@ pub enum ServerError {
     /// The data directory could not be used (locked, damaged or unreadable).
     #[error("data directory: {0}")]
     Durability(crate::durability::DurabilityError),
+    /// The TLS certificate, key or client CA could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(crate::tls::TlsError),
+    /// A plaintext listener was asked for without TLS on the main one.
+    #[error(
+        "--plaintext-listen needs --tls-cert and --tls-key (without them --listen is plaintext)"
+    )]
+    PlaintextWithoutTls,
 }
 
 /// Stops a running server from another thread (the binary uses signals instead).
@@ -213,6 +223,10 @@ pub struct Server {
     auth: Option<Arc<crate::auth::TokenCheck>>,
     /// The write-ahead log and what waits for it, with `--data-dir`.
     durable: Option<durable::Gate>,
+    /// With a certificate: makes each `listener` connection's TLS session.
+    tls: Option<tls::Acceptor>,
+    /// The plaintext listener beside a TLS one (`--plaintext-listen`).
+    plaintext_listener: Option<Listener>,
 }
 
 /// Receives every change, in sequence order, on the reactor thread: it must be quick.
@@ -234,11 +248,22 @@ impl Server {
     /// See [`ServerError`].
     pub fn bind(config: &Config) -> Result<Server, ServerError> {
         let poll = Poll::new().map_err(ServerError::Poll)?;
-        let listener = Listener::bind(config.listen, config.listen_backlog, poll.registry())
-            .map_err(|source| ServerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let tls = match &config.tls {
+            Some(settings) => Some(tls::Acceptor::new(settings).map_err(ServerError::Tls)?),
+            None if config.plaintext_listen.is_some() => {
+                return Err(ServerError::PlaintextWithoutTls)
+            }
+            None => None,
+        };
+        let bind = |addr, token, tls| {
+            Listener::bind(addr, config.listen_backlog, token, tls, poll.registry())
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let listener = bind(config.listen, registry::LISTENER, tls.is_some())?;
+        let plaintext_listener = match config.plaintext_listen {
+            Some(addr) => Some(bind(addr, registry::PLAINTEXT_LISTENER, false)?),
+            None => None,
+        };
         let local_addr = listener.local_addr().map_err(ServerError::Poll)?;
         // One waker per Poll: workers wake through ReactorWake, the shutdown handle
         // through the same waker (mio allows only one).
@@ -337,18 +362,22 @@ impl Server {
             close_log: close_log::CloseLog::default(),
             per_ip: std::collections::HashMap::new(),
             max_per_ip: config.max_connections_per_ip,
-            protected_mode: config.protected_mode && config.auth.is_none(),
+            // Client certificates authenticate clients too.
+            protected_mode: config.protected_mode
+                && config.auth.is_none()
+                && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none()),
             auth: config.auth.clone(),
             durable,
+            tls,
+            plaintext_listener,
         })
     }
 
-    /// SIGHUP: rereads the token file, if there is one. Connections already
+    /// Rereads the token file, if there is one. Connections already
     /// authenticated stay open; new ones need the new token. A token file that cannot
     /// be read keeps the old token in force.
-    fn reload(&self) {
+    fn reload_token(&self) {
         let Some(auth) = &self.auth else {
-            tracing::info!("SIGHUP: nothing to reload (no --auth-token-file)");
             return;
         };
         match auth.reload() {
@@ -360,6 +389,18 @@ impl Server {
     /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the plaintext listener beside a TLS one listens, if there is one.
+    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+        self.plaintext_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// True when the main listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Where the Prometheus endpoint listens, if there is one.
@@ -428,18 +469,26 @@ impl Server {
                             l.set_ready();
                         }
                     }
+                    registry::PLAINTEXT_LISTENER => {
+                        if let Some(l) = &mut self.plaintext_listener {
+                            l.set_ready();
+                        }
+                    }
                     WAKER => {
                         if self.stop.load(Ordering::SeqCst) {
                             self.begin_shutdown(now);
                         }
                     }
                     SIGNAL => {
-                        let mut stop = false;
+                        let (mut stop, mut hangup) = (false, false);
                         for signal in self.signals.pending() {
                             match signal {
-                                SIGHUP => self.reload(),
+                                SIGHUP => hangup = true,
                                 _ => stop = true,
                             }
+                        }
+                        if hangup {
+                            self.on_hangup();
                         }
                         if stop {
                             if self.stopping.is_some() {
@@ -494,7 +543,11 @@ impl Server {
                 return Some(Duration::ZERO);
             }
         }
-        let listener = self.listener.as_ref().and_then(|l| l.resume_at());
+        let listener = [&self.listener, &self.plaintext_listener]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.resume_at())
+            .min();
         let stopping = self.stopping.as_ref().map(|s| s.next_deadline());
         let push = (self.subscribers > 0).then_some(self.push_tick_at);
         let refused = self.refused.expire(now);
@@ -514,6 +567,9 @@ impl Server {
         };
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             slot.readable = true;
+            if let Some(tls) = slot.tls.as_deref_mut() {
+                tls.note_readable();
+            }
         }
         if event.is_writable() || event.is_error() {
             slot.write_blocked = false;
@@ -525,68 +581,11 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
-        let ctx = self.ctx.clone();
-        let counters = &ctx.stats.counters;
-        loop {
-            let full = self.registry.len() >= self.max_connections;
-            let (refused, poll) = (&mut self.refused, self.poll.registry());
-            let mut linger = |stream| refused.add(stream, poll, now);
-            let Some(stream) = self
-                .listener
-                .as_mut()
-                .and_then(|l| l.accept(now, counters, full, &mut linger))
-            else {
-                break;
-            };
-            if self.protected_mode
-                && !stream
-                    .peer_addr()
-                    .is_ok_and(|a| crate::auth::is_loopback(a.ip()))
-            {
-                Stats::incr(&counters.connections_rejected_protected);
-                let refused = listener::refuse_with(
-                    stream,
-                    crate::protocol::Status::DENIED,
-                    crate::auth::PROTECTED_MODE_MESSAGE,
-                );
-                self.refused.add(refused, self.poll.registry(), now);
-                continue;
-            }
-            if self.max_per_ip > 0 {
-                let ip = stream.peer_addr().map(|a| a.ip()).ok();
-                let held = ip.and_then(|ip| self.per_ip.get(&ip)).copied().unwrap_or(0);
-                if held as usize >= self.max_per_ip {
-                    Stats::incr(&counters.connections_rejected_per_ip);
-                    let refused = listener::refuse_with(
-                        stream,
-                        crate::protocol::Status::SERVER_FULL,
-                        b"this address holds as many connections as the server allows one \
-                          address (--max-connections-per-ip)",
-                    );
-                    self.refused.add(refused, self.poll.registry(), now);
-                    continue;
-                }
-                if let Some(ip) = ip {
-                    *self.per_ip.entry(ip).or_insert(0) += 1;
-                }
-            }
-            let (id, token) = self.registry.insert(stream, self.conn_limits.clone(), now);
-            let slot = self.registry.get_mut(id).expect("just inserted");
-            if let Err(e) =
-                self.poll
-                    .registry()
-                    .register(&mut slot.stream, token, Interest::READABLE)
-            {
-                tracing::error!("cannot register a connection: {e}");
-                self.registry.remove(id);
-                continue;
-            }
-            counters.connections_total.fetch_add(1, Ordering::Relaxed);
-            counters.connections_current.fetch_add(1, Ordering::Relaxed);
-            let deadline = slot.conn.poll_timeout();
-            self.arm_timer(id, deadline, now);
-        }
+    /// SIGHUP: reload what can be reloaded without dropping connections: the
+    /// certificate and key, and the token.
+    fn on_hangup(&mut self) {
+        self.reload_tls();
+        self.reload_token();
     }
 
     /// Publishes the reactor's gauges and this iteration's counts.

@@ -189,7 +189,7 @@ impl Server {
         } else {
             self.subscribers -= 1;
         }
-        let deadline = slot.conn.poll_timeout();
+        let deadline = slot.deadline();
         self.arm_timer(id, deadline, Instant::now());
     }
 

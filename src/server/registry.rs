@@ -18,10 +18,12 @@ use std::time::Instant;
 pub(super) const LISTENER: Token = Token(0);
 /// The waker workers use.
 pub(super) const WAKER: Token = Token(1);
-/// SIGINT and SIGTERM.
+/// SIGINT, SIGTERM and SIGHUP.
 pub(super) const SIGNAL: Token = Token(2);
+/// The plaintext listener beside a TLS one (`--plaintext-listen`).
+pub(super) const PLAINTEXT_LISTENER: Token = Token(3);
 /// The first token given to a connection.
-pub(super) const FIRST_CONN: usize = 3;
+pub(super) const FIRST_CONN: usize = 4;
 
 /// One live connection and the reactor's bookkeeping about its socket.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub(super) struct Slot {
     pub conn: Connection,
     /// The socket.
     pub stream: TcpStream,
+    /// TLS between the socket and the connection, on a TLS listener's connections.
+    pub tls: Option<Box<super::tls::Session>>,
     /// The socket may have unread input (an edge arrived and was not drained).
     pub readable: bool,
     /// The last readiness event said the peer's side is closed: read to the end.
@@ -53,6 +57,14 @@ pub(super) struct Slot {
     /// When the run in flight, or the oldest of the jobs held, was handed out: the
     /// start of its requests' latency (see `stats::latency`).
     pub run_since: crate::stats::latency::Stamp,
+}
+
+impl Slot {
+    /// The earliest of the connection's deadlines and its TLS session's.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let tls = self.tls.as_ref().and_then(|t| t.deadline());
+        [self.conn.poll_timeout(), tls].into_iter().flatten().min()
+    }
 }
 
 /// Live connections by slab index, with a generation per index.
@@ -85,6 +97,7 @@ impl Registry {
     pub(super) fn insert(
         &mut self,
         stream: TcpStream,
+        tls: Option<Box<super::tls::Session>>,
         limits: Arc<ConnLimits>,
         now: Instant,
     ) -> (ConnId, Token) {
@@ -102,6 +115,7 @@ impl Registry {
             conn: Connection::new(id, limits, now),
             peer,
             stream,
+            tls,
             readable: false,
             read_closed: false,
             write_interest: false,

@@ -3,6 +3,7 @@
 
 use super::execute::RegistryRoute;
 use super::socket::{self, ReadOutcome, WriteOutcome};
+use super::tls::WriteEnd;
 use super::{Server, READ_BUDGET_BYTES, WRITE_BUDGET_BYTES};
 use crate::conn::CloseReason;
 use crate::exec::{self, cost, Budget, REACTOR_BUDGET_UNITS};
@@ -73,12 +74,27 @@ impl Server {
         let counters = &self.ctx.stats.counters;
         while slot.readable && slot.conn.wants_read() && *budget > 0 {
             let want = (*budget).min(self.read_buf.len());
-            match socket::read(&mut slot.stream, &mut self.read_buf[..want]) {
+            let buf = &mut self.read_buf[..want];
+            let outcome = match slot.tls.as_deref_mut() {
+                Some(tls) => {
+                    let outcome = tls.read(&mut slot.stream, buf, slot.read_closed);
+                    if let Some(resumed) = tls.take_completed() {
+                        Stats::incr(&counters.tls_handshakes);
+                        if resumed {
+                            Stats::incr(&counters.tls_resumed);
+                        }
+                    }
+                    outcome
+                }
+                None => socket::read(&mut slot.stream, buf),
+            };
+            match outcome {
                 ReadOutcome::Data(n) => {
                     counters.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
                     slot.conn.handle_input(now, &self.read_buf[..n]);
                     *budget -= n;
-                    if n < want && !slot.read_closed {
+                    // Over TLS the session applies the rule to its socket reads.
+                    if n < want && !slot.read_closed && slot.tls.is_none() {
                         slot.readable = false;
                     }
                 }
@@ -192,8 +208,46 @@ impl Server {
             self.ctx.push.lock().final_progress(id, &mut slot.conn);
         }
         let counters = &self.ctx.stats.counters;
+        if let Some(tls) = slot.tls.as_deref_mut() {
+            // TLS: the same turn, with encryption between the connection and the socket.
+            let mut moved = 0;
+            let mut end = WriteEnd::Done;
+            if !slot.write_blocked {
+                end = tls.write(
+                    &mut slot.stream,
+                    &mut slot.conn,
+                    now,
+                    WRITE_BUDGET_BYTES,
+                    &mut moved,
+                );
+            }
+            if slot.conn.poll_shutdown(now) {
+                tls.close_notify();
+                if end == WriteEnd::Done {
+                    end = tls.write(
+                        &mut slot.stream,
+                        &mut slot.conn,
+                        now,
+                        WRITE_BUDGET_BYTES,
+                        &mut moved,
+                    );
+                }
+            }
+            counters
+                .bytes_written
+                .fetch_add(moved as u64, Ordering::Relaxed);
+            match end {
+                WriteEnd::Blocked => slot.write_blocked = true,
+                WriteEnd::Failed(reason) => slot.conn.handle_reset(reason),
+                WriteEnd::Done | WriteEnd::Budget => {}
+            }
+        }
         let mut written = 0;
-        while slot.conn.wants_write() && written < WRITE_BUDGET_BYTES && !slot.write_blocked {
+        while slot.tls.is_none()
+            && slot.conn.wants_write()
+            && written < WRITE_BUDGET_BYTES
+            && !slot.write_blocked
+        {
             let outcome = if slot.conn.transmit_is_contiguous() {
                 socket::write(&mut slot.stream, slot.conn.poll_transmit())
             } else {
@@ -213,7 +267,7 @@ impl Server {
                 WriteOutcome::Failed(reason) => slot.conn.handle_reset(reason),
             }
         }
-        if slot.conn.poll_shutdown(now) {
+        if slot.tls.is_none() && slot.conn.poll_shutdown(now) {
             let _ = slot.stream.shutdown(Shutdown::Write);
         }
         if slot.conn.take_push_resumable() {
@@ -223,10 +277,30 @@ impl Server {
         self.client_memory = self.client_memory - slot.memory + memory;
         slot.memory = memory;
         if slot.conn.is_closed() {
-            self.close(id);
-            return;
+            let reason = slot.conn.close_reason();
+            let keep = slot
+                .tls
+                .as_deref_mut()
+                .is_some_and(|tls| tls.keeps_open(reason, now));
+            match slot.tls.as_deref_mut() {
+                // The client closed first and its last answers are still encrypted
+                // in rustls: keep the socket until they are written (see `tls`).
+                Some(_) if keep => {}
+                Some(tls) => {
+                    if !matches!(reason, Some(CloseReason::Reset | CloseReason::Io)) {
+                        tls.last_gasp(&mut slot.stream);
+                    }
+                    self.close(id);
+                    return;
+                }
+                None => {
+                    self.close(id);
+                    return;
+                }
+            }
         }
-        let want_write = slot.conn.wants_write();
+        let tls_pending = slot.tls.as_ref().is_some_and(|t| t.wants_write());
+        let want_write = slot.conn.wants_write() || tls_pending;
         if !want_write {
             slot.write_blocked = false;
         }
@@ -260,7 +334,7 @@ impl Server {
             slot.queued = true;
             self.again.push(id);
         }
-        let deadline = slot.conn.poll_timeout();
+        let deadline = slot.deadline();
         self.arm_timer(id, deadline, now);
     }
 
@@ -298,6 +372,10 @@ impl Server {
             Some(CloseReason::ClientMemoryLimit) => &c.closed_client_memory,
             Some(CloseReason::Unauthenticated) => &c.closed_auth_failed,
             Some(CloseReason::AuthTimeout) => &c.closed_auth_timeout,
+            Some(CloseReason::TlsHandshake | CloseReason::TlsHandshakeTimeout) => {
+                &c.closed_tls_handshake
+            }
+            Some(CloseReason::Tls) => &c.closed_tls_error,
             Some(CloseReason::Io) | None => &c.closed_io_error,
         };
         Stats::incr(counter);

@@ -69,6 +69,7 @@ impl Server {
         );
         // Dropping the listener closes it: new connections are refused from here on.
         self.listener = None;
+        self.plaintext_listener = None;
         for id in self.registry.ids() {
             if let Some(slot) = self.registry.get_mut(id) {
                 slot.conn.handle_shutdown();

@@ -69,7 +69,7 @@ fn write_with(mut write: impl FnMut() -> io::Result<usize>) -> WriteOutcome {
     }
 }
 
-fn classify(e: &io::Error) -> CloseReason {
+pub(super) fn classify(e: &io::Error) -> CloseReason {
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

@@ -80,6 +80,9 @@ impl Server {
                 continue; // superseded by an earlier deadline
             }
             slot.timer = None;
+            if let Some(reason) = slot.tls.as_mut().and_then(|t| t.expire(now)) {
+                slot.conn.handle_reset(reason);
+            }
             slot.conn.handle_timeout(now);
             self.flush(id, now);
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod push;
+pub mod tls;
 
 use bytes::BytesMut;
 use std::io::{BufRead, BufReader, Read, Write};

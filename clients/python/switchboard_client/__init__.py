@@ -71,7 +71,7 @@ from .describe import (
     describe_request,
     describe_response,
 )
-from .client import Change, Client, parse_addr
+from .client import Change, Client, parse_addr, tls_context
 from .demo import Checker, demo, main
 
 __all__ = [
@@ -129,6 +129,7 @@ __all__ = [
     "main",
     "opcode_name",
     "parse_addr",
+    "tls_context",
     "parse_stats",
     "status_name",
 ]

@@ -6,6 +6,7 @@
 import collections
 import select
 import socket
+import ssl
 import time
 
 from .codec import (
@@ -57,7 +58,8 @@ class Client:
     """
 
     def __init__(self, addr=DEFAULT_ADDR, port=None, timeout=10.0, sock=None, auto_pong=True,
-                 token=None, features=0):
+                 token=None, features=0, tls=False, ca_file=None, cert_file=None,
+                 key_file=None, server_hostname=None, ssl_context=None):
         """Connects to ``addr``, "HOST:PORT" as the Rust client and the CLI take it
         (``Client("127.0.0.1:7420")``), or to ``addr`` and ``port`` given apart; or
         uses ``sock``, an already connected socket.
@@ -65,13 +67,30 @@ class Client:
         ``token`` (bytes or str) is for a server started with ``--auth-token-file``:
         the client sends HELLO carrying it (and asking for ``features``, e.g.
         ``FEATURE_PUSH`` to subscribe) at once. A wrong token raises ServerError
-        (AUTH_FAILED)."""
+        (AUTH_FAILED).
+
+        TLS (``tls=True``, implied by any of the TLS arguments) wraps the socket with
+        the standard ``ssl`` module and finishes the handshake here, so a certificate
+        that is not trusted, expired or for another host raises ``ssl.SSLError`` from
+        the constructor. ``ca_file`` is the PEM file of CAs to trust (default: the
+        system's); ``cert_file`` and ``key_file`` a client certificate for servers
+        that require one; ``server_hostname`` the name the server's certificate must
+        carry (default: the host connected to); ``ssl_context`` a context of your own
+        instead of all of these."""
+        host = None
         if sock is None:
             host, port = parse_addr(addr) if port is None else (addr, port)
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
             sock.settimeout(timeout)
+        if tls or ca_file or cert_file or server_hostname or ssl_context:
+            context = ssl_context or tls_context(ca_file, cert_file, key_file)
+            try:
+                sock = context.wrap_socket(sock, server_hostname=server_hostname or host)
+            except BaseException:
+                sock.close()
+                raise
         self.sock = sock
         self.decoder = FrameDecoder()
         self.next_id = 1
@@ -157,7 +176,11 @@ class Client:
         """Writes what the socket takes and reads what has arrived, waiting at most
         ``wait`` seconds (None: no limit) for either; False if nothing moved."""
         writers = [self.sock] if self._outbox else []
-        readable, writable, _ = select.select([self.sock], writers, [], wait)
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            # Decrypted bytes already buffered: select cannot see them.
+            readable, writable = [self.sock], []
+        else:
+            readable, writable, _ = select.select([self.sock], writers, [], wait)
         if not readable and not writable:
             return False
         if writable:
@@ -406,6 +429,20 @@ class Client:
                 return sub_id, seen
             self.unsubscribe(sub_id)
 
+
+
+TLS_ALPN = "switchboard/1"
+
+
+def tls_context(ca_file=None, cert_file=None, key_file=None):
+    """A client ``ssl.SSLContext`` for switchboard: certificates verified against
+    ``ca_file`` (PEM; default: the system's CAs) and the host name, the client
+    certificate ``cert_file``/``key_file`` if given, and the protocol's ALPN id."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.set_alpn_protocols([TLS_ALPN])
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def parse_addr(addr):

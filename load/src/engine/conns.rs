@@ -19,6 +19,8 @@ const RECONNECT_MAX_NS: u64 = 2_000_000_000;
 /// One connection and its buffers.
 pub(super) struct Conn {
     pub(super) stream: TcpStream,
+    /// With --tls: the session beside the socket (see `tls`).
+    pub(super) tls: Option<Box<rustls::ClientConnection>>,
     pub(super) server: usize,
     /// Encoded requests not yet written; `wpos` bytes of it are already on the wire.
     pub(super) wbuf: BytesMut,

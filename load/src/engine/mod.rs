@@ -187,11 +187,19 @@ struct Engine<'a> {
     published_errors: u64,
 }
 
+/// A connection opened for a thread: the socket, its TLS session (handshake done)
+/// with `--tls`, and which server it reaches.
+pub type Opened = (
+    std::net::TcpStream,
+    Option<Box<rustls::ClientConnection>>,
+    usize,
+);
+
 /// Runs one thread until its share of the run is done, and returns what it measured.
 pub fn run_thread(
     plan: &Plan,
     thread: usize,
-    streams: Vec<(std::net::TcpStream, usize)>,
+    streams: Vec<Opened>,
     servers: usize,
     start: &StartLine,
     progress: &Progress,
@@ -212,7 +220,7 @@ pub fn run_thread(
 fn set_up(
     plan: &Plan,
     thread: usize,
-    streams: Vec<(std::net::TcpStream, usize)>,
+    streams: Vec<Opened>,
     servers: usize,
 ) -> io::Result<(Engine<'_>, Poll, Timers)> {
     let poll = Poll::new()?;
@@ -226,7 +234,7 @@ fn set_up(
     let max_request = plan.value_size.max + 128;
     let mut conns = Vec::with_capacity(streams.len());
     let mut by_server = vec![Vec::new(); servers];
-    for (i, (s, server)) in streams.into_iter().enumerate() {
+    for (i, (s, tls, server)) in streams.into_iter().enumerate() {
         s.set_nonblocking(true)?;
         let mut stream = TcpStream::from_std(s);
         poll.registry().register(
@@ -237,6 +245,7 @@ fn set_up(
         by_server[server].push(i);
         conns.push(Conn {
             stream,
+            tls,
             server,
             // Room for a typical batch up front; larger values grow it once, and
             // clear() keeps the capacity, so the steady state does not allocate.

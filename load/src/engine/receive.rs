@@ -45,7 +45,12 @@ impl Engine<'_> {
                 }
             }
             let (rend, len) = (c.rend, c.rbuf.len());
-            match c.stream.read(&mut c.rbuf[rend..len]) {
+            let buf = &mut c.rbuf[rend..len];
+            let got = match c.tls.as_deref_mut() {
+                Some(tls) => crate::tls::read(tls, &mut c.stream, buf),
+                None => c.stream.read(buf),
+            };
+            match got {
                 Ok(0) => {
                     let why = "server closed the connection";
                     self.kill(ci, why);

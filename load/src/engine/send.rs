@@ -145,9 +145,20 @@ impl Engine<'_> {
     pub(super) fn write(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
         if c.wpos >= c.wbuf.len() {
+            // Encrypted bytes a full socket left behind go on this edge.
+            if let Some(tls) = c.tls.as_deref_mut() {
+                if let Err(e) = crate::tls::flush(tls, &mut c.stream) {
+                    self.kill(ci, &format!("write failed: {e}"));
+                }
+            }
             return;
         }
-        match c.stream.write(&c.wbuf[c.wpos..]) {
+        let data = &c.wbuf[c.wpos..];
+        let wrote = match c.tls.as_deref_mut() {
+            Some(tls) => crate::tls::write(tls, &mut c.stream, data),
+            None => c.stream.write(data),
+        };
+        match wrote {
             Ok(n) => {
                 c.wpos += n;
                 if c.wpos == c.wbuf.len() {

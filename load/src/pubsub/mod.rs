@@ -275,7 +275,9 @@ pub fn run(
         .map(|_| {
             let mut s = connect("a publisher")?;
             if !token.is_empty() {
-                crate::auth::authenticate(&mut s, &token, Duration::from_secs(3))?;
+                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                crate::auth::authenticate(&mut s, &token)?;
+                let _ = s.set_read_timeout(None);
             }
             Ok(s)
         })
