@@ -240,3 +240,10 @@ fn without_a_token_the_server_starts_in_protected_mode_and_says_so() {
     let line = server.startup_line("auth:");
     assert!(line.contains("protected mode is off"), "{line}");
 }
+
+#[test]
+fn a_bare_metrics_port_binds_loopback() {
+    let server = ServerProcess::start(&["--metrics-listen", "0"]);
+    let line = server.startup_line("metrics on");
+    assert!(line.starts_with("metrics on http://127.0.0.1:"), "{line}");
+}

@@ -152,9 +152,10 @@ struct Flags {
     #[arg(long, default_value = "yes", value_parser = ["yes", "no"])]
     protected_mode: String,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9420; keep it
-    /// on loopback or a private network). Off unless given.
-    #[arg(long, value_parser = parse_listen)]
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz
+    /// beside it. A bare PORT (or :PORT) binds loopback, 127.0.0.1:PORT; keep it on
+    /// loopback or a private network. Off unless given.
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics_listen)]
     metrics_listen: Option<SocketAddr>,
 
     /// Keep the records in DIR: every write is logged there before it is acknowledged
@@ -229,6 +230,14 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("'{text}' is not HOST:PORT ({e})"))?
         .next()
         .ok_or_else(|| format!("'{text}' resolves to no address"))
+}
+
+/// `--metrics-listen`: HOST:PORT, or a bare PORT (or :PORT), which binds loopback.
+fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    match text.trim_start_matches(':').parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => parse_listen(text),
+    }
 }
 
 fn parse_u32_bytes(text: &str) -> Result<u32, String> {
