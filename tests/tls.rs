@@ -347,3 +347,43 @@ fn python(script: &str) -> Option<String> {
     );
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Idle TLS connections keep little beyond their rustls session: each costs the
+/// server at most this much resident memory after its handshake and one PING
+/// (benches/idle_memory.py measures about 8.5 KiB in release; rustls itself states
+/// about 13 KiB per session).
+const MAX_TLS_BYTES_PER_CONNECTION: u64 = 16 << 10;
+
+#[test]
+fn idle_tls_connections_hold_little_memory() {
+    const CONNECTIONS: usize = 300;
+    let certs = Certs::new("idle");
+    let server = TlsServer::start(&certs, &[]);
+    let pid = server.process.pid();
+    let tls = certs.client();
+    // Warm the allocator's arenas with a first batch, closed again, so the figure is
+    // what connections hold, not the heap's first growth.
+    let warm: Vec<Client> = (0..50).map(|_| server.tls_client(&tls).unwrap()).collect();
+    drop(warm);
+    common::wait_until("the warm-up connections are closed", || {
+        server.stat("connections_current") <= 1
+    });
+    let before = common::rss(pid);
+    let mut held = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut c = server.tls_client(&tls).unwrap();
+        c.ping().unwrap();
+        held.push(c);
+    }
+    let after = common::rss(pid);
+    let per_connection = after.saturating_sub(before) / CONNECTIONS as u64;
+    eprintln!("{CONNECTIONS} idle TLS connections: {per_connection} bytes of RSS each");
+    assert!(
+        per_connection <= MAX_TLS_BYTES_PER_CONNECTION,
+        "{per_connection} bytes per idle TLS connection"
+    );
+    // They are all still live.
+    for c in &mut held {
+        c.ping().unwrap();
+    }
+}
