@@ -387,3 +387,59 @@ fn idle_tls_connections_hold_little_memory() {
         c.ping().unwrap();
     }
 }
+
+#[test]
+fn a_client_that_closes_first_gets_every_answer_then_the_close() {
+    let certs = Certs::new("halfclose");
+    let server = TlsServer::start(&certs, &[]);
+    let roots = switchboard::tls::load_roots(&certs.dir.join("ca.pem")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(switchboard::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // 50,000 PINGs (700 KB of answers, more than the socket buffers hold, so the last
+    // ones wait encrypted in rustls after the client has closed its side) in one go, then close_notify and the end of the client's side.
+    let pings: Vec<u8> = PING
+        .iter()
+        .copied()
+        .cycle()
+        .take(PING.len() * 50_000)
+        .collect();
+    tls.write_all(&pings).unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    match tls.read_to_end(&mut got) {
+        Ok(_) => {}
+        // The server may close without close_notify after the client's side ended.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => panic!("reading the answers: {e}"),
+    }
+    assert_eq!(got.len(), PONG.len() * 50_000);
+    assert!(got.chunks(PONG.len()).all(|c| c == PONG));
+}
+
+#[test]
+fn a_stopping_server_ends_tls_connections_with_goaway_and_close_notify() {
+    let certs = Certs::new("goaway");
+    let mut server = TlsServer::start(&certs, &[]);
+    let mut c = server.tls_client(&certs.client()).unwrap();
+    c.ping().unwrap();
+    assert!(server.process.terminate().success());
+    // The GOAWAY says the one request was handled; the stream then ends cleanly.
+    let err = c.ping().expect_err("the server stopped");
+    assert!(
+        matches!(
+            err,
+            switchboard::client::ClientError::GoingAway { handled: 1 }
+        ),
+        "{err:?}"
+    );
+}
