@@ -443,3 +443,20 @@ fn a_stopping_server_ends_tls_connections_with_goaway_and_close_notify() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_full_server_refuses_on_the_tls_port_without_a_plaintext_frame() {
+    let certs = Certs::new("full");
+    let server = TlsServer::start(&certs, &["--max-connections", "1"]);
+    let mut held = server.tls_client(&certs.client()).unwrap();
+    held.ping().unwrap();
+    let mut refused = TcpStream::connect(server.addr()).unwrap();
+    refused.write_all(&PING).unwrap();
+    let (got, took) = read_to_close(&mut refused);
+    assert!(
+        got.is_empty(),
+        "a refusal on the TLS port sent bytes: {got:?}"
+    );
+    assert!(took < Duration::from_secs(3), "refused only after {took:?}");
+    held.ping().expect("the connection held goes on");
+}
