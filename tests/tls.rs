@@ -460,3 +460,42 @@ fn a_full_server_refuses_on_the_tls_port_without_a_plaintext_frame() {
     assert!(took < Duration::from_secs(3), "refused only after {took:?}");
     held.ping().expect("the connection held goes on");
 }
+
+#[test]
+fn a_watch_lists_and_follows_changes_over_tls_through_the_endpoint() {
+    let certs = Certs::new("watch");
+    let server = TlsServer::start(&certs, &[]);
+    let mut writer = server.tls_client(&certs.client()).unwrap();
+    writer.put("order:1", "new").unwrap();
+    let endpoint = writer.endpoint().unwrap();
+    assert!(
+        endpoint.tls.is_some(),
+        "the endpoint keeps the TLS configuration"
+    );
+    let mut watch = switchboard::client::Watch::start_at(endpoint, "order:").unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let mut wrote = false;
+    while Instant::now() < deadline && seen.len() < 3 {
+        match watch.next(Some(Duration::from_millis(200))).unwrap() {
+            Some(event) => {
+                if matches!(event, switchboard::client::WatchEvent::Synced { .. }) && !wrote {
+                    writer.put("order:2", "paid").unwrap();
+                    wrote = true;
+                }
+                seen.push(event);
+            }
+            None => continue,
+        }
+    }
+    let keys: Vec<String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            switchboard::client::WatchEvent::Put { key, .. } => {
+                Some(String::from_utf8_lossy(key).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, ["order:1", "order:2"], "{seen:?}");
+}
