@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Bytes of server RSS per idle connection.
 
-Usage: idle_memory.py HOST:PORT SERVER_PID [COUNT] [--ping]
+Usage: idle_memory.py HOST:PORT SERVER_PID [COUNT] [--ping] [--tls CAFILE]
 
 Opens COUNT connections (default 5000; raise `ulimit -n` first), optionally sends one
 PING on each and reads the answer, then reports the growth of the server's resident
 set divided by COUNT. Redis and memcached can be measured the same way (without
 --ping, which speaks switchboard's protocol).
+
+With --tls each connection finishes a TLS handshake first (the certificate checked
+against CAFILE and the name localhost), so the figure includes the server's TLS
+session; Redis's --tls-port can be measured the same way.
 """
 
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -24,8 +29,14 @@ def rss(pid):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if a != "--ping"]
-    ping = "--ping" in sys.argv
+    argv = sys.argv[1:]
+    context = None
+    if "--tls" in argv:
+        i = argv.index("--tls")
+        context = ssl.create_default_context(cafile=argv[i + 1])
+        del argv[i:i + 2]
+    args = [a for a in argv if a != "--ping"]
+    ping = "--ping" in argv
     if len(args) < 2:
         sys.exit(__doc__)
     host, port = args[0].rsplit(":", 1)
@@ -35,6 +46,8 @@ def main():
     socks = []
     for i in range(count):
         s = socket.create_connection((host, int(port)), timeout=10)
+        if context is not None:
+            s = context.wrap_socket(s, server_hostname="localhost")
         socks.append(s)
         if ping:
             # length 8, version 1, PING, no flags, status 0, request id i
@@ -46,6 +59,8 @@ def main():
     time.sleep(0.5)
     after = rss(pid)
     what = "after one PING each" if ping else "silent"
+    if context is not None:
+        what += ", TLS"
     print(f"{count} idle connections ({what}): {(after - before) / count:.0f} bytes of RSS each")
 
 

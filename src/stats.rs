@@ -149,9 +149,9 @@ counters! {
     /// the client asks faster than it reads, and its further requests wait (and its
     /// input is not read) until it has read some.
     output_limit_reached,
-    /// Bytes read from clients.
+    /// Bytes read from clients (over TLS: the protocol's bytes, decrypted).
     bytes_read,
-    /// Bytes written to clients.
+    /// Bytes written to clients (over TLS: the protocol's bytes, before encryption).
     bytes_written,
 }
 

@@ -347,3 +347,155 @@ fn python(script: &str) -> Option<String> {
     );
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Idle TLS connections keep little beyond their rustls session: each costs the
+/// server at most this much resident memory after its handshake and one PING
+/// (benches/idle_memory.py measures about 8.5 KiB in release; rustls itself states
+/// about 13 KiB per session).
+const MAX_TLS_BYTES_PER_CONNECTION: u64 = 16 << 10;
+
+#[test]
+fn idle_tls_connections_hold_little_memory() {
+    const CONNECTIONS: usize = 300;
+    let certs = Certs::new("idle");
+    let server = TlsServer::start(&certs, &[]);
+    let pid = server.process.pid();
+    let tls = certs.client();
+    // Warm the allocator's arenas with a first batch, closed again, so the figure is
+    // what connections hold, not the heap's first growth.
+    let warm: Vec<Client> = (0..50).map(|_| server.tls_client(&tls).unwrap()).collect();
+    drop(warm);
+    common::wait_until("the warm-up connections are closed", || {
+        server.stat("connections_current") <= 1
+    });
+    let before = common::rss(pid);
+    let mut held = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let mut c = server.tls_client(&tls).unwrap();
+        c.ping().unwrap();
+        held.push(c);
+    }
+    let after = common::rss(pid);
+    let per_connection = after.saturating_sub(before) / CONNECTIONS as u64;
+    eprintln!("{CONNECTIONS} idle TLS connections: {per_connection} bytes of RSS each");
+    assert!(
+        per_connection <= MAX_TLS_BYTES_PER_CONNECTION,
+        "{per_connection} bytes per idle TLS connection"
+    );
+    // They are all still live.
+    for c in &mut held {
+        c.ping().unwrap();
+    }
+}
+
+#[test]
+fn a_client_that_closes_first_gets_every_answer_then_the_close() {
+    let certs = Certs::new("halfclose");
+    let server = TlsServer::start(&certs, &[]);
+    let roots = switchboard::tls::load_roots(&certs.dir.join("ca.pem")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(switchboard::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(server.addr()).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // 50,000 PINGs (700 KB of answers, more than the socket buffers hold, so the last
+    // ones wait encrypted in rustls after the client has closed its side) in one go, then close_notify and the end of the client's side.
+    let pings: Vec<u8> = PING
+        .iter()
+        .copied()
+        .cycle()
+        .take(PING.len() * 50_000)
+        .collect();
+    tls.write_all(&pings).unwrap();
+    tls.conn.send_close_notify();
+    tls.flush().unwrap();
+    tls.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    match tls.read_to_end(&mut got) {
+        Ok(_) => {}
+        // The server may close without close_notify after the client's side ended.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Err(e) => panic!("reading the answers: {e}"),
+    }
+    assert_eq!(got.len(), PONG.len() * 50_000);
+    assert!(got.chunks(PONG.len()).all(|c| c == PONG));
+}
+
+#[test]
+fn a_stopping_server_ends_tls_connections_with_goaway_and_close_notify() {
+    let certs = Certs::new("goaway");
+    let mut server = TlsServer::start(&certs, &[]);
+    let mut c = server.tls_client(&certs.client()).unwrap();
+    c.ping().unwrap();
+    assert!(server.process.terminate().success());
+    // The GOAWAY says the one request was handled; the stream then ends cleanly.
+    let err = c.ping().expect_err("the server stopped");
+    assert!(
+        matches!(
+            err,
+            switchboard::client::ClientError::GoingAway { handled: 1 }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_full_server_refuses_on_the_tls_port_without_a_plaintext_frame() {
+    let certs = Certs::new("full");
+    let server = TlsServer::start(&certs, &["--max-connections", "1"]);
+    let mut held = server.tls_client(&certs.client()).unwrap();
+    held.ping().unwrap();
+    let mut refused = TcpStream::connect(server.addr()).unwrap();
+    refused.write_all(&PING).unwrap();
+    let (got, took) = read_to_close(&mut refused);
+    assert!(
+        got.is_empty(),
+        "a refusal on the TLS port sent bytes: {got:?}"
+    );
+    assert!(took < Duration::from_secs(3), "refused only after {took:?}");
+    held.ping().expect("the connection held goes on");
+}
+
+#[test]
+fn a_watch_lists_and_follows_changes_over_tls_through_the_endpoint() {
+    let certs = Certs::new("watch");
+    let server = TlsServer::start(&certs, &[]);
+    let mut writer = server.tls_client(&certs.client()).unwrap();
+    writer.put("order:1", "new").unwrap();
+    let endpoint = writer.endpoint().unwrap();
+    assert!(
+        endpoint.tls.is_some(),
+        "the endpoint keeps the TLS configuration"
+    );
+    let mut watch = switchboard::client::Watch::start_at(endpoint, "order:").unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    let mut wrote = false;
+    while Instant::now() < deadline && seen.len() < 3 {
+        match watch.next(Some(Duration::from_millis(200))).unwrap() {
+            Some(event) => {
+                if matches!(event, switchboard::client::WatchEvent::Synced { .. }) && !wrote {
+                    writer.put("order:2", "paid").unwrap();
+                    wrote = true;
+                }
+                seen.push(event);
+            }
+            None => continue,
+        }
+    }
+    let keys: Vec<String> = seen
+        .iter()
+        .filter_map(|e| match e {
+            switchboard::client::WatchEvent::Put { key, .. } => {
+                Some(String::from_utf8_lossy(key).into_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, ["order:1", "order:2"], "{seen:?}");
+}

@@ -33,9 +33,11 @@
 //!
 //! (The hidden lines start a server in-process on a free port.)
 
+mod pipeline;
 mod subscribe;
 mod tls;
 
+pub use pipeline::Pipeline;
 pub use subscribe::{Subscribed, Subscriber, Watch, WatchEvent};
 pub use tls::{ClientTls, TlsOptions};
 
@@ -726,84 +728,14 @@ impl Client {
 
     /// Starts a pipeline: requests queued, then sent in one write.
     pub fn pipeline(&mut self) -> Pipeline<'_> {
-        Pipeline {
-            client: self,
-            ids: Vec::new(),
-        }
-    }
-}
-
-/// Requests queued on a [`Client`], sent together by [`send`](Pipeline::send).
-#[derive(Debug)]
-#[must_use = "a pipeline does nothing until sent"]
-pub struct Pipeline<'a> {
-    client: &'a mut Client,
-    ids: Vec<RequestId>,
-}
-
-impl Pipeline<'_> {
-    /// Queues any request.
-    pub fn request(mut self, request: &Request) -> Self {
-        let id = self.client.queue(request);
-        self.ids.push(id);
-        self
-    }
-
-    /// Queues a GET.
-    pub fn get(self, key: impl Into<Bytes>) -> Self {
-        self.request(&Request::Get { key: key.into() })
-    }
-
-    /// Queues a PUT.
-    pub fn put(self, key: impl Into<Bytes>, value: impl Into<Bytes>) -> Self {
-        self.request(&Request::Put {
-            key: key.into(),
-            value: value.into(),
-            ttl_ms: 0,
-        })
-    }
-
-    /// Queues a PING.
-    pub fn ping(self) -> Self {
-        self.request(&Request::Ping {
-            payload: Bytes::new(),
-        })
-    }
-
-    /// Writes every queued request at once and reads all the answers, in order.
-    /// Error statuses are returned as bodies, not as errors. When the server stops
-    /// meanwhile, the requests its GOAWAY says it did not carry out get a
-    /// SHUTTING_DOWN body each, as if it had answered them so.
-    ///
-    /// # Errors
-    /// When the connection fails, or an answer is out of order;
-    /// [`ClientError::GoingAway`] when the server had stopped before the pipeline.
-    pub fn send(self) -> Result<Vec<ResponseBody>> {
-        if let Some(handled) = self.client.goaway {
-            self.client.write_buf.clear();
-            return Err(ClientError::GoingAway { handled });
-        }
-        self.client.flush()?;
-        let mut bodies = Vec::with_capacity(self.ids.len());
-        for expected in self.ids {
-            let body = match self.client.recv() {
-                Ok(response) => answering(expected, response)?.body,
-                Err(e @ ClientError::GoingAway { .. }) => ResponseBody::Error {
-                    status: Status::SHUTTING_DOWN,
-                    message: Bytes::from(e.to_string()),
-                },
-                Err(e) => return Err(e),
-            };
-            bodies.push(body);
-        }
-        Ok(bodies)
+        Pipeline::new(self)
     }
 }
 
 /// `response`, checked to answer request `id`. An error frame that answers no request
 /// (id 0, opcode 0: a full server, a connection closed for memory) is the server
 /// speaking for itself, and becomes that error rather than an out-of-order answer.
-fn answering(id: RequestId, response: Response) -> Result<Response> {
+pub(super) fn answering(id: RequestId, response: Response) -> Result<Response> {
     if response.request_id == id {
         return Ok(response);
     }

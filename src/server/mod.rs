@@ -9,7 +9,8 @@
 //! 3. **accept** — drain the listener to `WouldBlock`;
 //! 4. **service** — for each queued connection: read (up to the read budget), hand out
 //!    its next run of jobs (executed at once with `--workers 0`), write what is
-//!    pending (up to the write budget);
+//!    pending (up to the write budget); on a TLS listener's connections the reads and
+//!    writes go through the connection's TLS session (`tls`);
 //! 5. **dispatch** — run the iteration's cheap runs on this thread, within a budget,
 //!    and hand each worker its batch, one channel send per worker (`execute`);
 //! 6. **complete** — append finished batches' answers to their connections and write
@@ -437,7 +438,8 @@ impl Server {
     /// Runs until SIGINT, SIGTERM or the shutdown handle; then stops accepting,
     /// answers what was read (or, past the execution deadline, tells the client it
     /// was not executed), closes every connection, syncs the log and joins the
-    /// workers. A second signal returns at once.
+    /// workers. A second signal returns at once. SIGHUP reloads what can be reloaded
+    /// without dropping connections (the TLS certificate and key).
     ///
     /// # Errors
     /// Only when `poll` itself fails.

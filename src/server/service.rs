@@ -211,7 +211,8 @@ impl Server {
         if let Some(tls) = slot.tls.as_deref_mut() {
             // TLS: the same turn, with encryption between the connection and the socket.
             let mut moved = 0;
-            let mut end = WriteEnd::Done;
+            // A socket known to be full waits for its WRITABLE edge.
+            let mut end = WriteEnd::Blocked;
             if !slot.write_blocked {
                 end = tls.write(
                     &mut slot.stream,
@@ -222,6 +223,7 @@ impl Server {
                 );
             }
             if slot.conn.poll_shutdown(now) {
+                // Queued after the last answer; written now if the socket has room.
                 tls.close_notify();
                 if end == WriteEnd::Done {
                     end = tls.write(
