@@ -34,6 +34,32 @@ pub fn read_token(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(token)
 }
 
+/// A HELLO (no features) carrying `token`, encoded.
+pub fn hello_frame(token: &[u8]) -> bytes::Bytes {
+    let mut out = BytesMut::new();
+    hello::encode_request(&mut out, RequestId(0), MAX_VERSION, 0, token);
+    out.freeze()
+}
+
+/// Why the server refused the HELLO answered by the whole frame `frame_bytes`;
+/// `None` when it accepted it.
+pub fn refusal(frame_bytes: &[u8]) -> Option<String> {
+    let mut buf = BytesMut::from(frame_bytes);
+    let frame = match Decoder::new(Limits::MAX_MAX_FRAME).decode(&mut buf) {
+        Ok(Some(frame)) => frame,
+        _ => return Some("the answer to HELLO is not a frame".into()),
+    };
+    match Response::decode(&frame).map(|r| r.body) {
+        Ok(ResponseBody::Hello(_)) => None,
+        Ok(ResponseBody::Error { status, message }) => Some(format!(
+            "the server refused the token: {status}: {}",
+            String::from_utf8_lossy(&message)
+        )),
+        Ok(other) => Some(format!("unexpected answer to HELLO: {other:?}")),
+        Err(e) => Some(format!("bad answer to HELLO: {e}")),
+    }
+}
+
 /// Sends HELLO (no features) carrying `token` on a fresh blocking connection (plain,
 /// or a TLS stream over one) and waits for its answer; the caller bounds the wait with
 /// the socket's read timeout.

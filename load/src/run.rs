@@ -34,7 +34,11 @@ pub fn run(
     interrupted: &Arc<AtomicBool>,
     watch: &mut dyn FnMut(&Progress, Duration),
 ) -> Result<Run, Error> {
-    let plan = settings.plan(addrs, rate);
+    let mut plan = settings.plan(addrs, rate);
+    let token = settings.token()?;
+    if !token.is_empty() {
+        plan.hello = Some(crate::auth::hello_frame(&token));
+    }
     let per_thread = connect_all(settings, addrs)?;
     let progress = Progress::new(Arc::clone(interrupted));
     let cpu_before = clock::cpu_time_ns();

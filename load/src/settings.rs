@@ -271,14 +271,6 @@ impl Settings {
                 "--auth-token-file is for --protocol switchboard".into(),
             ));
         }
-        if self.auth_token_file.is_some() && self.reconnect {
-            // A reopened connection would have to authenticate inside the event
-            // loop, before its first request; connections are authenticated only
-            // when the run opens them.
-            return Err(Error::Usage(
-                "--auth-token-file cannot be combined with --reconnect".into(),
-            ));
-        }
         let mut addrs = Vec::new();
         for a in &self.addrs {
             let resolved = a
@@ -318,6 +310,7 @@ impl Settings {
             seed: self.seed,
             reconnect: self.reconnect,
             addrs: addrs.to_vec(),
+            hello: None,
         }
     }
 }

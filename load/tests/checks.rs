@@ -450,3 +450,40 @@ fn plots_show_the_parameters_the_target_and_several_runs_and_export_hdr_text() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn reconnected_connections_authenticate_before_their_first_request() {
+    let _serial = serial();
+    let addr = serve(Behavior::TokenThenCloseEachAfter(50)).to_string();
+    let file = std::env::temp_dir().join(format!("sb-load-fake-token-{}", std::process::id()));
+    std::fs::write(&file, common::fake::TOKEN).unwrap();
+    let json = TempJson::new("reconnect-token");
+    let out = run_load(&[
+        "--addr",
+        &addr,
+        "--auth-token-file",
+        file.to_str().unwrap(),
+        "--reconnect",
+        "--requests",
+        "400",
+        "--warmup",
+        "0s",
+        "--connections",
+        "2",
+        "--mix",
+        "get=1",
+        "--allow-errors",
+        "--quiet",
+        "--json",
+        json.path(),
+    ]);
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}", text(&out));
+    let j = json.read();
+    let (ops, errors) = (u(&j, &["ops"]), u(&j, &["errors"]));
+    // The HELLOs are not requests: every request is an answer or one lost per close,
+    // and a reconnected connection that skipped its HELLO would be closed at once.
+    assert_eq!(ops + errors, 400, "{j}");
+    assert!(errors >= 6 && ops >= 300, "{j}");
+    assert!(u(&j, &["reconnects"]) >= 6, "{j}");
+}

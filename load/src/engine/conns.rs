@@ -37,6 +37,9 @@ pub(super) struct Conn {
     pub(super) retry_at: Option<u64>,
     pub(super) connecting_since: Option<u64>,
     pub(super) backoff_ns: u64,
+    /// The first answer due is the one to the authenticating HELLO, checked apart
+    /// from the requests' answers and not counted.
+    pub(super) hello_pending: bool,
 }
 
 impl Engine<'_> {
@@ -147,6 +150,14 @@ impl Engine<'_> {
         c.wbuf.clear();
         c.wpos = 0;
         c.backoff_ns = RECONNECT_MIN_NS;
+        // A server that requires a token closes a connection whose first frame is
+        // not a HELLO carrying it: it goes ahead of every request.
+        c.hello_pending = false;
+        if let Some(hello) = &self.plan.hello {
+            c.wbuf.extend_from_slice(hello);
+            c.hello_pending = true;
+            self.dirty.push(ci);
+        }
         c.alive = true;
         self.alive += 1;
         self.res.reconnects += 1;

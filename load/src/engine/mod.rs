@@ -55,6 +55,9 @@ pub struct Plan {
     pub reconnect: bool,
     /// Server addresses, by server index.
     pub addrs: Vec<SocketAddr>,
+    /// The HELLO that authenticates a re-opened connection (`--auth-token-file`);
+    /// `None` when the server requires no token.
+    pub hello: Option<bytes::Bytes>,
 }
 
 /// Numbers shared with the progress printer; threads add to them about once a second.
@@ -260,6 +263,7 @@ fn set_up(
             retry_at: None,
             connecting_since: None,
             backoff_ns: RECONNECT_MIN_NS,
+            hello_pending: false,
         });
     }
     let schedule = plan

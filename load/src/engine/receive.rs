@@ -92,6 +92,20 @@ impl Engine<'_> {
                     return;
                 }
             };
+            if c.hello_pending {
+                let refused = crate::auth::refusal(&buf[..found.len]);
+                c.hello_pending = false;
+                c.rstart += found.len;
+                if c.rstart == c.rend {
+                    c.rstart = 0;
+                    c.rend = 0;
+                }
+                if let Some(why) = refused {
+                    self.kill(ci, &why);
+                    return;
+                }
+                continue;
+            }
             // Match the response with its request: by id when the protocol has ids
             // (answers may be reordered), else the oldest request in flight.
             let pos = match found.id {

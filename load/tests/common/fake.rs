@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard::protocol::{encode, msg, Decoder, Opcode, Request, RequestId, Status};
 
+/// The token `TokenThenCloseEachAfter` requires.
+pub const TOKEN: &[u8] = b"fake-token";
+
 /// Connections a test server accepts before its accept loop ends.
 const MAX_ACCEPTS: usize = 256;
 
@@ -31,6 +34,9 @@ pub enum Behavior {
     CloseAfter(u64),
     /// Closes each connection when its own request count passes this.
     CloseEachAfter(u64),
+    /// Like `CloseEachAfter`, and each connection must begin with a HELLO carrying
+    /// [`TOKEN`] (which does not count), as a server with `--auth-token-file`.
+    TokenThenCloseEachAfter(u64),
     /// Answers with the wrong request id.
     BadId,
     /// Answers every GET with a value that belongs to no key.
@@ -71,6 +77,7 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut chunk = [0u8; 64 * 1024];
     let mut on_this_connection = 0u64;
+    let mut authenticated = !matches!(behavior, Behavior::TokenThenCloseEachAfter(_));
     loop {
         let n = match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return,
@@ -82,10 +89,30 @@ fn connection(mut stream: TcpStream, behavior: Behavior, shared: &Shared) {
             let Ok(req) = Request::decode(&frame, &limits) else {
                 return;
             };
+            if !authenticated {
+                // As the real server: anything but the right HELLO ends the connection.
+                match &req {
+                    Request::Hello { token, .. } if &token[..] == TOKEN => {
+                        authenticated = true;
+                        let reply = msg::hello::HelloReply {
+                            version: 1,
+                            features: 0,
+                            max_frame: 1 << 21,
+                            max_key: 1024,
+                            max_value: 1 << 20,
+                            history: 1,
+                            server: Bytes::from_static(b"fake"),
+                        };
+                        msg::hello::encode_response(&mut out, id, &reply);
+                        continue;
+                    }
+                    _ => return,
+                }
+            }
             let ordinal = shared.seen.fetch_add(1, Ordering::Relaxed) + 1;
             on_this_connection += 1;
             if matches!(behavior, Behavior::CloseAfter(n) if ordinal > n)
-                || matches!(behavior, Behavior::CloseEachAfter(n) if on_this_connection > n)
+                || matches!(behavior, Behavior::CloseEachAfter(n) | Behavior::TokenThenCloseEachAfter(n) if on_this_connection > n)
             {
                 return;
             }
