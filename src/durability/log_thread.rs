@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 /// How often `everysec` syncs.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// The longest a round waits for its group to gather (see `LogThread::take`).
+const GATHER_MAX: Duration = Duration::from_millis(1);
+
 /// How often a write that found the disk full is tried again.
 const FULL_RETRY: Duration = Duration::from_millis(200);
 
@@ -39,6 +42,7 @@ pub(super) fn start(
                 wake,
                 synced_at: Instant::now(),
                 simulated,
+                gather: None,
             }
             .run();
         })
@@ -65,6 +69,9 @@ struct LogThread {
     synced_at: Instant,
     /// The log is on a simulated disk (see `fail`).
     simulated: bool,
+    /// Under `always`, after a sync: how many changes it covered, and until when the
+    /// next round may wait for that many to gather (see `take`).
+    gather: Option<(u64, Instant)>,
 }
 
 impl LogThread {
@@ -169,12 +176,37 @@ impl LogThread {
         loop {
             let durable = self.shared.stats.durable.load(Ordering::Relaxed);
             let unsynced = self.wal.last_seq() > durable;
-            if !pending.buf.is_empty()
-                || pending.closing
+            let asked = pending.closing
                 || pending.remove_through.is_some()
-                || (unsynced && pending.sync_until > durable)
-            {
+                || (unsynced && pending.sync_until > durable);
+            if asked {
                 break;
+            }
+            if !pending.buf.is_empty() {
+                // Group commit: with many writers, those whose answers the last sync
+                // released write again while the next sync runs, and the writers
+                // split into two groups taking turns, each synced alone. Waiting a
+                // moment (up to half the last sync's time) for as many changes as the
+                // last sync covered plus those that arrived while it ran joins them,
+                // and a sync costs far less than twice one half its size. A lone
+                // writer's change is that many at once, so it never waits.
+                let waiting = pending.last.saturating_sub(self.wal.last_seq());
+                match self.gather {
+                    Some((expect, until)) if waiting < expect => {
+                        let left = until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        pending = self
+                            .shared
+                            .ready
+                            .wait_timeout(pending, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                        continue;
+                    }
+                    _ => break,
+                }
             }
             if self.mode == FsyncMode::EverySec && unsynced {
                 let left = EVERY.saturating_sub(self.synced_at.elapsed());
@@ -195,6 +227,7 @@ impl LogThread {
                     .unwrap_or_else(|e| e.into_inner());
             }
         }
+        self.gather = None;
         std::mem::swap(batch, &mut pending.buf);
         Round {
             last: pending.last,
@@ -227,6 +260,19 @@ impl LogThread {
         stats.sync_micros_max.fetch_max(micros, Ordering::Relaxed);
         stats.durable.store(written, Ordering::Release);
         let _ = self.wake.wake();
+        if self.mode == FsyncMode::Always {
+            // The writers this sync releases will write again, and those that wrote
+            // while it ran are waiting already: the next group is both.
+            let arrived = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .last
+                .saturating_sub(written);
+            let expect = (written - durable) + arrived;
+            self.gather = Some((expect, self.synced_at + (took / 2).min(GATHER_MAX)));
+        }
         true
     }
 
