@@ -59,6 +59,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 pub mod timers;
+mod upkeep;
 
 pub use outgoing::Outgoing;
 pub use state::{CloseReason, State};
@@ -773,35 +774,6 @@ impl Connection {
             self.version = (*max_version).min(MAX_VERSION);
             self.features = wanted & SUPPORTED_FEATURES;
         }
-    }
-
-    fn release_idle_buffers(&mut self) {
-        if self.input.capacity() > KEEP_BUFFER_BYTES && self.input.is_empty() {
-            self.input = BytesMut::new();
-        }
-        self.output.release_idle(KEEP_BUFFER_BYTES);
-        if self.held.capacity() > 64 && self.held.is_empty() {
-            self.held = VecDeque::new();
-        }
-    }
-
-    fn check_invariants(&self) {
-        debug_assert!(self.in_flight <= self.limits.max_in_flight);
-        debug_assert!(
-            self.held.is_empty() || self.in_flight == 0 || self.cancelled,
-            "{:?}: jobs held while a run is in flight",
-            self.id
-        );
-        debug_assert!(
-            self.state == State::Open || self.input.is_empty() || self.input_ended.is_some(),
-            "{:?}: input kept after close",
-            self.id
-        );
-        debug_assert!(
-            !self.is_closed() || (self.output.is_empty() && self.held.is_empty()),
-            "{:?}: closed with something owed",
-            self.id
-        );
     }
 }
 
