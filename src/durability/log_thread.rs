@@ -182,7 +182,8 @@ impl LogThread {
             if asked {
                 break;
             }
-            if !pending.buf.is_empty() {
+            // What to wait for, and until when (`None`: until something happens).
+            let until = if !pending.buf.is_empty() {
                 // Group commit: with many writers, those whose answers the last sync
                 // released write again while the next sync runs, and the writers
                 // split into two groups taking turns, each synced alone. Waiting a
@@ -192,40 +193,32 @@ impl LogThread {
                 // writer's change is that many at once, so it never waits.
                 let waiting = pending.last.saturating_sub(self.wal.last_seq());
                 match self.gather {
-                    Some((expect, until)) if waiting < expect => {
-                        let left = until.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            break;
-                        }
-                        pending = self
-                            .shared
-                            .ready
-                            .wait_timeout(pending, left)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                        continue;
-                    }
+                    Some((expect, until)) if waiting < expect => Some(until),
                     _ => break,
                 }
-            }
-            if self.mode == FsyncMode::EverySec && unsynced {
-                let left = EVERY.saturating_sub(self.synced_at.elapsed());
-                if left.is_zero() {
-                    break;
-                }
-                pending = self
-                    .shared
-                    .ready
-                    .wait_timeout(pending, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+            } else if self.mode == FsyncMode::EverySec && unsynced {
+                Some(self.synced_at + EVERY)
             } else {
-                pending = self
+                None
+            };
+            pending = match until {
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.shared
+                        .ready
+                        .wait_timeout(pending, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self
                     .shared
                     .ready
                     .wait(pending)
-                    .unwrap_or_else(|e| e.into_inner());
-            }
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
         }
         self.gather = None;
         std::mem::swap(batch, &mut pending.buf);
