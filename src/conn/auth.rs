@@ -9,9 +9,8 @@
 
 use super::{CloseReason, Connection};
 use crate::auth::PRE_AUTH_MAX_FRAME;
-use crate::exec::sink::Sink;
 use crate::job::JobOp;
-use crate::protocol::{encode, Decoder, Opcode, Request, RequestError, RequestId, Status};
+use crate::protocol::{Decoder, Opcode, Request, RequestError, Status};
 use bytes::BytesMut;
 
 /// What AUTH_REQUIRED says when the deadline passes.
@@ -68,15 +67,7 @@ impl Connection {
     /// The authentication deadline passed: tell the client (unprompted) and close.
     pub(super) fn handle_auth_timeout(&mut self) {
         self.auth_deadline = None;
-        self.input = BytesMut::new();
-        self.decodable = false;
-        encode::error(
-            self.output.buf(),
-            Opcode(0),
-            RequestId(0),
-            Status::AUTH_REQUIRED,
-            TIMED_OUT,
-        );
+        self.tell_and_stop_reading(Status::AUTH_REQUIRED, TIMED_OUT);
         self.begin_close(CloseReason::AuthTimeout);
     }
 }
@@ -93,7 +84,7 @@ mod tests {
     use crate::auth::TokenCheck;
     use crate::conn::{ConnLimits, State};
     use crate::job::{ConnId, Job};
-    use crate::protocol::{Decoder, Limits, Response, ResponseBody};
+    use crate::protocol::{Limits, RequestId, Response, ResponseBody};
     use bytes::Bytes;
     use std::sync::Arc;
     use std::time::{Duration, Instant};

@@ -68,8 +68,8 @@ pub use timers::Timer;
 use crate::exec::sink::Sink;
 use crate::job::{ConnId, Job, JobOp};
 use crate::protocol::{
-    encode, features, DecodeError, Decoder, Frame, Limits, Opcode, Request, RequestId, Status,
-    BASE_VERSION, MAX_VERSION, PREFIX_LEN,
+    encode, features, DecodeError, Decoder, Frame, Limits, Opcode, Request, Status, BASE_VERSION,
+    MAX_VERSION, PREFIX_LEN,
 };
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -513,15 +513,7 @@ impl Connection {
         }
         self.output.drop_after_frame();
         self.held.clear();
-        self.input = BytesMut::new();
-        self.decodable = false;
-        encode::error(
-            self.output.buf(),
-            Opcode(0),
-            RequestId(0),
-            Status::CLIENT_MEMORY_LIMIT,
-            EVICTED_MESSAGE,
-        );
+        self.tell_and_stop_reading(Status::CLIENT_MEMORY_LIMIT, EVICTED_MESSAGE);
         self.discard_answers = true;
         self.begin_close(CloseReason::ClientMemoryLimit);
         self.last_activity = now;

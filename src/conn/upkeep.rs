@@ -1,9 +1,10 @@
-//! A connection's upkeep after each call: releasing the buffers an idle connection
-//! no longer needs, and checking (in debug builds) the promises the state machine
-//! keeps.
+//! A connection's upkeep: releasing the buffers an idle connection no longer needs,
+//! checking (in debug builds) the promises the state machine keeps, and the
+//! unprompted fatal frame a server-side close sends.
 
 use super::{Connection, State, KEEP_BUFFER_BYTES};
 use crate::exec::sink::Sink;
+use crate::protocol::{encode, Opcode, RequestId, Status};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 
@@ -39,5 +40,13 @@ impl Connection {
             "{:?}: closed with something owed",
             self.id
         );
+    }
+
+    /// Drops the input and stops decoding, and queues a fatal error frame the client
+    /// did not ask for (opcode 0, request id 0): the server closes after it.
+    pub(super) fn tell_and_stop_reading(&mut self, status: Status, message: &[u8]) {
+        self.input = BytesMut::new();
+        self.decodable = false;
+        encode::error(self.output.buf(), Opcode(0), RequestId(0), status, message);
     }
 }
