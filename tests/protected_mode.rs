@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use common::ServerProcess;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 
 /// A network namespace and the veth pair into it, removed when dropped.
 struct Namespace {
@@ -122,50 +121,9 @@ impl Drop for Namespace {
     }
 }
 
-/// A server listening on every address, killed when dropped.
-struct Wide {
-    child: Child,
-    port: u16,
-}
-
-impl Wide {
-    fn start(listen: &str, extra: &[&str]) -> Wide {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", listen])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start switchboard");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(common::WAIT).expect("the server's address");
-        let addr: SocketAddr = line
-            .strip_prefix("listening on ")
-            .expect("listening on")
-            .parse()
-            .unwrap();
-        Wide {
-            child,
-            port: addr.port(),
-        }
-    }
-
-    fn loopback(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
-
-impl Drop for Wide {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The server's port on IPv4 loopback, whatever address it listens on.
+fn loopback(server: &ServerProcess) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], server.addr.port()))
 }
 
 const PING: &str = "0000000801020000000000 05";
@@ -201,12 +159,12 @@ fn protected_mode_refuses_a_client_from_another_address_and_tells_it_why() {
     assert!(!ns.ns_ip.is_empty());
 
     // No token, protected mode on (the default): DENIED, with what to change.
-    let server = Wide::start("0.0.0.0:0", &[]);
-    let answer = ns.first_status(SocketAddr::new(host, server.port), &ping_hex());
+    let server = ServerProcess::start_on("0.0.0.0:0", &[]);
+    let answer = ns.first_status(SocketAddr::new(host, server.addr.port()), &ping_hex());
     assert!(answer.starts_with("25 "), "expected DENIED: {answer}");
     assert!(answer.contains("--auth-token-file"), "{answer}");
     // Counted; and a loopback client is still served.
-    let mut local = switchboard::client::Client::connect(server.loopback()).unwrap();
+    let mut local = switchboard::client::Client::connect(loopback(&server)).unwrap();
     local.set_timeout(Some(common::WAIT)).unwrap();
     let stats = local.stats().unwrap();
     assert_eq!(
@@ -215,20 +173,21 @@ fn protected_mode_refuses_a_client_from_another_address_and_tells_it_why() {
     );
 
     // Protected mode off: served.
-    let open = Wide::start("0.0.0.0:0", &["--protected-mode", "no"]);
-    let answer = ns.first_status(SocketAddr::new(host, open.port), &ping_hex());
+    let open = ServerProcess::start_on("0.0.0.0:0", &["--protected-mode", "no"]);
+    let answer = ns.first_status(SocketAddr::new(host, open.addr.port()), &ping_hex());
     assert!(answer.starts_with("00"), "expected a PONG: {answer}");
 
     // A token: the client is let in to authenticate.
     let token = std::env::temp_dir().join(format!("sb-protected-{}", std::process::id()));
     std::fs::write(&token, "netns-token\n").unwrap();
-    let authed = Wide::start("0.0.0.0:0", &["--auth-token-file", token.to_str().unwrap()]);
+    let authed =
+        ServerProcess::start_on("0.0.0.0:0", &["--auth-token-file", token.to_str().unwrap()]);
     let answer = ns.first_status(
-        SocketAddr::new(host, authed.port),
+        SocketAddr::new(host, authed.addr.port()),
         &hello_hex("netns-token"),
     );
     assert!(answer.starts_with("00"), "expected HELLO OK: {answer}");
-    let answer = ns.first_status(SocketAddr::new(host, authed.port), &ping_hex());
+    let answer = ns.first_status(SocketAddr::new(host, authed.addr.port()), &ping_hex());
     assert!(answer.starts_with("19"), "expected AUTH_REQUIRED: {answer}");
     let _ = std::fs::remove_file(&token);
 }
@@ -240,12 +199,12 @@ fn a_dual_stack_listener_serves_ipv4_loopback_clients_in_protected_mode() {
         return;
     };
     drop(probe);
-    let server = Wide::start("[::]:0", &[]);
+    let server = ServerProcess::start_on("[::]:0", &[]);
     // Seen by the server as ::ffff:127.0.0.1.
-    let mut c = switchboard::client::Client::connect(server.loopback()).unwrap();
+    let mut c = switchboard::client::Client::connect(loopback(&server)).unwrap();
     c.set_timeout(Some(common::WAIT)).unwrap();
     c.ping().unwrap();
-    let mut c6 = switchboard::client::Client::connect(("::1", server.port)).unwrap();
+    let mut c6 = switchboard::client::Client::connect(("::1", server.addr.port())).unwrap();
     c6.set_timeout(Some(common::WAIT)).unwrap();
     c6.ping().unwrap();
 }

@@ -39,8 +39,14 @@ impl ServerProcess {
     /// Starts `switchboard --listen 127.0.0.1:0` with extra flags and waits for its
     /// `listening on` line.
     pub fn start(extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_on("127.0.0.1:0", extra)
+    }
+
+    /// Starts `switchboard --listen LISTEN` with extra flags and waits for its
+    /// `listening on` line.
+    pub fn start_on(listen: &str, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
