@@ -2,8 +2,10 @@
 //! as the fsync mode says, and publishes the durable sequence.
 //!
 //! Group commit: each round takes *everything* pending at that moment, so one write
-//! and one sync cover every change that arrived while the previous sync ran. A round
-//! starts as soon as something is pending; nothing waits to gather more.
+//! and one sync cover every change that arrived while the previous sync ran. Under
+//! `always`, a round may wait a moment for its group to gather (see `take`); a lone
+//! writer never waits. The reactor wakes this thread only when what it submits is
+//! worth a round (`Pending::wake_at`), not for every batch of a group still gathering.
 
 use super::{FsyncMode, Shared};
 use crate::wal::{Disk, Wal};
@@ -182,7 +184,9 @@ impl LogThread {
             if asked {
                 break;
             }
-            // What to wait for, and until when (`None`: until something happens).
+            // What to wait for, and until when (`None`: until something happens), and
+            // how many changes are worth waking for.
+            let mut wake_at = pending.last.saturating_add(1);
             let until = if !pending.buf.is_empty() {
                 // Group commit: with many writers, those whose answers the last sync
                 // released write again while the next sync runs, and the writers
@@ -193,7 +197,10 @@ impl LogThread {
                 // writer's change is that many at once, so it never waits.
                 let waiting = pending.last.saturating_sub(self.wal.last_seq());
                 match self.gather {
-                    Some((expect, until)) if waiting < expect => Some(until),
+                    Some((expect, until)) if waiting < expect => {
+                        wake_at = self.wal.last_seq().saturating_add(expect);
+                        Some(until)
+                    }
                     _ => break,
                 }
             } else if self.mode == FsyncMode::EverySec && unsynced {
@@ -201,6 +208,7 @@ impl LogThread {
             } else {
                 None
             };
+            pending.wake_at = wake_at;
             pending = match until {
                 Some(until) => {
                     let left = until.saturating_duration_since(Instant::now());
@@ -220,6 +228,8 @@ impl LogThread {
                     .unwrap_or_else(|e| e.into_inner()),
             };
         }
+        // Busy from here until the next wait: submits need not wake it.
+        pending.wake_at = u64::MAX;
         self.gather = None;
         std::mem::swap(batch, &mut pending.buf);
         Round {

@@ -253,6 +253,10 @@ struct Pending {
     /// A snapshot covers every change up to here: remove the segments it makes
     /// useless.
     remove_through: Option<u64>,
+    /// The log thread sleeps until `last` reaches this (`u64::MAX`: it is not
+    /// waiting for changes). A submit wakes it only then: waking it for every batch
+    /// of a group it is still gathering cost a futex call and a context switch each.
+    wake_at: u64,
 }
 
 /// State shared by the reactor and the log thread.
@@ -460,8 +464,11 @@ impl Durability {
             self.local.clear();
         }
         pending.last = self.local_last;
+        let wake = pending.last >= pending.wake_at;
         drop(pending);
-        self.shared.ready.notify_one();
+        if wake {
+            self.shared.ready.notify_one();
+        }
     }
 
     /// Stops the log thread after it has written and synced everything submitted, and
