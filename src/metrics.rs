@@ -347,6 +347,12 @@ impl Collector for Figures {
                 "Bytes in the write-ahead log's segments.",
                 get(&log.bytes),
             )?;
+            gauge(
+                &mut e,
+                "switchboard_snapshot_bytes",
+                "Bytes in the newest snapshot (0: none); the log is compacted past twice this.",
+                get(&log.snapshot_bytes),
+            )?;
             counter(
                 &mut e,
                 "switchboard_log_synced_changes",

@@ -392,9 +392,22 @@ fn compaction_bounds_the_log_and_a_restart_keeps_every_latest_value() {
     let stats = server.stats();
     let log_bytes = switchboard::client::stat(&stats, "log_bytes").unwrap();
     assert!(log_bytes < written / 2, "the log holds {log_bytes} B");
+    // The newest snapshot's size is what the next compaction measures the log by:
+    // about the live data (100 records of some 220 bytes), not the memory charge.
+    let snapshot_bytes = switchboard::client::stat(&stats, "snapshot_bytes").unwrap();
+    assert!(
+        (100 * 210..100 * 300).contains(&snapshot_bytes),
+        "snapshot of {snapshot_bytes} B"
+    );
     server.terminate();
 
     let server = start(&dir, &[]);
+    let stats = server.stats();
+    assert_eq!(
+        switchboard::client::stat(&stats, "snapshot_bytes"),
+        Some(snapshot_bytes),
+        "a restart measures the snapshot it loaded"
+    );
     let mut c = server.client();
     for (key, version) in &latest {
         let record = c.get(key.clone()).unwrap().expect("a record");

@@ -286,6 +286,7 @@ fn with_a_data_directory_the_log_is_in_the_scrape() {
         value(&scrape, "switchboard_log_compactions_total", None),
         0.0
     );
+    assert_eq!(value(&scrape, "switchboard_snapshot_bytes", None), 0.0);
     assert_eq!(
         value(&scrape, "switchboard_storage_full_events_total", None),
         0.0

@@ -185,8 +185,8 @@ struct Flags {
     backup_to: Option<std::path::PathBuf>,
 
     /// With --data-dir, compact the log only once it is past this size (suffixes k,
-    /// m, g) and past twice the live data: a snapshot of the records replaces the
-    /// segments it covers.
+    /// m, g) and past twice the live data, as the newest snapshot measured it: a
+    /// snapshot of the records replaces the segments it covers.
     #[arg(long, default_value = "64m", value_parser = parse_bytes)]
     compact_min: u64,
 

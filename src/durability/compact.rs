@@ -2,6 +2,13 @@
 //! (and past the configured minimum, and two segments), a background thread writes a snapshot of the
 //! live records and the log thread then removes the segments it covers.
 //!
+//! The live data is measured as the newest snapshot's size: what the records took on
+//! disk, in the log's own terms, when it was written (Redis sizes its AOF rewrites
+//! against the last rewrite the same way). The store's memory charge is no measure:
+//! it counts a fixed 240 bytes a record where a small record's log entry takes about
+//! a hundred, so a log compacted at twice it grew to five times its snapshot. With no
+//! snapshot yet, the minimum alone decides.
+//!
 //! The snapshot is *fuzzy*: it starts at sequence `s0` and reads the store a page at
 //! a time while writes go on, so each record is as of some moment after `s0`.
 //! Recovery loads it and then replays every log entry after `s0`, in order, which
@@ -25,7 +32,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The log may grow to this many times the live data before it is compacted.
+/// The log may grow to this many times the live data (the newest snapshot's size)
+/// before it is compacted.
 pub const COMPACT_RATIO: u64 = 2;
 
 /// Records read from the store per page.
@@ -56,14 +64,12 @@ impl Compactor {
                 let _ = done.join();
             }
         }
-        let log = shared.stats.bytes.load(Ordering::Relaxed);
-        let live = ctx.store.memory_used();
-        // Two segments at least, so one that is not being written can go: otherwise
-        // a snapshot would remove nothing, and the next would start at once.
-        let floor = config
-            .compact_min_bytes
-            .max(config.segment_bytes.saturating_mul(2));
-        if log < floor || log < live.saturating_mul(COMPACT_RATIO) {
+        let stats = &shared.stats;
+        if !is_due(
+            stats.bytes.load(Ordering::Relaxed),
+            stats.snapshot_bytes.load(Ordering::Relaxed),
+            config,
+        ) {
             return;
         }
         let (disk, dir) = (config.disk.clone(), config.dir.clone());
@@ -83,6 +89,17 @@ impl Compactor {
             let _ = running.join();
         }
     }
+}
+
+/// Whether a log of `log` bytes is due a compaction, the newest snapshot holding
+/// `snapshot` bytes (0: none).
+fn is_due(log: u64, snapshot: u64, config: &DurabilityConfig) -> bool {
+    // Two segments at least, so one that is not being written can go: otherwise a
+    // snapshot would remove nothing, and the next would start at once.
+    let floor = config
+        .compact_min_bytes
+        .max(config.segment_bytes.saturating_mul(2));
+    log >= floor && log >= snapshot.saturating_mul(COMPACT_RATIO)
 }
 
 /// Writes a snapshot of the store and asks the log thread to remove what it covers.
@@ -114,6 +131,10 @@ fn compact(disk: &Disk, dir: &Path, shared: &Arc<Shared>, ctx: &Context) {
     match result {
         Ok(Some(info)) => {
             shared.stats.compactions.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .snapshot_bytes
+                .store(info.bytes, Ordering::Relaxed);
             tracing::info!(
                 "compacted the log: a snapshot of {} record(s) at change {s0} ({} B) in \
                  {:.2} s",
@@ -143,5 +164,28 @@ fn wait_durable(shared: &Shared, seq: u64) -> bool {
             return false;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_is_due_past_the_floor_and_twice_the_last_snapshot() {
+        let mut config = DurabilityConfig::new("unused");
+        config.compact_min_bytes = 64 << 20;
+        config.segment_bytes = 64 << 20;
+        // The floor is two segments when that is more than the minimum.
+        assert!(!is_due((128 << 20) - 1, 0, &config));
+        assert!(is_due(128 << 20, 0, &config));
+        // Past the floor, the log must also be twice the newest snapshot.
+        assert!(!is_due(199 << 20, 100 << 20, &config));
+        assert!(is_due(200 << 20, 100 << 20, &config));
+        // A small snapshot leaves the floor in charge.
+        assert!(!is_due(100 << 20, 1 << 20, &config));
+        config.segment_bytes = 1 << 20;
+        assert!(is_due(64 << 20, 1 << 20, &config));
+        assert!(!is_due(63 << 20, 1 << 20, &config));
     }
 }

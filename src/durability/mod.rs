@@ -27,6 +27,7 @@ mod backup;
 mod compact;
 mod history;
 mod log_thread;
+mod replay;
 
 pub use backup::{backup, BackupError, BackupReport};
 pub use compact::COMPACT_RATIO;
@@ -93,7 +94,7 @@ pub struct DurabilityConfig {
     /// Test hook: every sync takes at least this much longer.
     pub sync_delay: Duration,
     /// The log is compacted only past this size (and past [`COMPACT_RATIO`] times
-    /// the live data).
+    /// the newest snapshot's size).
     pub compact_min_bytes: u64,
     /// The file system `dir` is on: the real one, or a simulated disk a test can
     /// cut the power to.
@@ -183,6 +184,9 @@ pub struct LogStats {
     pub storage_full_events: AtomicU64,
     /// Compactions done.
     pub compactions: AtomicU64,
+    /// The size of the newest snapshot (0: none): the live data as of that snapshot,
+    /// which the log is measured against for the next compaction.
+    pub snapshot_bytes: AtomicU64,
     /// Changes replayed from the log at start.
     pub recovered: AtomicU64,
     /// How long recovery took, in microseconds.
@@ -216,7 +220,7 @@ impl LogStats {
     }
 
     /// The figures STATS reports.
-    pub fn figures(&self) -> [(&'static str, u64); 13] {
+    pub fn figures(&self) -> [(&'static str, u64); 14] {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let syncs = get(&self.syncs);
         let h = self.sync_latency();
@@ -235,6 +239,7 @@ impl LogStats {
             ("storage_full", u64::from(self.storage_full())),
             ("storage_full_events", get(&self.storage_full_events)),
             ("log_compactions", get(&self.compactions)),
+            ("snapshot_bytes", get(&self.snapshot_bytes)),
             ("recovered_changes", get(&self.recovered)),
             ("recovery_us", get(&self.recovery_micros)),
         ]
@@ -310,15 +315,16 @@ impl Durability {
             wal::Disk::Real => Some(lock_dir(&config.dir)?),
             wal::Disk::Simulated(_) => None,
         };
-        let mut tail = VecDeque::new();
-        let mut tail_base = None;
         let mut snapshot_records = 0u64;
+        let mut bulk = store.bulk_load();
         let snapshot = wal::load_snapshot(disk, &config.dir, |key, version, value| {
-            store.restore(key, version, Some(value));
+            bulk.add(key, version, value);
             snapshot_records += 1;
         })?
         .unwrap_or(0);
+        bulk.finish();
         store.restore_seq(snapshot);
+        let mut replay = replay::Replay::new(store, keep);
         let (wal, report) = Wal::open_after(
             disk.clone(),
             &config.dir,
@@ -327,30 +333,9 @@ impl Durability {
                 repair: config.repair,
             },
             snapshot,
-            |seq, record| {
-                let base = *tail_base.get_or_insert(seq - 1);
-                let change = match record {
-                    Record::Put { key, value } => {
-                        store.restore(key, seq, Some(value));
-                        Change::restored(seq, key, Some(value))
-                    }
-                    Record::Delete { key } => {
-                        store.restore(key, seq, None);
-                        Change::restored(seq, key, None)
-                    }
-                    Record::Hole => {
-                        store.restore_seq(seq);
-                        Change::hole(seq)
-                    }
-                };
-                tail.push_back(change);
-                if tail.len() > keep {
-                    if let Some(old) = tail.pop_front() {
-                        tail_base = Some(old.seq.max(base));
-                    }
-                }
-            },
+            |seq, record| replay.add(seq, record),
         )?;
+        let (tail, tail_base) = replay.finish(report.last_seq);
         store.restore_seq(report.last_seq);
         if snapshot > 0 {
             tracing::info!(
@@ -363,6 +348,13 @@ impl Durability {
         stats.durable.store(report.last_seq, Ordering::Relaxed);
         stats.written.store(report.last_seq, Ordering::Relaxed);
         stats.bytes.store(wal.bytes(), Ordering::Relaxed);
+        if snapshot > 0 {
+            let path = config.dir.join(wal::snapshot_name(snapshot));
+            let bytes = wal::Fs::open(disk, &path)
+                .and_then(|f| wal::FsFile::size(&f))
+                .map_err(io(&path))?;
+            stats.snapshot_bytes.store(bytes, Ordering::Relaxed);
+        }
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
                 last: report.last_seq,
@@ -381,11 +373,6 @@ impl Durability {
             disk.is_simulated(),
         )
         .map_err(io(&config.dir))?;
-        let tail_base = if tail.is_empty() {
-            report.last_seq
-        } else {
-            tail_base.unwrap_or(0)
-        };
         let recovered = Recovered {
             report,
             history: history.id(),

@@ -49,11 +49,13 @@
 //!   (or a change stream) rebuilds a store from outside.
 
 mod blob;
+mod bulk;
 pub mod change;
 mod shard;
 mod table;
 
 use blob::{KeyBlob, ValueBlob};
+pub use bulk::BulkLoad;
 pub use change::{Change, ChangeOp, Key, Stored};
 
 use bytes::Bytes;

@@ -119,6 +119,16 @@ impl Shard {
         }
     }
 
+    /// Adds keys, in ascending order, to the ordered index (see `BulkLoad`). Into an
+    /// empty index they are built in one pass rather than inserted one by one.
+    pub(super) fn extend_order(&mut self, keys: Vec<KeyBlob>) {
+        if self.order.is_empty() {
+            self.order = keys.into_iter().collect();
+        } else {
+            self.order.extend(keys);
+        }
+    }
+
     /// Removes and returns the record.
     pub(super) fn remove(&mut self, hash: u64, key: &[u8]) -> Option<Rec> {
         let rec = self.table.remove(hash, key)?;
