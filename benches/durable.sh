@@ -389,15 +389,16 @@ if has_part 4 && ! over_budget; then
     # (bounded) for the one the passes started, so the restarts load its snapshot.
     if ((RECOVERY_PASSES > 1)); then
         for i in $(seq 1 600); do
-            (($(sb_stat log_compactions || echo 0) > 0)) && break
+            done_compactions=$(sb_stat log_compactions)
+            ((${done_compactions:-0} > 0)) && break
             sleep 0.1
         done
     fi
     log_bytes=$(sb_stat log_bytes)
     compactions=$(sb_stat log_compactions)
+    snapshot_bytes=$(sb_stat snapshot_bytes)
     echo "  written in $((SECONDS - t0)) s; log $log_bytes bytes; $compactions compaction(s)" >&2
     stop keep
-    snapshot_bytes=$(find "$rdir" -name '*.snap' -printf '%s\n' | sort -n | tail -1)
     for i in $(seq 1 "$((2 * RECOVERY_REPEAT))"); do
         over_budget && break
         cache=warm
@@ -476,7 +477,7 @@ if [[ -n ${RESULT[sb-always,read]:-} ]]; then
 fi
 if ((${#RECOVERY[@]})); then
     printf '\nrecovery of %s records (%s-byte values, written %s times; snapshot %s bytes, log %s bytes)\n' \
-        "$RECOVERY_RECORDS" "$VALUE" "$RECOVERY_PASSES" "${snapshot_bytes:-no}" "$log_bytes"
+        "$RECOVERY_RECORDS" "$VALUE" "$RECOVERY_PASSES" "${snapshot_bytes:-0}" "$log_bytes"
     printf '%-6s %12s %16s %12s\n' cache "to listen s" "server recovery s" "log changes"
     worst=0
     all=""

@@ -16,8 +16,8 @@ pub struct BulkLoad<'a> {
     store: &'a Store,
     /// The keys added to each shard, in order, for its ordered index.
     keys: Vec<Vec<KeyBlob>>,
-    /// The last key added.
-    last: Option<KeyBlob>,
+    /// The shard the last key added went to: that key ends its list in `keys`.
+    last: Option<usize>,
     /// The store was empty and every key so far came after the one before, so none
     /// is in the store yet. Once false, records go through `restore`.
     fresh: bool,
@@ -44,7 +44,8 @@ impl Store {
 impl BulkLoad<'_> {
     /// Adds (or, out of order, restores) `key` at `version` with `value`.
     pub fn add(&mut self, key: &[u8], version: u64, value: &[u8]) {
-        if self.fresh && self.last.as_deref().is_some_and(|last| key <= last) {
+        let last = self.last.and_then(|i| self.keys[i].last());
+        if self.fresh && last.is_some_and(|last| key <= &**last) {
             self.fresh = false;
         }
         if !self.fresh {
@@ -59,8 +60,9 @@ impl BulkLoad<'_> {
             key: key_blob.clone(),
             value: ValueBlob::copy_from(value),
         });
-        self.keys[hash as usize & (SHARDS - 1)].push(key_blob.clone());
-        self.last = Some(key_blob);
+        let shard = hash as usize & (SHARDS - 1);
+        self.keys[shard].push(key_blob);
+        self.last = Some(shard);
         self.charged += record_cost(key, value);
         self.top = self.top.max(version);
     }
